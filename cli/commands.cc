@@ -1,0 +1,11 @@
+#include "cli/commands.h"
+
+namespace petaring::cli {
+
+void register_commands(CLI::App& app, CommandTable& table) {
+  register_devices(app, table);
+  register_train(app, table);
+  register_bench(app, table);
+}
+
+}  // namespace petaring::cli

@@ -1,0 +1,42 @@
+// Transport: tagged point-to-point byte messages among the ranks of one group. The
+// collective algorithms (ring.h, ...) are written against this interface only, so that
+// every algorithm runs over every transport (in-process, MPI today).
+//
+// Contract: messages between one (sender, receiver, tag) triple arrive in send order; a
+// receive must name the exact size of the matching send. isend/irecv return at once; the
+// buffers must stay valid and untouched until the request completes.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace petaring {
+
+class Request {
+ public:
+  virtual ~Request() = default;
+  // Blocks until done. Throws kTimeout (naming the peer) when no progress for `timeout`,
+  // kDisconnected when the peer is gone.
+  virtual void wait(std::chrono::milliseconds timeout) = 0;
+  virtual bool test() = 0;  // non-blocking: true when done
+};
+
+class Transport {
+ public:
+  Transport() = default;
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+  virtual ~Transport() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;  // "mpi", "local"
+  virtual std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
+                                         uint64_t tag) = 0;
+  virtual std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) = 0;
+};
+
+}  // namespace petaring
