@@ -1,0 +1,71 @@
+// petaring train RECIPE [--set key.path=value]... [--metrics FILE]
+//
+// Runs one rank: alone (no mpirun) or as one of the ranks of an mpirun job, each rank
+// driving one virtual GPU (device index = local rank on its host).
+#include <thread>
+
+#include "cli/commands.h"
+#include "collectives/bootstrap.h"
+#include "device/cpu/cpu_device.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "trainer/recipe.h"
+#include "trainer/train.h"
+
+namespace petaring::cli {
+namespace {
+
+struct TrainArgs {
+  std::string recipe;
+  std::vector<std::string> overrides;
+  std::string metrics;
+};
+
+std::unique_ptr<Device> open_rank_device(const DevicesConfig& config, const WorldInfo& world) {
+  if (config.kind != "cpu") {
+    PR_FAIL(kUnimplemented, "devices.kind '", config.kind, "' is not available in this build; use cpu");
+  }
+  int count = config.count > 0 ? static_cast<int>(config.count) : world.local_size;
+  if (world.local_rank >= count) {
+    PR_FAIL(kInvalidArgument, "rank ", world.rank, " on host ", world.host, " has local rank ",
+            world.local_rank, " but devices.count is ", count,
+            ": start at most that many ranks per host, or raise devices.count");
+  }
+  CpuDeviceOptions options;
+  options.count = count;
+  options.memory_bytes = config.memory_bytes;
+  // GEMM threads: the recipe's value, else this host's cores shared by its local ranks.
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  options.threads = config.threads > 0 ? static_cast<int>(config.threads)
+                                       : std::max(1, cores / std::max(1, world.local_size));
+  // This process drives one virtual GPU; open just that one, numbered by local rank.
+  auto devices = open_cpu_devices(options);
+  return std::move(devices[static_cast<size_t>(world.local_rank)]);
+}
+
+int run_train(const TrainArgs& args) {
+  // The recipe is checked before anything starts, so that every rank fails the same way.
+  Recipe recipe = load_recipe(args.recipe, args.overrides);
+  WorldInfo world;
+  std::unique_ptr<Communicator> comm = make_world_communicator(&world);
+  if (world.size > 1) set_log_rank(world.rank);
+  std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
+  TrainOptions options;
+  options.metrics_path = world.rank == 0 ? args.metrics : "";
+  run_training(recipe, *comm, *device, options);
+  return 0;
+}
+
+}  // namespace
+
+void register_train(CLI::App& app, CommandTable& table) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* sub = app.add_subcommand("train", "train the model a recipe describes");
+  sub->add_option("recipe", args->recipe, "recipe YAML file")->required();
+  sub->add_option("--set", args->overrides,
+                  "override a recipe field, e.g. --set training.batch_size=32 (repeatable)");
+  sub->add_option("--metrics", args->metrics, "write metrics as JSONL to this file (rank 0)");
+  table.entries.emplace_back(sub, [args] { return run_train(*args); });
+}
+
+}  // namespace petaring::cli

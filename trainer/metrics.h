@@ -1,0 +1,48 @@
+// Training output: a live progress line (on a terminal) or plain lines, and an optional
+// JSONL metrics file. Only rank 0 reports; other ranks construct a silent reporter.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace petaring {
+
+class Reporter {
+ public:
+  // `metrics_path` empty: no file. `active` false: prints and writes nothing.
+  Reporter(bool active, const std::string& metrics_path);
+  ~Reporter();
+
+  struct StepInfo {
+    int64_t epoch = 0, epochs = 0;
+    int64_t step = 0, total_steps = 0;  // global step count, 1-based
+    double loss = 0;
+    double lr = 0;
+    double samples_per_s = 0;
+    double eta_s = 0;
+    double elapsed_s = 0;
+  };
+  // Updates the live line (terminal) and, when `logged`, prints a plain line (no
+  // terminal) and appends a JSON object with "event": "step".
+  void step(const StepInfo& info, bool logged);
+  // Any other event: appended to the metrics file with its "event" key; `line` printed.
+  void event(const nlohmann::json& record, const std::string& line);
+
+ private:
+  void write(const nlohmann::json& record);
+  void clear_live_line();
+
+  bool active_;
+  bool terminal_;
+  bool live_line_shown_ = false;
+  std::ofstream metrics_;
+  std::string metrics_path_;
+};
+
+// "1:02:03", "4:05" (hours only when needed).
+std::string format_duration(double seconds);
+
+}  // namespace petaring
