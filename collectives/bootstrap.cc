@@ -1,0 +1,120 @@
+#include "collectives/bootstrap.h"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+
+#include "collectives/ring.h"
+#include "collectives/transport/local/local_transport.h"
+#include "collectives/transport/mpi/mpi_transport.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+namespace petaring {
+namespace {
+
+const char* const kLauncherVariables[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE",
+                                          "PMI_RANK"};
+
+std::string host_name() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
+  return name;
+}
+
+// An integer environment variable, or `fallback` when unset or malformed.
+int env_int(const char* variable, int fallback) {
+  const char* text = std::getenv(variable);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  long value = std::strtol(text, &end, 10);
+  return (*end == '\0' && value >= 0 && value <= INT_MAX) ? static_cast<int>(value) : fallback;
+}
+
+// Initializes MPI when nobody has; returns true when this call did (and so must finalize).
+bool initialize_mpi() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (finalized) {
+    PR_FAIL(kFailedPrecondition, "MPI was already finalized in this process; create the world "
+            "communicator once and keep it for the life of the process");
+  }
+  int provided = MPI_THREAD_SINGLE;
+  if (initialized) {
+    MPI_Query_thread(&provided);
+  } else {
+    int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+    if (code != MPI_SUCCESS) {
+      PR_FAIL(kFailedPrecondition, "MPI_Init_thread failed: ", mpi_error_text(code),
+              "; check the mpirun command line and the MPI installation");
+    }
+  }
+  if (provided < MPI_THREAD_SERIALIZED) {
+    PR_LOG(kWarn) << "MPI provides thread level " << provided
+                  << ", below MPI_THREAD_SERIALIZED; use collectives from the main thread only";
+  }
+  return !initialized;
+}
+
+// Fills local rank and size: from Open MPI's variables, else from a shared-memory split.
+void find_local_rank(MPI_Comm world, WorldInfo* info) {
+  info->local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", -1);
+  info->local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", -1);
+  if (info->local_rank >= 0 && info->local_size > 0) return;
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, info->rank, MPI_INFO_NULL, &node);
+  MPI_Comm_rank(node, &info->local_rank);
+  MPI_Comm_size(node, &info->local_size);
+  MPI_Comm_free(&node);
+}
+
+std::unique_ptr<Communicator> make_mpi_world(WorldInfo* info) {
+  bool owns_mpi = initialize_mpi();
+  // From here the transport owns MPI: any error below unwinds through its destructor.
+  auto transport = std::make_unique<MpiTransport>(MPI_COMM_WORLD, MpiTransportOptions{}, owns_mpi);
+  info->rank = transport->rank();
+  info->size = transport->size();
+  info->launched_by_mpi = true;
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int length = 0;
+  info->host = MPI_Get_processor_name(name, &length) == MPI_SUCCESS ? std::string(name, length)
+                                                                     : host_name();
+  find_local_rank(transport->comm(), info);
+  return std::make_unique<Communicator>(std::move(transport));
+}
+
+}  // namespace
+
+bool launched_by_mpi() {
+  for (const char* variable : kLauncherVariables) {
+    if (std::getenv(variable) != nullptr) return true;
+  }
+  return false;
+}
+
+std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info) {
+  WorldInfo local;
+  WorldInfo* world = info != nullptr ? info : &local;
+  std::unique_ptr<Communicator> communicator;
+  if (launched_by_mpi()) {
+    communicator = make_mpi_world(world);
+    set_log_rank(world->rank);
+  } else {
+    *world = WorldInfo{};
+    world->host = host_name();
+    communicator = std::make_unique<Communicator>(std::move(make_local_transports(1)[0]));
+  }
+  if (world->rank == 0) {
+    PR_LOG(kInfo) << "collectives: " << world->size << " rank(s) over the "
+                  << communicator->transport().name() << " transport"
+                  << (world->launched_by_mpi ? " (launched by mpirun)" : " (no mpirun)")
+                  << "; allreduce: ring, " << RingOptions{}.segment_bytes / 1024
+                  << " KiB segments; broadcast: pipelined chain; barrier: dissemination";
+  }
+  return communicator;
+}
+
+}  // namespace petaring

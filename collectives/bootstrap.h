@@ -1,0 +1,35 @@
+// Bootstrap: which group this process belongs to, and the Communicator over it.
+//
+// Under mpirun (Open MPI, MPICH, or any PMI/PMIx launcher) the world is MPI_COMM_WORLD
+// and the transport is MPI; otherwise the process is a world of one and MPI is never
+// touched, so `petaring train` works without mpirun.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "collectives/communicator.h"
+
+namespace petaring {
+
+struct WorldInfo {
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;   // rank among the processes on this host
+  int local_size = 1;
+  std::string host;
+  bool launched_by_mpi = false;
+};
+
+// True when the environment shows an MPI launcher (OMPI_COMM_WORLD_SIZE, PMIX_RANK,
+// PMI_SIZE, PMI_RANK).
+bool launched_by_mpi();
+
+// Creates the world communicator and fills `info` (which may be null). Under mpirun it
+// initializes MPI (MPI_THREAD_SERIALIZED or better) unless already initialized; the
+// returned communicator then owns MPI, and destroying it finalizes MPI, exactly once.
+// Call it once per process. Logs the transport and algorithms once (rank 0, info) and
+// sets the rank shown in log lines.
+std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info);
+
+}  // namespace petaring

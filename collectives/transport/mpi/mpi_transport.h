@@ -1,0 +1,65 @@
+// MPI point-to-point transport: MPI_Isend / MPI_Irecv over a private duplicate of a
+// communicator, completed by polling MPI_Test.
+//
+// Waiting spins on MPI_Test for a while, then sleeps between polls with a growing backoff
+// (up to max_sleep), so that ranks oversubscribed on few cores do not starve each other.
+// Every MPI call returns its error (MPI_ERRORS_RETURN); a failure becomes an Error of kind
+// kDisconnected naming the peer. A request with no completed piece for the wait's timeout
+// throws kTimeout naming the peer. Messages above max_piece_bytes (MPI counts are int) travel
+// as several MPI messages with the same tag, which MPI keeps in order; both sides must use
+// the same max_piece_bytes.
+//
+// Threads: one thread at a time may use the transport (MPI_THREAD_SERIALIZED or better).
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "collectives/transport.h"
+
+namespace petaring {
+
+struct MpiTransportOptions {
+  size_t max_piece_bytes = size_t{1} << 30;  // at most INT_MAX
+  int spin_polls = 1000;                     // MPI_Test calls before the first sleep
+  std::chrono::microseconds max_sleep{200};  // longest sleep between polls
+};
+
+class MpiTransport : public Transport {
+ public:
+  // Duplicates `comm` (MPI must be initialized). When `finalize_mpi` is true the destructor
+  // also calls MPI_Finalize: the bootstrap passes it when it initialized MPI itself.
+  explicit MpiTransport(MPI_Comm comm, MpiTransportOptions options = {},
+                        bool finalize_mpi = false);
+  ~MpiTransport() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "mpi"; }
+  std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
+                                 uint64_t tag) override;
+  std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override;
+
+  MPI_Comm comm() const { return comm_; }
+
+ private:
+  int mpi_tag(uint64_t tag) const;
+  void check_peer(int peer) const;
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  MpiTransportOptions options_;
+  bool finalize_mpi_;
+  int rank_ = 0;
+  int size_ = 1;
+  int tag_upper_bound_ = 32767;  // MPI guarantees at least this
+};
+
+// "MPI_ERR_TRUNCATE: message truncated" for an MPI error code.
+std::string mpi_error_text(int code);
+
+}  // namespace petaring

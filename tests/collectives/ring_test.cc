@@ -1,0 +1,287 @@
+// Ring allreduce, broadcast and barrier over the in-process transport: each rank is a
+// thread. Results are compared with a serial reference computed in double.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "collectives/communicator.h"
+#include "collectives/ring.h"
+#include "collectives/transport/local/local_transport.h"
+#include "runtime/error.h"
+
+namespace petaring {
+namespace {
+
+// Runs fn(rank's communicator) on `size` threads; returns each rank's exception (or null).
+// Ranks listed in `absent` never run.
+std::vector<std::exception_ptr> run_ranks(int size,
+                                          const std::function<void(Communicator&)>& fn,
+                                          std::chrono::milliseconds timeout = std::chrono::seconds(20),
+                                          std::vector<int> absent = {}) {
+  auto transports = make_local_transports(size);
+  std::vector<std::unique_ptr<Communicator>> comms;
+  for (auto& transport : transports) comms.push_back(std::make_unique<Communicator>(std::move(transport)));
+  std::vector<std::exception_ptr> errors(size);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < size; ++rank) {
+    if (std::find(absent.begin(), absent.end(), rank) != absent.end()) continue;
+    threads.emplace_back([&, rank] {
+      try {
+        comms[rank]->set_timeout(timeout);
+        fn(*comms[rank]);
+      } catch (...) {
+        errors[rank] = std::current_exception();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  return errors;
+}
+
+void expect_no_errors(const std::vector<std::exception_ptr>& errors) {
+  for (size_t rank = 0; rank < errors.size(); ++rank) {
+    if (!errors[rank]) continue;
+    try {
+      std::rethrow_exception(errors[rank]);
+    } catch (const std::exception& error) {
+      ADD_FAILURE() << "rank " << rank << " failed: " << error.what();
+    }
+  }
+}
+
+// The input of `rank` at element i: varied magnitudes and signs so that rounding shows.
+float input_value(int rank, size_t i, uint64_t salt = 0) {
+  uint64_t h = (i + 1) * 0x9e3779b97f4a7c15ull ^ (rank + 1) * 0xbf58476d1ce4e5b9ull ^ salt;
+  h ^= h >> 29;
+  return static_cast<float>(static_cast<int64_t>(h % 20001) - 10000) / 997.0f;
+}
+
+std::vector<float> make_input(int rank, size_t count, uint64_t salt = 0) {
+  std::vector<float> data(count);
+  for (size_t i = 0; i < count; ++i) data[i] = input_value(rank, i, salt);
+  return data;
+}
+
+// Checks `result` against the double-precision sum (or mean) over `size` ranks, with a
+// bound on float rounding of a sum of `size` terms.
+void expect_matches_reference(const std::vector<float>& result, int size, ReduceOp op,
+                              uint64_t salt = 0) {
+  int reported = 0;
+  for (size_t i = 0; i < result.size(); ++i) {
+    double sum = 0, magnitude = 0;
+    for (int rank = 0; rank < size; ++rank) {
+      sum += input_value(rank, i, salt);
+      magnitude += std::fabs(input_value(rank, i, salt));
+    }
+    double expected = op == ReduceOp::kAverage ? sum / size : sum;
+    double scale = op == ReduceOp::kAverage ? magnitude / size : magnitude;
+    double tolerance = (size + 1) * 1.2e-7 * scale + 1e-30;
+    if (std::fabs(result[i] - expected) > tolerance && reported++ < 5) {
+      ADD_FAILURE() << "element " << i << " of " << result.size() << ": got " << result[i]
+                    << ", expected " << expected << " (world " << size << ")";
+    }
+  }
+}
+
+// Runs one allreduce on every rank and checks the reference and bit-identity across ranks.
+void check_allreduce(int size, size_t count, ReduceOp op) {
+  SCOPED_TRACE(testing::Message() << "world " << size << ", count " << count << ", "
+                                  << (op == ReduceOp::kSum ? "sum" : "average"));
+  std::vector<std::vector<float>> results(size);
+  expect_no_errors(run_ranks(size, [&](Communicator& comm) {
+    std::vector<float> data = make_input(comm.rank(), count);
+    comm.allreduce(data.data(), count, DType::kF32, op);
+    results[comm.rank()] = std::move(data);
+  }));
+  expect_matches_reference(results[0], size, op);
+  for (int rank = 1; rank < size; ++rank) {
+    ASSERT_EQ(results[rank].size(), count);
+    EXPECT_EQ(0, std::memcmp(results[rank].data(), results[0].data(), count * sizeof(float)))
+        << "rank " << rank << " differs from rank 0";
+  }
+}
+
+TEST(RingAllreduce, SumAndAverageMatchReferenceOnAwkwardCounts) {
+  for (int size = 1; size <= 6; ++size) {
+    std::vector<size_t> counts = {0, 1, 2, 7, size_t(size - 1), size_t(size + 1), 13, 997, 65537};
+    for (size_t count : counts) {
+      check_allreduce(size, count, ReduceOp::kSum);
+      check_allreduce(size, count, ReduceOp::kAverage);
+    }
+  }
+}
+
+TEST(RingAllreduce, LargeCountOnSomeWorldSizes) {
+  for (int size : {1, 2, 5}) check_allreduce(size, 1'000'003, ReduceOp::kSum);
+  check_allreduce(3, 1'000'003, ReduceOp::kAverage);
+}
+
+TEST(RingAllreduce, EightRanks) {
+  check_allreduce(8, 5, ReduceOp::kSum);
+  check_allreduce(8, 4099, ReduceOp::kAverage);
+}
+
+// Tiny segments: every chunk travels as many messages, so the pipeline runs deep.
+TEST(RingAllreduce, ManySegmentsPerChunk) {
+  for (int size : {2, 3, 4}) {
+    for (size_t count : {size_t(5), size_t(61), size_t(1031)}) {
+      std::vector<std::vector<float>> results(size);
+      expect_no_errors(run_ranks(size, [&](Communicator& comm) {
+        std::vector<float> data = make_input(comm.rank(), count);
+        RingOptions options;
+        options.segment_bytes = 12;  // 3 floats
+        options.timeout = std::chrono::seconds(20);
+        ring_allreduce_f32(comm.transport(), data.data(), count, ReduceOp::kSum, options);
+        results[comm.rank()] = std::move(data);
+      }));
+      expect_matches_reference(results[0], size, ReduceOp::kSum);
+      for (int rank = 1; rank < size; ++rank) EXPECT_EQ(results[rank], results[0]);
+    }
+  }
+}
+
+TEST(RingAllreduce, BackToBackCallsWithDifferentCounts) {
+  const int size = 4;
+  std::vector<std::vector<float>> first(size), second(size);
+  expect_no_errors(run_ranks(size, [&](Communicator& comm) {
+    first[comm.rank()] = make_input(comm.rank(), 1001, 1);
+    second[comm.rank()] = make_input(comm.rank(), 37, 2);
+    comm.allreduce(first[comm.rank()].data(), 1001, DType::kF32, ReduceOp::kSum);
+    comm.allreduce(second[comm.rank()].data(), 37, DType::kF32, ReduceOp::kAverage);
+  }));
+  expect_matches_reference(first[0], size, ReduceOp::kSum, 1);
+  expect_matches_reference(second[0], size, ReduceOp::kAverage, 2);
+  for (int rank = 1; rank < size; ++rank) {
+    EXPECT_EQ(first[rank], first[0]);
+    EXPECT_EQ(second[rank], second[0]);
+  }
+}
+
+TEST(RingAllreduce, OtherDTypesAreUnimplemented) {
+  auto errors = run_ranks(1, [](Communicator& comm) {
+    uint16_t values[4] = {};
+    comm.allreduce(values, 4, DType::kBF16, ReduceOp::kSum);
+  });
+  ASSERT_TRUE(errors[0]);
+  try {
+    std::rethrow_exception(errors[0]);
+  } catch (const Error& error) {
+    EXPECT_EQ(error.kind(), ErrorKind::kUnimplemented);
+    EXPECT_NE(std::string(error.what()).find("bf16"), std::string::npos) << error.what();
+  }
+}
+
+TEST(Broadcast, FromEveryRoot) {
+  for (int size = 1; size <= 5; ++size) {
+    for (int root = 0; root < size; ++root) {
+      for (size_t bytes : {size_t(0), size_t(1), size_t(1000), size_t(1'000'003)}) {
+        SCOPED_TRACE(testing::Message() << "world " << size << ", root " << root << ", bytes "
+                                        << bytes);
+        std::vector<std::vector<unsigned char>> results(size);
+        expect_no_errors(run_ranks(size, [&](Communicator& comm) {
+          std::vector<unsigned char> data(bytes);
+          for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<unsigned char>(i * 7 + comm.rank() * 31);
+          comm.broadcast(data.data(), bytes, root);
+          results[comm.rank()] = std::move(data);
+        }));
+        for (int rank = 0; rank < size; ++rank) {
+          size_t wrong = 0;
+          for (size_t i = 0; i < bytes; ++i) {
+            wrong += results[rank][i] != static_cast<unsigned char>(i * 7 + root * 31);
+          }
+          EXPECT_EQ(wrong, 0u) << "rank " << rank << " has " << wrong << " wrong bytes";
+        }
+      }
+    }
+  }
+}
+
+TEST(Broadcast, RootOutsideTheGroupIsInvalid) {
+  auto errors = run_ranks(2, [](Communicator& comm) {
+    char byte = 0;
+    comm.broadcast(&byte, 1, 2);
+  });
+  for (auto& error : errors) {
+    ASSERT_TRUE(error);
+    try {
+      std::rethrow_exception(error);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument) << e.what();
+    }
+  }
+}
+
+// No rank may leave a barrier before every rank has entered it; late ranks arrive late.
+TEST(Barrier, NoRankLeavesEarly) {
+  for (int size : {1, 2, 3, 5, 6}) {
+    std::atomic<int> arrived{0};
+    std::atomic<int> early{0};
+    expect_no_errors(run_ranks(size, [&](Communicator& comm) {
+      for (int round = 1; round <= 3; ++round) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(comm.rank() * 2));
+        arrived.fetch_add(1);
+        comm.barrier();
+        if (arrived.load() < round * size) early.fetch_add(1);
+        comm.barrier();  // nobody starts the next round before all have checked
+      }
+    }));
+    EXPECT_EQ(early.load(), 0) << "world " << size;
+  }
+}
+
+// Returns the Error a rank threw; fails the test when it threw none or something else.
+Error error_of(const std::exception_ptr& thrown) {
+  if (!thrown) return Error(ErrorKind::kInternal, "no error");
+  try {
+    std::rethrow_exception(thrown);
+  } catch (const Error& error) {
+    return error;
+  } catch (const std::exception& other) {
+    return Error(ErrorKind::kInternal, other.what());
+  }
+}
+
+TEST(RingAllreduce, MissingRankTimesOutNamingIt) {
+  auto errors = run_ranks(2, [](Communicator& comm) {
+    std::vector<float> data(100, 1.0f);
+    comm.allreduce(data.data(), data.size(), DType::kF32, ReduceOp::kSum);
+  }, std::chrono::milliseconds(150), /*absent=*/{1});
+  Error error = error_of(errors[0]);
+  EXPECT_EQ(error.kind(), ErrorKind::kTimeout) << error.what();
+  EXPECT_NE(std::string(error.what()).find("from rank 1"), std::string::npos) << error.what();
+}
+
+// With rank 2 of 4 missing, every other rank times out; its right neighbour names it and
+// the others name the neighbour they were waiting on.
+TEST(RingAllreduce, MissingRankStopsEveryOtherRank) {
+  auto errors = run_ranks(4, [](Communicator& comm) {
+    std::vector<float> data(1000, 1.0f);
+    comm.allreduce(data.data(), data.size(), DType::kF32, ReduceOp::kAverage);
+  }, std::chrono::milliseconds(150), /*absent=*/{2});
+  for (int rank : {0, 1, 3}) {
+    Error error = error_of(errors[rank]);
+    EXPECT_EQ(error.kind(), ErrorKind::kTimeout) << "rank " << rank << ": " << error.what();
+    int left = (rank + 3) % 4;
+    EXPECT_NE(std::string(error.what()).find("from rank " + std::to_string(left)),
+              std::string::npos) << error.what();
+  }
+  EXPECT_FALSE(errors[2]);
+}
+
+TEST(Barrier, MissingRankTimesOut) {
+  auto errors = run_ranks(3, [](Communicator& comm) { comm.barrier(); },
+                          std::chrono::milliseconds(150), /*absent=*/{0});
+  for (int rank : {1, 2}) {
+    EXPECT_EQ(error_of(errors[rank]).kind(), ErrorKind::kTimeout) << "rank " << rank;
+  }
+}
+
+}  // namespace
+}  // namespace petaring
