@@ -1,0 +1,35 @@
+// The cpu backend's kernel table: every kernel of device/kernels.h, with exactly the
+// KernelArgs contract written there.
+//
+// A CpuKernel is a name and a plain function. run() executes synchronously on the
+// calling thread (a CpuQueue's worker) over host memory; it allocates nothing and makes
+// no virtual call per element. It checks what is cheap to check (argument counts,
+// dtypes, element counts) because q.launch() may be called without the typed launchers:
+// a dtype other than f32 raises kUnimplemented, broken counts fail a PR_CHECK, and data
+// errors found while running (a label out of range) raise kInvalidArgument.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "device/device.h"
+
+namespace petaring {
+
+class CpuKernel : public Kernel {
+ public:
+  using Function = void (*)(const KernelArgs& args);
+  CpuKernel(std::string_view name, Function function) : name_(name), function_(function) {}
+
+  std::string_view name() const override { return name_; }
+  void run(const KernelArgs& args) const { function_(args); }
+
+ private:
+  std::string_view name_;  // a string literal
+  Function function_;
+};
+
+// A fresh copy of the table; each CpuDevice holds its own.
+std::vector<CpuKernel> make_cpu_kernels();
+
+}  // namespace petaring

@@ -1,0 +1,228 @@
+// Typed launchers: host-side validation, then an asynchronous launch of the device's
+// kernel of that name. Every message starts with the kernel's name and shows the shapes.
+#include "device/kernels.h"
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "runtime/error.h"
+
+namespace petaring::kernels {
+namespace {
+
+void launch(Queue& q, std::string_view name, KernelArgs args) {
+  const Kernel* kernel = q.device().find_kernel(name);
+  if (kernel == nullptr) {
+    std::string offered;
+    for (const std::string& other : q.device().kernel_names()) {
+      offered += offered.empty() ? other : ", " + other;
+    }
+    PR_FAIL(kUnimplemented, "device ", q.device().name(), " (", q.device().properties().kind,
+            " backend) has no kernel '", name, "'; it offers: ", offered,
+            ". Run this model on a backend that has it (e.g. cpu)");
+  }
+  q.launch(*kernel, std::move(args));
+}
+
+void expect_buffer(const char* kernel, const char* role, const Tensor& t) {
+  if (t.buffer == nullptr) PR_FAIL(kInvalidArgument, kernel, ": ", role, " has no buffer");
+}
+
+// f32 is what every float tensor must be; bf16/f16 are valid requests not implemented yet.
+void expect_f32(const char* kernel, const char* role, const Tensor& t) {
+  expect_buffer(kernel, role, t);
+  if (t.dtype == DType::kF32) return;
+  if (t.dtype == DType::kBF16 || t.dtype == DType::kF16) {
+    PR_FAIL(kUnimplemented, kernel, ": ", role, " ", t.shape, " is ", dtype_name(t.dtype),
+            "; only f32 is implemented for now: keep this tensor in f32");
+  }
+  PR_FAIL(kInvalidArgument, kernel, ": ", role, " ", t.shape, " must be f32, got ",
+          dtype_name(t.dtype));
+}
+
+void expect_rank(const char* kernel, const char* role, const Tensor& t, int rank) {
+  if (t.shape.rank() != rank) {
+    PR_FAIL(kInvalidArgument, kernel, ": ", role, " must have ", rank, " dimension(s), got ",
+            t.shape);
+  }
+}
+
+void expect_same_shape(const char* kernel, const char* role_a, const Tensor& a,
+                       const char* role_b, const Tensor& b) {
+  if (a.shape != b.shape) {
+    PR_FAIL(kInvalidArgument, kernel, ": ", role_a, " ", a.shape, " and ", role_b, " ", b.shape,
+            " must have the same shape");
+  }
+}
+
+// Outputs may not alias inputs (unless a kernel's contract says so).
+void expect_disjoint(const char* kernel, const char* role_a, const Tensor& a,
+                     const char* role_b, const Tensor& b) {
+  if (a.buffer != b.buffer || a.bytes() == 0 || b.bytes() == 0) return;
+  if (a.offset < b.offset + b.bytes() && b.offset < a.offset + a.bytes()) {
+    PR_FAIL(kInvalidArgument, kernel, ": ", role_a, " ", a.shape, " at byte ", a.offset,
+            " overlaps ", role_b, " ", b.shape, " at byte ", b.offset,
+            " in the same buffer; use separate memory for outputs");
+  }
+}
+
+void expect_labels(const char* kernel, const Tensor& labels, int64_t rows) {
+  expect_buffer(kernel, "labels", labels);
+  if (labels.dtype != DType::kI32) {
+    PR_FAIL(kInvalidArgument, kernel, ": labels ", labels.shape, " must be i32, got ",
+            dtype_name(labels.dtype));
+  }
+  if (labels.shape.rank() != 1 || labels.shape[0] != rows) {
+    PR_FAIL(kInvalidArgument, kernel, ": labels ", labels.shape, " must be (", rows,
+            "), one per row");
+  }
+}
+
+// Shape of op(X) for a (rows, cols) matrix X.
+std::string op_shape(const Tensor& x, bool trans) {
+  return Shape{trans ? x.shape[1] : x.shape[0], trans ? x.shape[0] : x.shape[1]}.to_string();
+}
+
+}  // namespace
+
+void gemm(Queue& q, bool trans_a, bool trans_b, float alpha, Tensor a, Tensor b, float beta,
+          Tensor c) {
+  const char* kName = "gemm";
+  expect_f32(kName, "A", a);
+  expect_f32(kName, "B", b);
+  expect_f32(kName, "C", c);
+  expect_rank(kName, "A", a, 2);
+  expect_rank(kName, "B", b, 2);
+  expect_rank(kName, "C", c, 2);
+  const int64_t m = trans_a ? a.shape[1] : a.shape[0];
+  const int64_t k = trans_a ? a.shape[0] : a.shape[1];
+  const int64_t k_b = trans_b ? b.shape[1] : b.shape[0];
+  const int64_t n = trans_b ? b.shape[0] : b.shape[1];
+  if (k != k_b || c.shape[0] != m || c.shape[1] != n) {
+    PR_FAIL(kInvalidArgument, kName, ": op(A) ", op_shape(a, trans_a), " (A ", a.shape,
+            trans_a ? " transposed" : "", ") @ op(B) ", op_shape(b, trans_b), " (B ", b.shape,
+            trans_b ? " transposed" : "", ") into C ", c.shape,
+            ": need op(A) (M, K), op(B) (K, N), C (M, N)");
+  }
+  expect_disjoint(kName, "C", c, "A", a);
+  expect_disjoint(kName, "C", c, "B", b);
+  launch(q, kName, KernelArgs{{a, b, c}, {alpha, beta}, {trans_a ? 1 : 0, trans_b ? 1 : 0}});
+}
+
+void bias_add(Queue& q, Tensor y, Tensor bias) {
+  const char* kName = "bias_add";
+  expect_f32(kName, "Y", y);
+  expect_f32(kName, "bias", bias);
+  expect_rank(kName, "Y", y, 2);
+  if (bias.shape.rank() != 1 || bias.shape[0] != y.shape[1]) {
+    PR_FAIL(kInvalidArgument, kName, ": bias ", bias.shape, " must be (", y.shape[1],
+            ") to match Y ", y.shape);
+  }
+  expect_disjoint(kName, "Y", y, "bias", bias);
+  launch(q, kName, KernelArgs{{y, bias}, {}, {}});
+}
+
+void bias_grad(Queue& q, Tensor dy, Tensor dbias, float beta) {
+  const char* kName = "bias_grad";
+  expect_f32(kName, "dY", dy);
+  expect_f32(kName, "dbias", dbias);
+  expect_rank(kName, "dY", dy, 2);
+  if (dbias.shape.rank() != 1 || dbias.shape[0] != dy.shape[1]) {
+    PR_FAIL(kInvalidArgument, kName, ": dbias ", dbias.shape, " must be (", dy.shape[1],
+            ") to match dY ", dy.shape);
+  }
+  expect_disjoint(kName, "dbias", dbias, "dY", dy);
+  launch(q, kName, KernelArgs{{dy, dbias}, {beta}, {}});
+}
+
+void relu(Queue& q, Tensor x, Tensor y) {
+  const char* kName = "relu";
+  expect_f32(kName, "X", x);
+  expect_f32(kName, "Y", y);
+  expect_same_shape(kName, "X", x, "Y", y);
+  // Y may alias X, but only exactly: a shifted overlap would read outputs as inputs.
+  if (!(x.buffer == y.buffer && x.offset == y.offset)) expect_disjoint(kName, "Y", y, "X", x);
+  launch(q, kName, KernelArgs{{x, y}, {}, {}});
+}
+
+void relu_backward(Queue& q, Tensor y, Tensor dy, Tensor dx) {
+  const char* kName = "relu_backward";
+  expect_f32(kName, "Y", y);
+  expect_f32(kName, "dY", dy);
+  expect_f32(kName, "dX", dx);
+  expect_same_shape(kName, "Y", y, "dY", dy);
+  expect_same_shape(kName, "dY", dy, "dX", dx);
+  expect_disjoint(kName, "dX", dx, "Y", y);
+  if (!(dx.buffer == dy.buffer && dx.offset == dy.offset)) {
+    expect_disjoint(kName, "dX", dx, "dY", dy);
+  }
+  launch(q, kName, KernelArgs{{y, dy, dx}, {}, {}});
+}
+
+void softmax_xent_forward(Queue& q, Tensor logits, Tensor labels, Tensor probs, Tensor loss) {
+  const char* kName = "softmax_xent_forward";
+  expect_f32(kName, "logits", logits);
+  expect_f32(kName, "probs", probs);
+  expect_f32(kName, "loss", loss);
+  expect_rank(kName, "logits", logits, 2);
+  if (logits.shape[1] < 1) {
+    PR_FAIL(kInvalidArgument, kName, ": logits ", logits.shape, " must have at least one class");
+  }
+  expect_labels(kName, labels, logits.shape[0]);
+  expect_same_shape(kName, "logits", logits, "probs", probs);
+  if (loss.numel() != 1) PR_FAIL(kInvalidArgument, kName, ": loss ", loss.shape, " must be (1)");
+  expect_disjoint(kName, "probs", probs, "logits", logits);
+  expect_disjoint(kName, "loss", loss, "logits", logits);
+  expect_disjoint(kName, "loss", loss, "probs", probs);
+  launch(q, kName, KernelArgs{{logits, labels, probs, loss}, {}, {}});
+}
+
+void softmax_xent_backward(Queue& q, Tensor probs, Tensor labels, Tensor dlogits, float scale) {
+  const char* kName = "softmax_xent_backward";
+  expect_f32(kName, "probs", probs);
+  expect_f32(kName, "dlogits", dlogits);
+  expect_rank(kName, "probs", probs, 2);
+  expect_labels(kName, labels, probs.shape[0]);
+  expect_same_shape(kName, "probs", probs, "dlogits", dlogits);
+  expect_disjoint(kName, "dlogits", dlogits, "probs", probs);
+  launch(q, kName, KernelArgs{{probs, labels, dlogits}, {scale}, {}});
+}
+
+void sgd_momentum(Queue& q, Tensor param, Tensor grad, Tensor velocity, float lr, float momentum,
+                  float weight_decay, bool nesterov) {
+  const char* kName = "sgd_momentum";
+  expect_f32(kName, "param", param);
+  expect_f32(kName, "grad", grad);
+  expect_f32(kName, "velocity", velocity);
+  expect_same_shape(kName, "param", param, "grad", grad);
+  expect_same_shape(kName, "param", param, "velocity", velocity);
+  expect_disjoint(kName, "param", param, "grad", grad);
+  expect_disjoint(kName, "param", param, "velocity", velocity);
+  expect_disjoint(kName, "velocity", velocity, "grad", grad);
+  launch(q, kName,
+         KernelArgs{{param, grad, velocity}, {lr, momentum, weight_decay}, {nesterov ? 1 : 0}});
+}
+
+void fill(Queue& q, Tensor x, float value) {
+  expect_f32("fill", "X", x);
+  launch(q, "fill", KernelArgs{{x}, {value}, {}});
+}
+
+void copy(Queue& q, Tensor x, Tensor y) {
+  const char* kName = "copy";
+  expect_f32(kName, "X", x);
+  expect_f32(kName, "Y", y);
+  if (x.numel() != y.numel()) {
+    PR_FAIL(kInvalidArgument, kName, ": X ", x.shape, " and Y ", y.shape,
+            " must have the same number of elements");
+  }
+  launch(q, kName, KernelArgs{{x, y}, {}, {}});
+}
+
+void scale(Queue& q, Tensor x, float alpha) {
+  expect_f32("scale", "X", x);
+  launch(q, "scale", KernelArgs{{x}, {alpha}, {}});
+}
+
+}  // namespace petaring::kernels
