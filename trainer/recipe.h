@@ -16,12 +16,14 @@ struct ModelConfig {
   std::vector<int64_t> layers;        // sizes, input first: [784, 256, 256, 10]
   std::string activation = "relu";    // "relu" (only)
   std::string init = "kaiming_uniform";  // "kaiming_uniform" (PyTorch's Linear default), "kaiming_normal"
+  bool operator==(const ModelConfig&) const = default;
 };
 
 struct DataConfig {
   std::string type = "fashion_mnist";  // "fashion_mnist" (IDX files)
   std::string path = "/usr/share/datasets/fashion-mnist";  // folder with the 4 .gz files
   bool normalize = false;  // false: pixels / 255; true: (pixels/255 - mean) / std of the train set
+  bool operator==(const DataConfig&) const = default;
 };
 
 struct OptimizerConfig {
@@ -30,6 +32,7 @@ struct OptimizerConfig {
   double momentum = 0.0;      // [0, 1)
   double weight_decay = 0.0;  // >= 0
   bool nesterov = false;
+  bool operator==(const OptimizerConfig&) const = default;
 };
 
 struct TrainingConfig {
@@ -39,6 +42,7 @@ struct TrainingConfig {
   int64_t max_steps = 0;   // stop after this many steps in total; 0 = run all epochs
   int64_t log_every = 50;  // steps between logged metrics lines
   bool evaluate = true;    // test-set accuracy at the end of each epoch
+  bool operator==(const TrainingConfig&) const = default;
 };
 
 struct DevicesConfig {
@@ -46,6 +50,7 @@ struct DevicesConfig {
   int64_t count = 0;         // virtual GPUs per host; 0 = one per local rank
   uint64_t memory_bytes = 2ull << 30;  // budget per virtual GPU
   int64_t threads = 0;       // GEMM threads per rank; 0 = cores / local ranks
+  bool operator==(const DevicesConfig&) const = default;
 };
 
 struct Recipe {
@@ -55,6 +60,7 @@ struct Recipe {
   OptimizerConfig optimizer;
   TrainingConfig training;
   DevicesConfig devices;
+  bool operator==(const Recipe&) const = default;
 };
 
 // Reads `path`, applies each override ("key.path=value", as given to --set) and

@@ -1,0 +1,290 @@
+// Recipe loading: YAML text -> checked tree -> overrides -> typed sections -> cross-field
+// checks. Field-level reads and the message format live in trainer/recipe_reader.cc.
+#include "trainer/recipe.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "runtime/error.h"
+#include "trainer/recipe_reader.h"
+
+namespace petaring {
+namespace {
+
+using recipe_detail::Context;
+using recipe_detail::describe;
+using recipe_detail::NumberRule;
+using recipe_detail::SectionReader;
+using recipe_detail::suggestion;
+
+const std::vector<std::string> kSections = {"model", "data", "optimizer", "training", "devices"};
+const std::map<std::string, std::vector<std::string>> kSectionKeys = {
+    {"model", {"type", "layers", "activation", "init"}},
+    {"data", {"type", "path", "normalize"}},
+    {"optimizer", {"type", "lr", "momentum", "weight_decay", "nesterov"}},
+    {"training", {"batch_size", "epochs", "seed", "max_steps", "log_every", "evaluate"}},
+    {"devices", {"kind", "count", "memory", "threads"}},
+};
+// What to write when a required section is missing.
+const std::map<std::string, std::string> kSectionExamples = {
+    {"model", "model: {type: mlp, layers: [784, 256, 10]}"},
+    {"data", "data: {type: fashion_mnist}"},
+    {"optimizer", "optimizer: {type: sgd, lr: 0.05}"},
+    {"training", "training: {batch_size: 64, epochs: 1}"},
+};
+
+constexpr int64_t kFashionPixels = 28 * 28;
+constexpr int64_t kFashionClasses = 10;
+constexpr uint64_t kMinDeviceMemory = 1ull << 20;
+const char* const kFashionFiles[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+const char kFashionHint[] =
+    "`apt-get install dataset-fashion-mnist` provides the Fashion-MNIST files at "
+    "/usr/share/datasets/fashion-mnist, or set data.path to a folder that holds them";
+
+YAML::Node parse_document(const std::string& text, const Context& context) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    context.fail_line(e.mark.is_null() ? 1 : e.mark.line + 1, "",
+                      str_cat("invalid YAML: ", e.msg,
+                              "; fix the syntax here (indent with spaces, close every [ and {)"));
+  }
+}
+
+// yaml-cpp keeps both entries of a repeated key; a recipe must not have any.
+void check_duplicates(const YAML::Node& map, const std::string& path, const Context& context) {
+  std::map<std::string, int> first_line;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    if (!it->first.IsScalar()) continue;
+    const std::string& key = it->first.Scalar();
+    const std::string child = path.empty() ? key : path + "." + key;
+    auto [seen, fresh] = first_line.emplace(key, it->first.Mark().line + 1);
+    if (!fresh) {
+      context.fail(it->first, child,
+                   str_cat("duplicate key (first at line ", seen->second, "); keep only one"));
+    }
+    if (it->second.IsMap()) check_duplicates(it->second, child, context);
+  }
+}
+
+// The path of one "--set section.key=value" as {section} or {section, key}, checked
+// against the known sections and keys.
+std::vector<std::string> override_path(const std::string& text, size_t equals) {
+  std::string path = text.substr(0, equals == std::string::npos ? 0 : equals);
+  path.erase(0, path.find_first_not_of(" "));
+  path.erase(path.find_last_not_of(" ") + 1);
+  std::vector<std::string> parts;
+  std::stringstream split(path);
+  for (std::string part; std::getline(split, part, '.');) parts.push_back(part);
+  bool empty_part = path.empty() || path.back() == '.';
+  for (const auto& part : parts) empty_part = empty_part || part.empty();
+  if (equals == std::string::npos || empty_part) {
+    PR_FAIL(kInvalidArgument, "--set ", text,
+            ": malformed override; write SECTION.KEY=VALUE, e.g. --set training.batch_size=32");
+  }
+  if (!kSectionKeys.count(parts[0])) {
+    PR_FAIL(kInvalidArgument, "--set ", text, ": ", parts[0], ": unknown section; ",
+            suggestion(parts[0], kSections, "sections"));
+  }
+  const auto& keys = kSectionKeys.at(parts[0]);
+  if (parts.size() > 1 && std::find(keys.begin(), keys.end(), parts[1]) == keys.end()) {
+    PR_FAIL(kInvalidArgument, "--set ", text, ": ", parts[0], ".", parts[1], ": unknown key; ",
+            suggestion(parts[1], keys, "known keys"));
+  }
+  if (parts.size() > 2) {
+    PR_FAIL(kInvalidArgument, "--set ", text, ": ", path,
+            ": too deep; recipe values sit at SECTION.KEY, e.g. training.batch_size");
+  }
+  return parts;
+}
+
+// Applies one "--set section.key=value" to the tree (the value parsed as YAML), recording
+// it in `context` so that errors about that path name the override.
+void apply_override(YAML::Node& root, const std::string& text, Context& context) {
+  const size_t equals = text.find('=');
+  const std::vector<std::string> parts = override_path(text, equals);
+  const std::string path = parts.size() == 1 ? parts[0] : parts[0] + "." + parts[1];
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(equals + 1));
+  } catch (const YAML::Exception& e) {
+    PR_FAIL(kInvalidArgument, "--set ", text, ": ", path, ": invalid YAML value: ", e.msg,
+            "; quote the value or close its brackets");
+  }
+  context.add_override(path, text);
+  if (parts.size() == 1) {
+    root[parts[0]] = value;
+    return;
+  }
+  const YAML::Node& const_root = root;
+  YAML::Node section = const_root[parts[0]];
+  if (!section.IsDefined() || section.IsNull()) {
+    YAML::Node fresh(YAML::NodeType::Map);
+    fresh[parts[1]] = value;
+    root[parts[0]] = fresh;
+  } else if (section.IsMap()) {
+    section[parts[1]] = value;
+  }  // else: the section itself is wrong in the file, reported by its SectionReader.
+}
+
+// Each section's key and value nodes, after checking the top-level keys.
+struct SectionNodes {
+  YAML::Node key;
+  YAML::Node value;
+};
+
+std::map<std::string, SectionNodes> top_level(const YAML::Node& root, const Context& context) {
+  std::map<std::string, SectionNodes> sections;
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    if (!it->first.IsScalar()) context.fail(it->first, "", "section names must be plain words");
+    const std::string& name = it->first.Scalar();
+    if (!kSectionKeys.count(name)) {
+      context.fail(it->first, name,
+                   str_cat("unknown section; ", suggestion(name, kSections, "sections")));
+    }
+    sections.emplace(name, SectionNodes{it->first, it->second});
+  }
+  for (const auto& [name, example] : kSectionExamples) {
+    if (!sections.count(name)) {
+      context.fail(root, name, str_cat("required section missing; add it, e.g. `", example, "`"));
+    }
+  }
+  return sections;
+}
+
+void read_model(const SectionReader& reader, ModelConfig* model) {
+  reader.get_enum("type", {"mlp"}, &model->type);
+  if (!reader.has("layers")) {
+    reader.fail("layers", "required key missing; list the layer sizes, input first, e.g. "
+                          "layers: [784, 256, 10]");
+  }
+  reader.get_int_list("layers", 1, &model->layers);
+  if (model->layers.size() < 2) {
+    reader.fail("layers", str_cat("expected at least 2 sizes (input and output), got ",
+                                  model->layers.size(), "; e.g. [784, 256, 10]"));
+  }
+  reader.get_enum("activation", {"relu"}, &model->activation);
+  reader.get_enum("init", {"kaiming_uniform", "kaiming_normal"}, &model->init);
+}
+
+void read_data(const SectionReader& reader, DataConfig* data) {
+  reader.get_enum("type", {"fashion_mnist"}, &data->type);
+  reader.get_string("path", &data->path);
+  reader.get_bool("normalize", &data->normalize);
+}
+
+void read_optimizer(const SectionReader& reader, OptimizerConfig* optimizer) {
+  reader.get_enum("type", {"sgd"}, &optimizer->type);
+  reader.get_number("lr", NumberRule::kPositive, &optimizer->lr);
+  reader.get_number("momentum", NumberRule::kUnitInterval, &optimizer->momentum);
+  reader.get_number("weight_decay", NumberRule::kNonNegative, &optimizer->weight_decay);
+  reader.get_bool("nesterov", &optimizer->nesterov);
+  if (optimizer->nesterov && optimizer->momentum == 0) {
+    reader.fail("nesterov", "needs momentum > 0 (PyTorch rejects it too); set "
+                            "optimizer.momentum, e.g. 0.9, or nesterov: false");
+  }
+}
+
+void read_training(const SectionReader& reader, TrainingConfig* training) {
+  reader.get_int("batch_size", 1, &training->batch_size);
+  reader.get_int("epochs", 1, &training->epochs);
+  reader.get_uint("seed", &training->seed);
+  reader.get_int("max_steps", 0, &training->max_steps);
+  reader.get_int("log_every", 1, &training->log_every);
+  reader.get_bool("evaluate", &training->evaluate);
+}
+
+void read_devices(const SectionReader& reader, DevicesConfig* devices) {
+  reader.get_enum("kind", {"cpu"}, &devices->kind);
+  reader.get_int("count", 0, &devices->count);
+  reader.get_bytes("memory", kMinDeviceMemory, &devices->memory_bytes);
+  reader.get_int("threads", 0, &devices->threads);
+}
+
+// The model's ends must match the data set: 784 pixels in, 10 classes out.
+void check_model_fits_data(const Recipe& recipe, const SectionReader& model) {
+  if (recipe.data.type != "fashion_mnist") return;
+  const auto& layers = recipe.model.layers;
+  if (layers.front() != kFashionPixels) {
+    model.fail_item("layers", 0,
+                    str_cat("fashion_mnist images have ", kFashionPixels, " pixels, got ",
+                            layers.front(), "; make the first size ", kFashionPixels));
+  }
+  if (layers.back() != kFashionClasses) {
+    model.fail_item("layers", layers.size() - 1,
+                    str_cat("fashion_mnist has ", kFashionClasses, " classes, got ",
+                            layers.back(), "; make the last size ", kFashionClasses));
+  }
+}
+
+void check_data_files(const DataConfig& data, const SectionReader& reader) {
+  if (data.type != "fashion_mnist") return;
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!fs::is_directory(data.path, error)) {
+    reader.fail("path", str_cat("folder \"", data.path, "\" does not exist; ", kFashionHint));
+  }
+  for (const char* name : kFashionFiles) {
+    if (!fs::is_regular_file(fs::path(data.path) / name, error)) {
+      reader.fail("path", str_cat("folder \"", data.path, "\" lacks ", name, "; ", kFashionHint));
+    }
+  }
+}
+
+}  // namespace
+
+Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
+  Context context(source);
+  YAML::Node root = parse_document(yaml_text, context);
+  if (!root.IsDefined() || root.IsNull()) {
+    context.fail_line(1, "", "the recipe is empty; start from examples/recipes/fashion_mlp.yaml "
+                             "(sections: model, data, optimizer, training, devices)");
+  }
+  if (!root.IsMap()) {
+    context.fail(root, "", str_cat("expected a map of sections (model, data, optimizer, "
+                                   "training, devices) at the top level, got ",
+                                   describe(root), "; see docs/recipes.md"));
+  }
+  check_duplicates(root, "", context);
+  for (const auto& text : overrides) apply_override(root, text, context);
+  auto sections = top_level(root, context);
+  auto reader = [&](const std::string& name) {
+    const SectionNodes& nodes = sections.at(name);
+    return SectionReader(context, name, nodes.key, nodes.value, kSectionKeys.at(name));
+  };
+
+  Recipe recipe;
+  recipe.source = source;
+  const SectionReader model = reader("model");
+  read_model(model, &recipe.model);
+  const SectionReader data = reader("data");
+  read_data(data, &recipe.data);
+  read_optimizer(reader("optimizer"), &recipe.optimizer);
+  read_training(reader("training"), &recipe.training);
+  if (sections.count("devices")) read_devices(reader("devices"), &recipe.devices);
+  check_model_fits_data(recipe, model);
+  check_data_files(recipe.data, data);
+  return recipe;
+}
+
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) {
+    PR_FAIL(kNotFound, "recipe file \"", path,
+            "\" does not exist; check the path (examples/recipes/ holds ready-made recipes)");
+  }
+  if (std::filesystem::is_directory(path, error)) {
+    PR_FAIL(kInvalidArgument, "recipe \"", path, "\" is a folder; give a .yaml file");
+  }
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream text;
+  text << file.rdbuf();
+  if (!file) PR_FAIL(kPermissionDenied, "cannot read recipe file \"", path, "\"");
+  return parse_recipe(text.str(), path, overrides);
+}
+
+}  // namespace petaring
