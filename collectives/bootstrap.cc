@@ -111,8 +111,8 @@ std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info) {
     PR_LOG(kInfo) << "collectives: " << world->size << " rank(s) over the "
                   << communicator->transport().name() << " transport"
                   << (world->launched_by_mpi ? " (launched by mpirun)" : " (no mpirun)")
-                  << "; allreduce: ring, " << RingOptions{}.segment_bytes / 1024
-                  << " KiB segments; broadcast: pipelined chain; barrier: dissemination";
+                  << "; allreduce: ring (reduce-scatter + allgather, pipelined segments of "
+                  << "64 KiB to 1 MiB); broadcast: pipelined chain; barrier: dissemination";
   }
   return communicator;
 }

@@ -1,12 +1,14 @@
 // The collectives layer, read this first.
 //   ReduceOp       how values combine
 //   Communicator   a group of ranks: rank(), size(), and the collectives
-// make_communicator() (bootstrap.h) picks the transport: MPI under mpirun, or a
-// single-rank group when the process runs alone.
+// make_world_communicator() (bootstrap.h) picks the transport: MPI under mpirun, or a
+// single-rank group when the process runs alone. Algorithms: ring.h (allreduce),
+// broadcast.h, barrier.h; transports: transport/local, transport/mpi.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -30,13 +32,16 @@ class Communicator {
   Transport& transport() { return *transport_; }
 
   // In place over host memory; blocking; every rank must call it with the same count,
-  // dtype and op. Ring algorithm (collectives/ring.h). f32 only for now.
+  // dtype and op. Ring algorithm (collectives/ring.h); the result is bit-identical on
+  // every rank. f32 only for now (others throw kUnimplemented).
   void allreduce(void* data, size_t count, DType dtype, ReduceOp op);
   // Copies `bytes` from `root` to every rank, in place; blocking.
   void broadcast(void* data, size_t bytes, int root);
   void barrier();
 
-  // How long any wait may go without progress before it throws kTimeout.
+  // Every collective call takes the next tag, so calls never mix messages; all ranks must
+  // make the same calls in the same order.
+  // How long any wait may go without progress before it throws kTimeout (naming the peer).
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 

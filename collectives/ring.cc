@@ -134,12 +134,20 @@ class RingPhase {
 
 }  // namespace
 
+size_t ring_segment_bytes(size_t count, int n) {
+  constexpr size_t kMin = 64 * 1024, kMax = 1024 * 1024, kSegmentsPerChunk = 8;
+  size_t chunk_bytes = (count + n - 1) / n * sizeof(float);
+  return std::clamp(chunk_bytes / kSegmentsPerChunk, kMin, kMax);
+}
+
 void ring_allreduce_f32(Transport& transport, float* data, size_t count, ReduceOp op,
                         const RingOptions& options) {
   const int n = transport.size();
   if (n == 1 || count == 0) return;
   PR_CHECK(data != nullptr) << "allreduce of " << count << " values over a null buffer";
-  Layout layout(count, n, options.segment_bytes);
+  size_t segment_bytes =
+      options.segment_bytes > 0 ? options.segment_bytes : ring_segment_bytes(count, n);
+  Layout layout(count, n, segment_bytes);
 
   RingPhase(transport, data, layout, options, /*reduce=*/true).run();
   if (op == ReduceOp::kAverage) {

@@ -8,7 +8,8 @@
 //            rank sends one chunk and receives one chunk: the 1/n slice it owns in that step.
 //   step     one round in which every rank sends one chunk and receives another. A phase is
 //            n - 1 steps.
-//   segment  the piece of a chunk that travels as one message, at most segment_bytes long.
+//   segment  the piece of a chunk that travels as one message, at most segment_bytes long
+//            (by default an eighth of the longest chunk, kept within [64 KiB, 1 MiB]).
 //            Every chunk is cut into the same number of segments (that of the longest chunk);
 //            empty segments send no message.
 //
@@ -40,12 +41,17 @@ namespace petaring {
 
 struct RingOptions {
   // Largest message; smaller segments overlap more, larger ones cost fewer messages.
-  size_t segment_bytes = 256 * 1024;
+  // 0 picks ring_segment_bytes(count, n).
+  size_t segment_bytes = 0;
   // Longest wait without progress before kTimeout.
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   // Every message of this call carries this tag; callers take one per collective call.
   uint64_t tag = 0;
 };
+
+// The automatic segment size: about 8 segments per chunk, within [64 KiB, 1 MiB].
+// TODO(perf): measured on a loaded 2-core host only; tune per transport on real nodes.
+size_t ring_segment_bytes(size_t count, int n);
 
 // In place over `data` (count f32 values in host memory); blocking; every rank of the
 // transport's group must call it with the same count, op and tag. World size 1 returns

@@ -4,7 +4,9 @@
 //
 // Contract: messages between one (sender, receiver, tag) triple arrive in send order; a
 // receive must name the exact size of the matching send. isend/irecv return at once; the
-// buffers must stay valid and untouched until the request completes.
+// buffers must stay valid and untouched until the request completes. Destroying a request
+// that has not completed withdraws it where the transport can (receives stop writing into
+// their buffer). Requests must not outlive their transport.
 #pragma once
 
 #include <chrono>

@@ -1,5 +1,5 @@
 // Collectives over the MPI transport, run under mpirun by tests/mpi/collectives.sh:
-//   mpirun -np N collectives_mpi [--missing-rank | --bench]
+//   mpirun -np N collectives_mpi [--missing-rank | --bench [segment_bytes...]]
 // Checks allreduce (sum, average) against a double-precision reference on awkward counts,
 // bit-identity across ranks, broadcast from every root, barrier, messages split into
 // pieces, and (--missing-rank) the timeout when a rank never shows up. Exits non-zero on any mismatch. With --bench, rank 0 prints a table of our ring
@@ -108,25 +108,35 @@ double time_calls(int iterations, Fn fn) {
   return slowest / iterations;
 }
 
-void bench(Communicator& comm) {
+// Our ring (through the transport, at each segment size) against MPI_Allreduce.
+void bench(Communicator& comm, const std::vector<size_t>& segment_sizes) {
   const int n = comm.size();
   if (comm.rank() == 0) {
-    std::printf("%10s %12s %10s %10s %10s\n", "bytes", "algorithm", "time_us", "algbw_GB/s",
+    std::printf("%10s %14s %10s %10s %10s\n", "bytes", "algorithm", "time_us", "algbw_GB/s",
                 "busbw_GB/s");
   }
+  uint64_t tag = uint64_t{1} << 20;  // apart from the communicator's own tags
   for (size_t bytes : {size_t(1) << 20, size_t(4) << 20}) {
     std::vector<float> data(bytes / sizeof(float), 1.0f);
-    double ours = time_calls(50, [&] {
-      comm.allreduce(data.data(), data.size(), DType::kF32, ReduceOp::kSum);
-    });
-    double mpi = time_calls(50, [&] {
+    std::vector<std::pair<std::string, double>> rows;
+    for (size_t segment : segment_sizes) {
+      RingOptions options;
+      options.segment_bytes = segment;
+      options.timeout = std::chrono::seconds(30);
+      std::string name = segment == 0 ? "ring/auto" : str_cat("ring/", segment / 1024, "K");
+      rows.emplace_back(name, time_calls(50, [&] {
+        options.tag = tag++;
+        ring_allreduce_f32(comm.transport(), data.data(), data.size(), ReduceOp::kSum, options);
+      }));
+    }
+    rows.emplace_back("MPI_Allreduce", time_calls(50, [&] {
       MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_FLOAT, MPI_SUM,
                     MPI_COMM_WORLD);
-    });
+    }));
     if (comm.rank() != 0) continue;
-    for (auto [name, seconds] : {std::pair{"ring", ours}, std::pair{"MPI", mpi}}) {
+    for (const auto& [name, seconds] : rows) {
       double algbw = bytes / seconds / 1e9;
-      std::printf("%10zu %12s %10.1f %10.2f %10.2f\n", bytes, name, seconds * 1e6, algbw,
+      std::printf("%10zu %14s %10.1f %10.2f %10.2f\n", bytes, name.c_str(), seconds * 1e6, algbw,
                   algbw * 2.0 * (n - 1) / n);
     }
   }
@@ -166,8 +176,11 @@ int run(int argc, char** argv) {
     fail(r, str_cat("bootstrap: local rank ", info.local_rank, " of ", info.local_size));
   }
   std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "--bench") {
-    bench(*comm);
+  if (mode == "--bench") {  // --bench [segment_bytes...]
+    std::vector<size_t> segments;
+    for (int i = 2; i < argc; ++i) segments.push_back(std::stoul(argv[i]));
+    if (segments.empty()) segments.push_back(0);  // 0: the automatic size
+    bench(*comm, segments);
     return 0;
   }
   std::vector<size_t> counts = {0, 1, 2, 7, size_t(n - 1), size_t(n + 1), 13, 997, 65537,
