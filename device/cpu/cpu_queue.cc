@@ -105,9 +105,10 @@ void CpuQueue::run_worker() {
       std::lock_guard<std::mutex> lock(timeline_->mutex);
       ++timeline_->completed;
       if (error && !timeline_->error) {
-        timeline_->error = error;
+        timeline_->error = std::move(error);
         timeline_->error_item = timeline_->completed;
       }
+      error = nullptr;  // the worker keeps no reference once the error is published
     }
     timeline_->changed.notify_all();
   }

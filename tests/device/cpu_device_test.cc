@@ -114,6 +114,55 @@ TEST(CpuDeviceTest, QueuesHaveUniqueNamesAndRefuseForeignTensors) {
                {"cpu:0/compute", "cpu:1"});
 }
 
+// Ranks run as threads drive one device each: GEMMs on several queues at once must not
+// disturb each other inside the GEMM library.
+TEST(CpuDeviceTest, ConcurrentGemmsOnSeveralDevicesAgree) {
+  CpuDeviceOptions options;
+  options.count = 3;
+  options.memory_bytes = 4 << 20;
+  options.threads = 2;
+  auto devices = open_cpu_devices(options);
+  const int64_t n = 96;
+  const std::vector<float> a_host = random_values(n * n, 71), b_host = random_values(n * n, 72);
+  struct PerDevice {
+    std::unique_ptr<Queue> queue;
+    std::unique_ptr<Buffer> a, b, c;
+    std::vector<std::vector<float>> results;
+  };
+  std::vector<PerDevice> per(devices.size());
+  for (size_t d = 0; d < devices.size(); ++d) {
+    PerDevice& p = per[d];
+    p.queue = devices[d]->create_queue(QueueKind::kCompute);
+    p.a = devices[d]->allocate(n * n * 4);
+    p.b = devices[d]->allocate(n * n * 4);
+    p.c = devices[d]->allocate(n * n * 4);
+    Tensor a(p.a.get(), 0, {n, n}, DType::kF32), b(p.b.get(), 0, {n, n}, DType::kF32);
+    Tensor c(p.c.get(), 0, {n, n}, DType::kF32);
+    p.queue->write(a, a_host.data());
+    p.queue->write(b, b_host.data());
+    p.results.assign(10, std::vector<float>(n * n));
+    for (auto& result : p.results) {
+      kernels::gemm(*p.queue, d % 2 == 1, false, 1.0f, a, b, 0.0f, c);
+      p.queue->read(result.data(), c);
+    }
+  }
+  for (PerDevice& p : per) p.queue->synchronize();
+  for (size_t d = 0; d < per.size(); ++d) {
+    const bool trans_a = d % 2 == 1;
+    for (int64_t i = 0; i < n; i += 7) {  // a sample of entries against double sums
+      for (int64_t j = 0; j < n; j += 5) {
+        double want = 0.0;
+        for (int64_t k = 0; k < n; ++k) {
+          want += double(trans_a ? a_host[k * n + i] : a_host[i * n + k]) * b_host[k * n + j];
+        }
+        for (const auto& result : per[d].results) {
+          ASSERT_NEAR(result[i * n + j], want, 1e-4) << "device " << d << " at " << i << "," << j;
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuDeviceTest, HostDescription) {
   const HostInfo host = describe_host();
   EXPECT_GE(host.cores, 1);
