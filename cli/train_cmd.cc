@@ -2,6 +2,7 @@
 //
 // Runs one rank: alone (no mpirun) or as one of the ranks of an mpirun job, each rank
 // driving one virtual GPU (device index = local rank on its host).
+#include <cstdio>
 #include <thread>
 
 #include "cli/commands.h"
@@ -48,11 +49,31 @@ int run_train(const TrainArgs& args) {
   Recipe recipe = load_recipe(args.recipe, args.overrides);
   WorldInfo world;
   std::unique_ptr<Communicator> comm = make_world_communicator(&world);
-  if (world.size > 1) set_log_rank(world.rank);
-  std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
-  TrainOptions options;
-  options.metrics_path = world.rank == 0 ? args.metrics : "";
-  run_training(recipe, *comm, *device, options);
+  if (world.size == 1) {
+    std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
+    TrainOptions options;
+    options.metrics_path = args.metrics;
+    run_training(recipe, *comm, *device, options);
+    return 0;
+  }
+  // Several ranks: a failure on one must not leave the others waiting on it, so this
+  // rank reports (naming itself) and takes the whole job down.
+  try {
+    std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
+    TrainOptions options;
+    options.metrics_path = world.rank == 0 ? args.metrics : "";
+    run_training(recipe, *comm, *device, options);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "petaring: error on rank %d (host %s): %s\n", world.rank,
+                 world.host.c_str(), e.what());
+    std::fflush(stderr);
+    abort_world(e.exit_code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "petaring: unexpected error on rank %d (host %s): %s\n", world.rank,
+                 world.host.c_str(), e.what());
+    std::fflush(stderr);
+    abort_world(1);
+  }
   return 0;
 }
 

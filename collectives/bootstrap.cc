@@ -117,4 +117,12 @@ std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info) {
   return communicator;
 }
 
+void abort_world(int exit_code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);
+}
+
 }  // namespace petaring

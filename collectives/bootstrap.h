@@ -32,4 +32,9 @@ bool launched_by_mpi();
 // sets the rank shown in log lines.
 std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info);
 
+// Ends the whole job after a fatal error on this rank, so that no other rank waits for
+// it: MPI_Abort(MPI_COMM_WORLD, exit_code) when MPI is initialized (the launcher then
+// stops every rank), plain exit(exit_code) otherwise. Only the top of a rank calls it.
+[[noreturn]] void abort_world(int exit_code);
+
 }  // namespace petaring

@@ -40,7 +40,7 @@ std::string format_bytes(uint64_t bytes) {
   if (unit == 0) {
     std::snprintf(text, sizeof(text), "%llu B", static_cast<unsigned long long>(bytes));
   } else {
-    std::snprintf(text, sizeof(text), value == std::floor(value) ? "%.0f %s" : "%.1f %s", value,
+    std::snprintf(text, sizeof(text), value == std::floor(value) ? "%.0f %s" : value < 10 ? "%.2f %s" : "%.1f %s", value,
                   kUnits[unit]);
   }
   return text;

@@ -51,6 +51,8 @@ void Reporter::write(const nlohmann::json& record) {
 
 void Reporter::step(const StepInfo& info, bool logged) {
   if (!active_) return;
+  const bool refresh = terminal_ && (logged || info.elapsed_s - last_live_s_ >= 0.2);
+  if (!refresh && !logged) return;
   char line[256];
   std::snprintf(line, sizeof(line),
                 "epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f samples/s  ETA %s",
@@ -60,6 +62,7 @@ void Reporter::step(const StepInfo& info, bool logged) {
   if (terminal_) {
     std::cout << "\r\033[K" << line << std::flush;
     live_line_shown_ = true;
+    last_live_s_ = info.elapsed_s;
   } else if (logged) {
     std::cout << line << '\n' << std::flush;
   }

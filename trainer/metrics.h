@@ -25,8 +25,9 @@ class Reporter {
     double eta_s = 0;
     double elapsed_s = 0;
   };
-  // Updates the live line (terminal) and, when `logged`, prints a plain line (no
-  // terminal) and appends a JSON object with "event": "step".
+  // Updates the live line (terminal; at most 5 times a second, and on logged steps)
+  // and, when `logged`, prints a plain line (no terminal) and appends a JSON object
+  // with "event": "step".
   void step(const StepInfo& info, bool logged);
   // Any other event: appended to the metrics file with its "event" key; `line` printed.
   void event(const nlohmann::json& record, const std::string& line);
@@ -38,6 +39,7 @@ class Reporter {
   bool active_;
   bool terminal_;
   bool live_line_shown_ = false;
+  double last_live_s_ = -1;  // elapsed_s of the last live-line update
   std::ofstream metrics_;
   std::string metrics_path_;
 };
