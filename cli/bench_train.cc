@@ -71,7 +71,7 @@ nlohmann::json run_petaring(const BenchTrainArgs& args, int np) {
     command = "mpirun " + std::string(::geteuid() == 0 ? "--allow-run-as-root " : "") +
               "--oversubscribe -np " + std::to_string(np) + " ";
   }
-  command += quote(self) + " train " + quote(args.recipe) + " --metrics " + quote(metrics) +
+  command += quote(self) + " --log warn train " + quote(args.recipe) + " --metrics " + quote(metrics) +
              " > /dev/null";
   run_command(command);
   std::ifstream in(metrics);
