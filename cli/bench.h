@@ -14,5 +14,8 @@ namespace petaring::cli {
 void register_bench_gemm(CLI::App& bench, CommandTable& table);
 // `petaring bench train`: training steps (cli/bench_train.cc).
 void register_bench_train(CLI::App& bench, CommandTable& table);
+// `petaring bench allreduce | broadcast | reduce_scatter | allgather`: collectives over
+// sizes, nccl-tests style, beside MPI (cli/bench_collectives.cc).
+void register_bench_collectives(CLI::App& bench, CommandTable& table);
 
 }  // namespace petaring::cli

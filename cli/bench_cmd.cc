@@ -9,6 +9,7 @@ void register_bench(CLI::App& app, CommandTable& table) {
   bench->require_subcommand(1);
   register_bench_gemm(*bench, table);
   register_bench_train(*bench, table);
+  register_bench_collectives(*bench, table);
 }
 
 }  // namespace petaring::cli
