@@ -2,13 +2,34 @@
 
 #include <utility>
 
+#include "collectives/allgather.h"
 #include "collectives/barrier.h"
 #include "collectives/broadcast.h"
+#include "collectives/reduce_scatter.h"
 #include "collectives/ring.h"
+#include "collectives/signature.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
 
 namespace petaring {
+namespace {
+
+// Point-to-point tags: base + the pair's call number, apart from the collectives' tags
+// (their sequence numbers) and from kSignatureTag.
+constexpr uint64_t kPointToPointTagBase = uint64_t{1} << 30;
+
+CollectiveSignature signature_of(CollectiveKind kind, uint64_t count, DType dtype, ReduceOp op,
+                                 int root = -1) {
+  CollectiveSignature signature;
+  signature.kind = kind;
+  signature.count = count;
+  signature.dtype = dtype;
+  signature.op = op;
+  signature.root = root;
+  return signature;
+}
+
+}  // namespace
 
 Communicator::Communicator(std::unique_ptr<Transport> transport)
     : transport_(std::move(transport)) {
@@ -16,43 +37,97 @@ Communicator::Communicator(std::unique_ptr<Transport> transport)
   PR_CHECK(transport_->size() >= 1 && transport_->rank() >= 0 &&
            transport_->rank() < transport_->size())
       << "transport reports rank " << transport_->rank() << " of " << transport_->size();
+  sends_to_.assign(static_cast<size_t>(size()), 0);
+  receives_from_.assign(static_cast<size_t>(size()), 0);
 }
 
 Communicator::~Communicator() = default;
 
 // The same sequence on every rank as long as every rank makes the same calls in the same
 // order; two calls never share a tag, so their messages never mix.
-uint64_t Communicator::next_tag() { return sequence_++; }
+uint64_t Communicator::begin_collective(CollectiveSignature signature) {
+  signature.sequence = sequence_++;
+  if (check_signatures_) check_signatures(*transport_, signature, timeout_);
+  return signature.sequence;
+}
 
 void Communicator::allreduce(void* data, size_t count, DType dtype, ReduceOp op) {
-  uint64_t tag = next_tag();
-  if (dtype != DType::kF32) {
-    PR_FAIL(kUnimplemented, "allreduce of ", dtype_name(dtype),
-            " values is not supported yet; only f32 is (convert the buffer to f32 first)");
-  }
+  allreduce(data, data, count, dtype, op);
+}
+
+void Communicator::allreduce(const void* send, void* recv, size_t count, DType dtype,
+                             ReduceOp op) {
   RingOptions options;
+  options.tag = begin_collective(signature_of(CollectiveKind::kAllreduce, count, dtype, op));
   options.timeout = timeout_;
-  options.tag = tag;
-  ring_allreduce_f32(*transport_, static_cast<float*>(data), count, op, options);
+  ring_allreduce(*transport_, send, recv, count, dtype, op, options);
+}
+
+void Communicator::reduce_scatter(const void* send, void* recv, size_t recv_count, DType dtype,
+                                  ReduceOp op) {
+  ReduceScatterOptions options;
+  options.tag =
+      begin_collective(signature_of(CollectiveKind::kReduceScatter, recv_count, dtype, op));
+  options.timeout = timeout_;
+  ring_reduce_scatter(*transport_, send, recv, recv_count, dtype, op, options);
+}
+
+void Communicator::allgather(const void* send, void* recv, size_t send_count, DType dtype) {
+  AllgatherOptions options;
+  options.tag = begin_collective(
+      signature_of(CollectiveKind::kAllgather, send_count, dtype, ReduceOp::kSum));
+  options.timeout = timeout_;
+  ring_allgather(*transport_, send, recv, send_count, dtype, options);
 }
 
 void Communicator::broadcast(void* data, size_t bytes, int root) {
-  uint64_t tag = next_tag();
+  BroadcastOptions options;
+  options.tag = begin_collective(
+      signature_of(CollectiveKind::kBroadcast, bytes, DType::kU8, ReduceOp::kSum, root));
+  options.timeout = timeout_;
   if (root < 0 || root >= size()) {
     PR_FAIL(kInvalidArgument, "broadcast root ", root, " is not a rank of this group of ",
             size(), " ranks; pass a root in [0, ", size() - 1, "]");
   }
-  BroadcastOptions options;
-  options.timeout = timeout_;
-  options.tag = tag;
   pipeline_broadcast(*transport_, data, bytes, root, options);
 }
 
 void Communicator::barrier() {
   BarrierOptions options;
+  options.tag = begin_collective(
+      signature_of(CollectiveKind::kBarrier, 0, DType::kU8, ReduceOp::kSum));
   options.timeout = timeout_;
-  options.tag = next_tag();
   dissemination_barrier(*transport_, options);
+}
+
+void Communicator::check_peer(int peer, const char* what) const {
+  if (peer < 0 || peer >= size() || peer == rank()) {
+    PR_FAIL(kInvalidArgument, "rank ", rank(), ": ", what, " names peer ", peer,
+            ", which is not another rank of this group of ", size(),
+            " ranks; pass a peer in [0, ", size() - 1, "] other than ", rank());
+  }
+}
+
+void Communicator::send(const void* data, size_t bytes, int peer) {
+  check_peer(peer, "send");
+  const uint64_t number = sends_to_[static_cast<size_t>(peer)]++;
+  try {
+    transport_->isend(peer, data, bytes, kPointToPointTagBase + number)->wait(timeout_);
+  } catch (const Error& error) {
+    throw Error(error.kind(), str_cat("rank ", rank(), ": send #", number, " of ", bytes,
+                                      " bytes to rank ", peer, " failed: ", error.what()));
+  }
+}
+
+void Communicator::recv(void* data, size_t bytes, int peer) {
+  check_peer(peer, "recv");
+  const uint64_t number = receives_from_[static_cast<size_t>(peer)]++;
+  try {
+    transport_->irecv(peer, data, bytes, kPointToPointTagBase + number)->wait(timeout_);
+  } catch (const Error& error) {
+    throw Error(error.kind(), str_cat("rank ", rank(), ": recv #", number, " of ", bytes,
+                                      " bytes from rank ", peer, " failed: ", error.what()));
+  }
 }
 
 }  // namespace petaring

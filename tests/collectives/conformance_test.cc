@@ -1,0 +1,363 @@
+// Conformance suite for the reductions and gathers of a Communicator over the local
+// transport: one table of cases (collective x op x dtype x count x placement), run at
+// every world size from 1 to 8, each rank a thread. Every result is checked
+//   * bit for bit against a serial reference that combines in the order ring.h documents
+//     (rounding to the dtype at every hop: the f32-accumulation rule of reduce.h),
+//   * for floats, against the exact mean or sum computed in double, within a bound on
+//     the rounding of n - 1 hops (an independent check that the order is a real sum),
+//   * bit for bit across ranks (implied by the first check, rank by rank).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "collectives/allgather.h"
+#include "collectives/communicator.h"
+#include "collectives/reduce_scatter.h"
+#include "collectives/ring.h"
+#include "runtime/dtype.h"
+#include "tests/collectives/rank_threads.h"
+
+namespace petaring {
+namespace {
+
+using testing_ranks::error_of;
+using testing_ranks::expect_no_errors;
+using testing_ranks::run_ranks;
+
+enum class Collective { kAllreduce, kReduceScatter, kAllgather };
+
+struct Case {
+  Collective collective;
+  ReduceOp op;
+  DType dtype;
+  size_t count;        // allreduce: count; reduce_scatter: recv_count; allgather: send_count
+  bool in_place;
+  size_t segment_bytes = 0;  // nonzero: call the free function with this segment size
+};
+
+std::string describe(const Case& c, int n) {
+  const char* names[] = {"allreduce", "reduce_scatter", "allgather"};
+  return str_cat(names[static_cast<int>(c.collective)], " ", reduce_op_name(c.op), " ",
+                 dtype_name(c.dtype), " count ", c.count, c.in_place ? " in place" : " out of place",
+                 c.segment_bytes ? str_cat(" segment ", c.segment_bytes, " B") : std::string(),
+                 " over ", n, " ranks");
+}
+
+const DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kF16, DType::kI32, DType::kI64};
+const ReduceOp kOps[] = {ReduceOp::kSum, ReduceOp::kAverage, ReduceOp::kMax, ReduceOp::kMin};
+
+bool is_float(DType dtype) {
+  return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
+}
+bool expects_error(const Case& c) {
+  return c.collective != Collective::kAllgather && !is_float(c.dtype) && c.op == ReduceOp::kAverage;
+}
+
+// ---- values -------------------------------------------------------------------------
+
+uint64_t mix(int rank, size_t i, uint64_t salt) {
+  uint64_t h = (i + 1) * 0x9e3779b97f4a7c15ull ^ (rank + 1) * 0xbf58476d1ce4e5b9ull ^ salt;
+  h ^= h >> 29;
+  h *= 0x94d049bb133111ebull;
+  return h ^ (h >> 32);
+}
+
+// Element i of `rank`'s input, as the dtype's bytes. Floats lie in about [-10, 10] with
+// varied low bits; integers span their whole range, so that sums wrap.
+void input_element(int rank, size_t i, DType dtype, uint64_t salt, void* out) {
+  uint64_t h = mix(rank, i, salt);
+  float f = static_cast<float>(static_cast<int64_t>(h % 200001) - 100000) / 9973.0f;
+  switch (dtype) {
+    case DType::kF32: std::memcpy(out, &f, 4); return;
+    case DType::kBF16: { uint16_t b = bf16_from_f32(f).bits; std::memcpy(out, &b, 2); return; }
+    case DType::kF16: { uint16_t b = f16_from_f32(f).bits; std::memcpy(out, &b, 2); return; }
+    case DType::kI32: { int32_t v = static_cast<int32_t>(h); std::memcpy(out, &v, 4); return; }
+    case DType::kI64: { int64_t v = static_cast<int64_t>(h); std::memcpy(out, &v, 8); return; }
+    case DType::kU8: break;
+  }
+  FAIL() << "no inputs for " << dtype_name(dtype);
+}
+
+std::vector<char> make_input(int rank, size_t count, DType dtype, uint64_t salt) {
+  std::vector<char> bytes(count * dtype_size(dtype));
+  for (size_t i = 0; i < count; ++i) {
+    input_element(rank, i, dtype, salt, bytes.data() + i * dtype_size(dtype));
+  }
+  return bytes;
+}
+
+// ---- serial reference ---------------------------------------------------------------
+
+// A scalar of any dtype: floats widened to f32 exactly, integers as int64.
+struct Scalar {
+  float f = 0;
+  int64_t i = 0;
+};
+
+Scalar load(const char* p, DType dtype) {
+  Scalar s;
+  uint16_t h;
+  switch (dtype) {
+    case DType::kF32: std::memcpy(&s.f, p, 4); break;
+    case DType::kBF16: std::memcpy(&h, p, 2); s.f = bf16_to_f32(BF16{h}); break;
+    case DType::kF16: std::memcpy(&h, p, 2); s.f = f16_to_f32(F16{h}); break;
+    case DType::kI32: { int32_t v; std::memcpy(&v, p, 4); s.i = v; break; }
+    case DType::kI64: std::memcpy(&s.i, p, 8); break;
+    case DType::kU8: break;
+  }
+  return s;
+}
+
+// Rounds to the dtype (integers wrap), as the ring does after every combine.
+Scalar round_to(Scalar s, DType dtype) {
+  if (dtype == DType::kBF16) s.f = bf16_to_f32(bf16_from_f32(s.f));
+  if (dtype == DType::kF16) s.f = f16_to_f32(f16_from_f32(s.f));
+  if (dtype == DType::kI32) s.i = static_cast<int32_t>(static_cast<uint32_t>(s.i));
+  return s;
+}
+
+Scalar combine(Scalar a, Scalar b, DType dtype, ReduceOp op) {
+  Scalar out;
+  if (is_float(dtype)) {
+    out.f = op == ReduceOp::kMax ? std::max(a.f, b.f)
+          : op == ReduceOp::kMin ? std::min(a.f, b.f) : a.f + b.f;
+  } else {
+    out.i = op == ReduceOp::kMax ? std::max(a.i, b.i)
+          : op == ReduceOp::kMin ? std::min(a.i, b.i)
+          : static_cast<int64_t>(static_cast<uint64_t>(a.i) + static_cast<uint64_t>(b.i));
+  }
+  return round_to(out, dtype);
+}
+
+// Element i whose chunk is c, combined in ring order: ranks c+1, c+2, ..., c (mod n).
+Scalar reference_element(int n, int c, size_t i, DType dtype, ReduceOp op, uint64_t salt) {
+  char bytes[8];
+  input_element((c + 1) % n, i, dtype, salt, bytes);
+  Scalar acc = load(bytes, dtype);
+  for (int hop = 2; hop <= n; ++hop) {
+    input_element((c + hop) % n, i, dtype, salt, bytes);
+    acc = combine(acc, load(bytes, dtype), dtype, op);
+  }
+  if (op == ReduceOp::kAverage) acc.f = round_to(Scalar{acc.f / static_cast<float>(n), 0}, dtype).f;
+  return acc;
+}
+
+// |result - exact| for floats, exact computed in double; bound: one rounding per hop of
+// the dtype's epsilon times the sum of magnitudes, plus one for the division.
+void expect_close_to_exact(float result, int n, size_t i, const Case& c, uint64_t salt,
+                           int* reported) {
+  double sum = 0, magnitude = 0, high = -1e300, low = 1e300;
+  char bytes[8];
+  for (int rank = 0; rank < n; ++rank) {
+    input_element(rank, i, c.dtype, salt, bytes);
+    double v = load(bytes, c.dtype).f;
+    sum += v;
+    magnitude += std::fabs(v);
+    high = std::max(high, v);
+    low = std::min(low, v);
+  }
+  double exact = c.op == ReduceOp::kSum ? sum : c.op == ReduceOp::kAverage ? sum / n
+               : c.op == ReduceOp::kMax ? high : low;
+  double eps = c.dtype == DType::kF32 ? 0x1p-24 : c.dtype == DType::kBF16 ? 0x1p-8 : 0x1p-11;
+  double scale = c.op == ReduceOp::kAverage ? magnitude / n : magnitude;
+  double bound = c.op == ReduceOp::kSum || c.op == ReduceOp::kAverage ? (n + 1) * eps * scale : 0;
+  if (std::fabs(result - exact) > bound && (*reported)++ < 3) {
+    ADD_FAILURE() << describe(c, n) << ": element " << i << " is " << result << ", exact "
+                  << exact << ", bound " << bound;
+  }
+}
+
+// ---- running the table --------------------------------------------------------------
+
+// What each rank did for one case: its output bytes, its input after the call, its error.
+struct Outcome {
+  std::vector<char> output;
+  std::vector<char> input_after;
+  std::exception_ptr error;
+};
+
+uint64_t salt_of(size_t case_index) { return case_index * 0x2545f4914f6cdd1dull + 17; }
+
+void run_case(Communicator& comm, const Case& c, uint64_t salt, uint64_t free_tag, Outcome& out) {
+  const int n = comm.size(), r = comm.rank();
+  const size_t es = dtype_size(c.dtype);
+  const size_t in_count = c.collective == Collective::kReduceScatter ? n * c.count : c.count;
+  const size_t out_count = c.collective == Collective::kAllgather ? n * c.count : c.count;
+  std::vector<char> input = make_input(r, in_count, c.dtype, salt);
+  out.output.assign(out_count * es, static_cast<char>(0xcd));  // garbage that must vanish
+  if (c.in_place && c.collective == Collective::kAllreduce) out.output = input;
+  if (c.in_place && c.collective == Collective::kAllgather) {
+    std::memcpy(out.output.data() + r * c.count * es, input.data(), c.count * es);
+  }
+  char* recv = out.output.data();
+  const void* send = !c.in_place ? input.data()
+                   : c.collective == Collective::kAllreduce ? recv : recv + r * c.count * es;
+  try {
+    if (c.segment_bytes == 0) {
+      switch (c.collective) {
+        case Collective::kAllreduce: comm.allreduce(send, recv, c.count, c.dtype, c.op); break;
+        case Collective::kReduceScatter:
+          comm.reduce_scatter(send, recv, c.count, c.dtype, c.op); break;
+        case Collective::kAllgather: comm.allgather(send, recv, c.count, c.dtype); break;
+      }
+    } else {
+      std::chrono::milliseconds timeout = comm.timeout();
+      switch (c.collective) {
+        case Collective::kAllreduce:
+          ring_allreduce(comm.transport(), send, recv, c.count, c.dtype, c.op,
+                         RingOptions{c.segment_bytes, timeout, free_tag});
+          break;
+        case Collective::kReduceScatter:
+          ring_reduce_scatter(comm.transport(), send, recv, c.count, c.dtype, c.op,
+                              ReduceScatterOptions{c.segment_bytes, timeout, free_tag});
+          break;
+        case Collective::kAllgather:
+          ring_allgather(comm.transport(), send, recv, c.count, c.dtype,
+                         AllgatherOptions{c.segment_bytes, timeout, free_tag});
+          break;
+      }
+    }
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+  if (c.in_place) out.input_after = input;
+  else out.input_after.swap(input);
+}
+
+// Checks every rank's outcome of one case.
+void check_case(const Case& c, int n, uint64_t salt, const std::vector<Outcome>& outcomes) {
+  SCOPED_TRACE(describe(c, n));
+  const size_t es = dtype_size(c.dtype);
+  if (expects_error(c)) {
+    for (int r = 0; r < n; ++r) {
+      Error error = error_of(outcomes[r].error);
+      EXPECT_EQ(error.kind(), ErrorKind::kInvalidArgument) << "rank " << r << ": " << error.what();
+      EXPECT_NE(std::string(error.what()).find("average"), std::string::npos) << error.what();
+    }
+    return;
+  }
+  std::vector<char> expected(outcomes[0].output.size());
+  for (int r = 0; r < n; ++r) {
+    if (outcomes[r].error) {
+      ADD_FAILURE() << "rank " << r << " threw: " << error_of(outcomes[r].error).what();
+      return;
+    }
+    // The send buffer of an out-of-place call is only read.
+    size_t in_count = c.collective == Collective::kReduceScatter ? n * c.count : c.count;
+    if (!c.in_place) {
+      EXPECT_TRUE(outcomes[r].input_after == make_input(r, in_count, c.dtype, salt))
+          << "rank " << r << " changed its send buffer";
+    }
+    int reported = 0;
+    const size_t out_count = outcomes[r].output.size() / es;
+    for (size_t j = 0; j < out_count; ++j) {
+      char want[8];
+      if (c.collective == Collective::kAllgather) {
+        input_element(static_cast<int>(j / c.count), j % c.count, c.dtype, salt, want);
+      } else {
+        // allreduce: element j lies in ring chunk c; reduce_scatter: rank r's block r,
+        // element j of it is element r * count + j of the inputs.
+        size_t i = c.collective == Collective::kAllreduce ? j : r * c.count + j;
+        int chunk = r;
+        if (c.collective == Collective::kAllreduce) {
+          chunk = 0;
+          while (ring_chunk(c.count, n, chunk).end <= j) ++chunk;
+        }
+        Scalar s = reference_element(n, chunk, i, c.dtype, c.op, salt);
+        if (c.dtype == DType::kF32) std::memcpy(want, &s.f, 4);
+        if (c.dtype == DType::kBF16) { uint16_t b = bf16_from_f32(s.f).bits; std::memcpy(want, &b, 2); }
+        if (c.dtype == DType::kF16) { uint16_t b = f16_from_f32(s.f).bits; std::memcpy(want, &b, 2); }
+        if (c.dtype == DType::kI32) { int32_t v = static_cast<int32_t>(s.i); std::memcpy(want, &v, 4); }
+        if (c.dtype == DType::kI64) std::memcpy(want, &s.i, 8);
+        if (is_float(c.dtype)) {
+          expect_close_to_exact(load(outcomes[r].output.data() + j * es, c.dtype).f, n, i, c,
+                                salt, &reported);
+        }
+      }
+      if (std::memcmp(want, outcomes[r].output.data() + j * es, es) != 0 && reported++ < 3) {
+        ADD_FAILURE() << "rank " << r << ", element " << j << " of " << out_count
+                      << ": bytes differ from the ring-order reference (got "
+                      << (is_float(c.dtype) ? load(outcomes[r].output.data() + j * es, c.dtype).f
+                                            : load(outcomes[r].output.data() + j * es, c.dtype).i)
+                      << ", want "
+                      << (is_float(c.dtype) ? load(want, c.dtype).f : load(want, c.dtype).i) << ")";
+      }
+    }
+  }
+}
+
+// Runs every case on `n` rank threads (one group, cases in table order), then checks.
+void run_table(int n, const std::vector<Case>& cases) {
+  std::vector<std::vector<Outcome>> outcomes(cases.size(), std::vector<Outcome>(n));
+  expect_no_errors(run_ranks(n, [&](Communicator& comm) {
+    for (size_t k = 0; k < cases.size(); ++k) {
+      run_case(comm, cases[k], salt_of(k), (uint64_t{1} << 40) + k, outcomes[k][comm.rank()]);
+    }
+  }));
+  for (size_t k = 0; k < cases.size(); ++k) check_case(cases[k], n, salt_of(k), outcomes[k]);
+}
+
+// Sizes 0, 1, 7, n - 1, n + 1 and a prime, without repeats.
+std::vector<size_t> sizes_for(int n) {
+  std::set<size_t> sizes = {0, 1, 7, size_t(n - 1), size_t(n + 1), 1031};
+  return {sizes.begin(), sizes.end()};
+}
+
+std::vector<Case> full_table(int n) {
+  std::vector<Case> cases;
+  for (size_t count : sizes_for(n)) {
+    for (DType dtype : kDTypes) {
+      for (ReduceOp op : kOps) {
+        cases.push_back({Collective::kAllreduce, op, dtype, count, true});
+        cases.push_back({Collective::kAllreduce, op, dtype, count, false});
+        cases.push_back({Collective::kReduceScatter, op, dtype, count, false});
+      }
+      cases.push_back({Collective::kAllgather, ReduceOp::kSum, dtype, count, true});
+      cases.push_back({Collective::kAllgather, ReduceOp::kSum, dtype, count, false});
+    }
+  }
+  return cases;
+}
+
+class Conformance : public ::testing::TestWithParam<int> {};
+
+TEST_P(Conformance, EveryOpDTypeAndSize) { run_table(GetParam(), full_table(GetParam())); }
+
+// Segments of a few elements: every chunk travels as many messages, so the pipeline of
+// each phase runs deep (odd byte counts cut 2-byte and 8-byte values mid-way, rounded down).
+TEST_P(Conformance, ManySegmentsPerChunk) {
+  const int n = GetParam();
+  std::vector<Case> cases;
+  for (DType dtype : kDTypes) {
+    for (size_t count : {size_t(5), size_t(61), size_t(257)}) {
+      cases.push_back({Collective::kAllreduce, ReduceOp::kSum, dtype, count, false, 10});
+      cases.push_back({Collective::kAllreduce, ReduceOp::kMax, dtype, count, true, 17});
+      cases.push_back({Collective::kReduceScatter, ReduceOp::kMin, dtype, count, false, 9});
+      cases.push_back({Collective::kAllgather, ReduceOp::kSum, dtype, count, false, 10});
+    }
+  }
+  run_table(n, cases);
+}
+
+INSTANTIATE_TEST_SUITE_P(WorldSizes, Conformance, ::testing::Range(1, 9),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "n" + std::to_string(info.param);
+                         });
+
+// 1M + 3 values: many segments of the automatic size, f32 sum on two world sizes.
+TEST(ConformanceLarge, MillionPlusThree) {
+  for (int n : {2, 5}) {
+    run_table(n, {{Collective::kAllreduce, ReduceOp::kSum, DType::kF32, 1'000'003, true},
+                  {Collective::kAllreduce, ReduceOp::kSum, DType::kF32, 1'000'003, false}});
+  }
+  run_table(3, {{Collective::kReduceScatter, ReduceOp::kSum, DType::kF32, 333'334, false},
+                {Collective::kAllgather, ReduceOp::kSum, DType::kF32, 333'334, false}});
+}
+
+}  // namespace
+}  // namespace petaring
