@@ -1,9 +1,13 @@
 // Collectives over the MPI transport, run under mpirun by tests/mpi/collectives.sh:
 //   mpirun -np N collectives_mpi [--missing-rank | --bench [segment_bytes...]]
 // Checks allreduce (sum, average) against a double-precision reference on awkward counts,
-// bit-identity across ranks, broadcast from every root, barrier, messages split into
-// pieces, and (--missing-rank) the timeout when a rank never shows up. Exits non-zero on any mismatch. With --bench, rank 0 prints a table of our ring
-// against MPI_Allreduce (nccl-tests style algbw/busbw).
+// bit-identity across ranks, every op x dtype of allreduce, reduce_scatter and allgather
+// against a serial replay of the ring order (tests/collectives has the independent
+// arithmetic checks), a mismatched call (every rank must name both calls), point to
+// point, broadcast from every root, barrier, messages split into pieces, and
+// (--missing-rank) the timeout when a rank never shows up. Exits non-zero on any
+// mismatch. With --bench, rank 0 prints a table of our ring against MPI_Allreduce
+// (nccl-tests style algbw/busbw) and the cost of the signature check on small messages.
 #include <mpi.h>
 
 #include <chrono>
@@ -15,6 +19,7 @@
 #include <vector>
 
 #include "collectives/bootstrap.h"
+#include "collectives/reduce.h"
 #include "collectives/ring.h"
 #include "collectives/transport/mpi/mpi_transport.h"
 #include "runtime/error.h"
@@ -95,6 +100,157 @@ void check_split_messages(int rank) {
   }
 }
 
+// ---- every op and dtype ---------------------------------------------------------------
+
+// Element i of `rank`'s input as dtype bytes: floats in about [-10, 10], integers over
+// their whole range (sums wrap).
+void typed_input(int rank, size_t i, DType dtype, char* out) {
+  uint64_t h = (i + 1) * 0x9e3779b97f4a7c15ull ^ (rank + 1) * 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 29;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 32;
+  float f = static_cast<float>(static_cast<int64_t>(h % 200001) - 100000) / 9973.0f;
+  uint16_t half = dtype == DType::kBF16 ? bf16_from_f32(f).bits : f16_from_f32(f).bits;
+  int32_t i32 = static_cast<int32_t>(h);
+  switch (dtype) {
+    case DType::kF32: std::memcpy(out, &f, 4); break;
+    case DType::kBF16: case DType::kF16: std::memcpy(out, &half, 2); break;
+    case DType::kI32: std::memcpy(out, &i32, 4); break;
+    default: std::memcpy(out, &h, 8); break;
+  }
+}
+
+std::vector<char> typed_inputs(int rank, size_t count, DType dtype) {
+  const size_t es = dtype_size(dtype);
+  std::vector<char> bytes(count * es);
+  for (size_t i = 0; i < count; ++i) typed_input(rank, i, dtype, bytes.data() + i * es);
+  return bytes;
+}
+
+// Elements [begin, end) reduced over all ranks in the documented ring order for a chunk
+// owned by `owner` (ranks owner+1, ..., owner), with reduce_into itself.
+std::vector<char> replay_ring(int n, int owner, size_t begin, size_t end, size_t total,
+                              DType dtype, ReduceOp op) {
+  const size_t es = dtype_size(dtype);
+  auto slice = [&](int rank) {
+    std::vector<char> all = typed_inputs(rank, total, dtype);
+    return std::vector<char>(all.begin() + begin * es, all.begin() + end * es);
+  };
+  std::vector<char> acc = slice((owner + 1) % n);
+  for (int hop = 2; hop <= n; ++hop) {
+    std::vector<char> next = slice((owner + hop) % n);
+    reduce_into(acc.data(), next.data(), end - begin, dtype, op);
+  }
+  if (op == ReduceOp::kAverage) average_in_place(acc.data(), end - begin, dtype, n);
+  return acc;
+}
+
+void check_typed(Communicator& comm, DType dtype, ReduceOp op, size_t count) {
+  const int n = comm.size(), r = comm.rank();
+  const size_t es = dtype_size(dtype);
+  const std::string what = str_cat(dtype_name(dtype), " ", reduce_op_name(op), " count ", count);
+  const bool rejected = (dtype == DType::kI32 || dtype == DType::kI64) && op == ReduceOp::kAverage;
+  // allreduce, out of place
+  std::vector<char> send = typed_inputs(r, count, dtype), recv(count * es, 0x5a);
+  try {
+    comm.allreduce(send.data(), recv.data(), count, dtype, op);
+    if (rejected) fail(r, "allreduce " + what + " was accepted");
+  } catch (const Error& error) {
+    if (!rejected || error.kind() != ErrorKind::kInvalidArgument) {
+      fail(r, str_cat("allreduce ", what, ": ", error.what()));
+    }
+  }
+  if (!rejected) {
+    for (int c = 0; c < n; ++c) {
+      RingChunk chunk = ring_chunk(count, n, c);
+      std::vector<char> want = replay_ring(n, c, chunk.begin, chunk.end, count, dtype, op);
+      if (!want.empty() && std::memcmp(want.data(), recv.data() + chunk.begin * es, want.size())) {
+        return fail(r, str_cat("allreduce ", what, ": chunk ", c, " differs from the ring replay"));
+      }
+    }
+  }
+  // reduce_scatter: block r of n * count
+  std::vector<char> blocks = typed_inputs(r, n * count, dtype), mine(count * es);
+  try {
+    comm.reduce_scatter(blocks.data(), mine.data(), count, dtype, op);
+    std::vector<char> want = replay_ring(n, r, r * count, (r + 1) * count, n * count, dtype, op);
+    if (rejected) fail(r, "reduce_scatter " + what + " was accepted");
+    else if (want != mine) fail(r, str_cat("reduce_scatter ", what, ": block differs"));
+  } catch (const Error& error) {
+    if (!rejected || error.kind() != ErrorKind::kInvalidArgument) {
+      fail(r, str_cat("reduce_scatter ", what, ": ", error.what()));
+    }
+  }
+  // allgather (in place)
+  std::vector<char> gathered(n * count * es);
+  std::memcpy(gathered.data() + r * count * es, send.data(), count * es);
+  comm.allgather(gathered.data() + r * count * es, gathered.data(), count, dtype);
+  for (int b = 0; b < n; ++b) {
+    if (typed_inputs(b, count, dtype) !=
+        std::vector<char>(gathered.begin() + b * count * es, gathered.begin() + (b + 1) * count * es)) {
+      return fail(r, str_cat("allgather ", what, ": block ", b, " differs"));
+    }
+  }
+}
+
+void check_every_op_and_dtype(Communicator& comm) {
+  const int n = comm.size();
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI32, DType::kI64}) {
+    for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAverage, ReduceOp::kMax, ReduceOp::kMin}) {
+      for (size_t count : {size_t(0), size_t(1), size_t(7), size_t(n + 1), size_t(1031)}) {
+        check_typed(comm, dtype, op, count);
+      }
+    }
+  }
+  check_typed(comm, DType::kBF16, ReduceOp::kSum, 100'003);
+}
+
+// Rank 1 passes another count: every rank must fail fast naming both calls, and the
+// communicator must still work afterwards.
+void check_mismatch(Communicator& comm) {
+  const int r = comm.rank();
+  if (comm.size() < 2) return;
+  std::vector<float> data(100, 1.0f);
+  auto start = std::chrono::steady_clock::now();
+  try {
+    comm.allreduce(data.data(), r == 1 ? 99 : 100, DType::kF32, ReduceOp::kSum);
+    fail(r, "a mismatched allreduce returned");
+  } catch (const Error& error) {
+    std::string text = error.what();
+    if (error.kind() != ErrorKind::kFailedPrecondition ||
+        text.find("rank 0 called allreduce") == std::string::npos ||
+        text.find("(count 99, f32, sum)") == std::string::npos ||
+        text.find("(count 100, f32, sum)") == std::string::npos) {
+      fail(r, "mismatch error does not name both calls: " + text);
+    }
+  }
+  if (std::chrono::steady_clock::now() - start > std::chrono::seconds(5)) {
+    fail(r, "the mismatch took more than 5 s to report");
+  }
+  float one = 1.0f;
+  comm.allreduce(&one, 1, DType::kF32, ReduceOp::kSum);
+  if (one != static_cast<float>(comm.size())) fail(r, "allreduce after a mismatch is wrong");
+}
+
+// Each rank sends its rank to its right neighbour twice and checks what its left sent.
+void check_point_to_point(Communicator& comm) {
+  const int n = comm.size(), r = comm.rank();
+  if (n < 2) return;
+  int64_t got[2] = {-1, -1};
+  for (int k = 0; k < 2; ++k) {
+    int64_t out = r * 10 + k;
+    if (r % 2 == 0) {
+      comm.send(&out, 8, (r + 1) % n);
+      comm.recv(&got[k], 8, (r + n - 1) % n);
+    } else {
+      comm.recv(&got[k], 8, (r + n - 1) % n);
+      comm.send(&out, 8, (r + 1) % n);
+    }
+  }
+  int left = (r + n - 1) % n;
+  if (got[0] != left * 10 || got[1] != left * 10 + 1) fail(r, "send/recv pairs out of order");
+}
+
 // Seconds per call, the slowest rank's mean over `iterations` after a warm-up.
 template <typename Fn>
 double time_calls(int iterations, Fn fn) {
@@ -138,6 +294,26 @@ void bench(Communicator& comm, const std::vector<size_t>& segment_sizes) {
       double algbw = bytes / seconds / 1e9;
       std::printf("%10zu %14s %10.1f %10.2f %10.2f\n", bytes, name.c_str(), seconds * 1e6, algbw,
                   algbw * 2.0 * (n - 1) / n);
+    }
+  }
+
+  // The signature check on small allreduces: ceil(log2 n) extra small messages per call.
+  if (comm.rank() == 0) {
+    std::printf("\n%10s %14s %14s %10s\n", "bytes", "checked_us", "unchecked_us", "overhead");
+  }
+  for (size_t bytes : {size_t(4), size_t(256), size_t(16) << 10, size_t(1) << 20}) {
+    std::vector<float> data(bytes / sizeof(float), 1.0f);
+    double seconds[2];
+    for (bool check : {true, false}) {
+      comm.set_check_signatures(check);
+      seconds[check ? 0 : 1] = time_calls(bytes >= (size_t(1) << 20) ? 50 : 500, [&] {
+        comm.allreduce(data.data(), data.size(), DType::kF32, ReduceOp::kSum);
+      });
+    }
+    comm.set_check_signatures(true);
+    if (comm.rank() == 0) {
+      std::printf("%10zu %14.1f %14.1f %9.0f%%\n", bytes, seconds[0] * 1e6, seconds[1] * 1e6,
+                  (seconds[0] / seconds[1] - 1) * 100);
     }
   }
 }
@@ -189,6 +365,9 @@ int run(int argc, char** argv) {
     check_allreduce(*comm, count, ReduceOp::kSum);
     check_allreduce(*comm, count, ReduceOp::kAverage);
   }
+  check_every_op_and_dtype(*comm);
+  check_mismatch(*comm);
+  check_point_to_point(*comm);
   check_broadcast_every_root(*comm);
   check_split_messages(r);
   if (mode == "--missing-rank" && n > 1) check_missing_rank(*comm);
