@@ -100,9 +100,14 @@ class MpiRequest : public Request {
         sleep = std::chrono::microseconds(1);
       }
       if (++polls <= options_.spin_polls) continue;
-      std::this_thread::sleep_for(sleep);
-      sleep = std::min(sleep * 2, options_.max_sleep);
-      if (Clock::now() - last_progress > timeout) {
+      auto idle = Clock::now() - last_progress;
+      if (idle < options_.yield_window) {
+        std::this_thread::yield();
+      } else {
+        std::this_thread::sleep_for(sleep);
+        sleep = std::min(sleep * 2, options_.max_sleep);
+      }
+      if (idle > timeout) {
         PR_FAIL(kTimeout, "rank ", rank_, ": ", verb(), " rank ", peer_, " (", bytes_,
                 " bytes, tag ", tag_, ") made no progress for ", timeout.count(),
                 " ms; is rank ", peer_, " alive and calling the same collective? (mpi transport)");

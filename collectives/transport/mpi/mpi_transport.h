@@ -1,8 +1,12 @@
 // MPI point-to-point transport: MPI_Isend / MPI_Irecv over a private duplicate of a
 // communicator, completed by polling MPI_Test.
 //
-// Waiting spins on MPI_Test for a while, then sleeps between polls with a growing backoff
-// (up to max_sleep), so that ranks oversubscribed on few cores do not starve each other.
+// Waiting spins on MPI_Test for spin_polls calls, then keeps polling but yields the core
+// between polls for yield_window, and only then sleeps between polls with a growing
+// backoff (up to max_sleep). Yielding rather than sleeping matters: Open MPI moves a large
+// shared-memory message fragment by fragment, only inside MPI calls on both sides, so a
+// sleeping receiver stalls the sender (a 8 MiB message took 10x longer with sleeps);
+// yielding still hands the core over when ranks are oversubscribed on few cores.
 // Every MPI call returns its error (MPI_ERRORS_RETURN); a failure becomes an Error of kind
 // kDisconnected naming the peer. A request with no completed piece for the wait's timeout
 // throws kTimeout naming the peer. Messages above max_piece_bytes (MPI counts are int) travel
@@ -26,8 +30,9 @@ namespace petaring {
 
 struct MpiTransportOptions {
   size_t max_piece_bytes = size_t{1} << 30;  // at most INT_MAX
-  int spin_polls = 1000;                     // MPI_Test calls before the first sleep
-  std::chrono::microseconds max_sleep{200};  // longest sleep between polls
+  int spin_polls = 1000;                     // MPI_Test calls before yielding
+  std::chrono::milliseconds yield_window{50};  // yield between polls this long without progress
+  std::chrono::microseconds max_sleep{200};  // then sleep between polls, at most this long
 };
 
 class MpiTransport : public Transport {
