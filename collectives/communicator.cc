@@ -1,15 +1,19 @@
 #include "collectives/communicator.h"
 
+#include <cstdlib>
+#include <string>
 #include <utility>
 
 #include "collectives/allgather.h"
 #include "collectives/barrier.h"
 #include "collectives/broadcast.h"
+#include "collectives/recursive_doubling.h"
 #include "collectives/reduce_scatter.h"
 #include "collectives/ring.h"
 #include "collectives/signature.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
+#include "runtime/log.h"
 
 namespace petaring {
 namespace {
@@ -29,6 +33,18 @@ CollectiveSignature signature_of(CollectiveKind kind, uint64_t count, DType dtyp
   return signature;
 }
 
+// PETARING_SMALL_MESSAGE_THRESHOLD: a byte count in decimal digits.
+size_t parse_threshold(const char* text) {
+  const std::string value = text;
+  if (value.empty() || value.size() > 18 ||
+      value.find_first_not_of("0123456789") != std::string::npos) {
+    PR_FAIL(kInvalidArgument, "PETARING_SMALL_MESSAGE_THRESHOLD='", value,
+            "' is not a byte count; set it to a number of bytes in decimal digits (e.g. ",
+            Communicator::kDefaultSmallMessageThreshold, ") or unset it");
+  }
+  return static_cast<size_t>(std::stoull(value));
+}
+
 }  // namespace
 
 Communicator::Communicator(std::unique_ptr<Transport> transport)
@@ -37,6 +53,9 @@ Communicator::Communicator(std::unique_ptr<Transport> transport)
   PR_CHECK(transport_->size() >= 1 && transport_->rank() >= 0 &&
            transport_->rank() < transport_->size())
       << "transport reports rank " << transport_->rank() << " of " << transport_->size();
+  if (const char* text = std::getenv("PETARING_SMALL_MESSAGE_THRESHOLD")) {
+    small_message_threshold_ = parse_threshold(text);
+  }
   sends_to_.assign(static_cast<size_t>(size()), 0);
   receives_from_.assign(static_cast<size_t>(size()), 0);
 }
@@ -55,10 +74,33 @@ void Communicator::allreduce(void* data, size_t count, DType dtype, ReduceOp op)
   allreduce(data, data, count, dtype, op);
 }
 
+void Communicator::set_small_message_threshold(size_t bytes) {
+  small_message_threshold_ = bytes;
+}
+
+const char* Communicator::allreduce_algorithm(size_t bytes) const {
+  return bytes <= small_message_threshold_ ? "recursive-doubling" : "ring";
+}
+
 void Communicator::allreduce(const void* send, void* recv, size_t count, DType dtype,
                              ReduceOp op) {
+  const uint64_t tag =
+      begin_collective(signature_of(CollectiveKind::kAllreduce, count, dtype, op));
+  if (!logged_allreduce_choice_) {
+    logged_allreduce_choice_ = true;
+    if (rank() == 0) {
+      PR_LOG(kInfo) << "collectives: allreduce uses recursive doubling up to "
+                    << small_message_threshold_ << " bytes and the ring above, over "
+                    << size() << " rank(s)";
+    }
+  }
+  if (count * dtype_size(dtype) <= small_message_threshold_) {
+    recursive_doubling_allreduce(*transport_, send, recv, count, dtype, op,
+                                 RecursiveDoublingOptions{timeout_, tag});
+    return;
+  }
   RingOptions options;
-  options.tag = begin_collective(signature_of(CollectiveKind::kAllreduce, count, dtype, op));
+  options.tag = tag;
   options.timeout = timeout_;
   ring_allreduce(*transport_, send, recv, count, dtype, op, options);
 }

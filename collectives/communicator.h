@@ -2,8 +2,8 @@
 //   ReduceOp       how values combine (reduce.h: sum, average, max, min; per-dtype rules)
 //   Communicator   a group of ranks: rank(), size(), the collectives, send/recv
 // make_world_communicator() (bootstrap.h) picks the transport: MPI under mpirun, or a
-// single-rank group when the process runs alone. Algorithms, one per file: ring.h
-// (allreduce), reduce_scatter.h, allgather.h, broadcast.h, barrier.h; signature.h checks
+// single-rank group when the process runs alone. Algorithms, one per file: ring.h and
+// recursive_doubling.h (allreduce, large and small messages), reduce_scatter.h, allgather.h, broadcast.h, barrier.h; signature.h checks
 // that ranks agree on each call; transports: transport/local, transport/mpi.
 #pragma once
 
@@ -39,7 +39,23 @@ class Communicator {
   // that disagree all get kFailedPrecondition naming two of them and their calls
   // (signature.h), never a hang. Reductions take f32, bf16, f16 (f32 arithmetic, rounded
   // back at every combine), i32 and i64 (exact; average is kInvalidArgument): reduce.h.
-  // Results are bit-identical on every rank (ring.h documents the order of combination).
+  // Results are bit-identical on every rank (ring.h and recursive_doubling.h document the
+  // order of combination of each allreduce algorithm).
+
+  // Allreduce picks its algorithm by the call's size in bytes (count * dtype size):
+  // recursive doubling (recursive_doubling.h: about log2 n messages of the whole buffer)
+  // up to small_message_threshold() bytes, the ring (ring.h: 2 (n - 1) messages of a
+  // chunk each) above. The two round differently, so every rank must use the same
+  // threshold (not checked: ranks that differ wait for each other until kTimeout).
+  // 0 sends every non-empty allreduce through the ring. The default was measured with
+  // `petaring bench allreduce --baseline mpi` at 2 to 4 ranks (docs/benchmarks.md); the
+  // environment variable PETARING_SMALL_MESSAGE_THRESHOLD (bytes, read by the
+  // constructor) overrides it, set_small_message_threshold overrides both.
+  static constexpr size_t kDefaultSmallMessageThreshold = 4096;
+  void set_small_message_threshold(size_t bytes);
+  size_t small_message_threshold() const { return small_message_threshold_; }
+  // The allreduce algorithm for a call of `bytes`: "recursive-doubling" or "ring".
+  const char* allreduce_algorithm(size_t bytes) const;
 
   // In place: data holds count values of dtype; afterwards the reduction over all ranks.
   void allreduce(void* data, size_t count, DType dtype, ReduceOp op);
@@ -83,6 +99,8 @@ class Communicator {
   std::chrono::milliseconds timeout_{std::chrono::minutes(5)};
   uint64_t sequence_ = 0;  // one per collective call, the same on every rank
   bool check_signatures_ = true;
+  size_t small_message_threshold_ = kDefaultSmallMessageThreshold;
+  bool logged_allreduce_choice_ = false;  // logged at the first allreduce only
   std::vector<uint64_t> sends_to_;      // point-to-point calls per peer
   std::vector<uint64_t> receives_from_;
 };

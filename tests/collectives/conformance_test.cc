@@ -1,8 +1,11 @@
 // Conformance suite for the reductions and gathers of a Communicator over the local
-// transport: one table of cases (collective x op x dtype x count x placement), run at
-// every world size from 1 to 8, each rank a thread. Every result is checked
-//   * bit for bit against a serial reference that combines in the order ring.h documents
-//     (rounding to the dtype at every hop: the f32-accumulation rule of reduce.h),
+// transport: one table of cases (collective x op x dtype x count x placement x path), run
+// at every world size from 1 to 8, each rank a thread. Allreduce runs through the
+// Communicator (which picks recursive doubling or the ring by size), and through each
+// algorithm's free function. Every result is checked
+//   * bit for bit against a serial reference that combines in the order ring.h or
+//     recursive_doubling.h documents, whichever algorithm ran (rounding to the dtype at
+//     every combine: the f32-accumulation rule of reduce.h),
 //   * for floats, against the exact mean or sum computed in double, within a bound on
 //     the rounding of n - 1 hops (an independent check that the order is a real sum),
 //   * bit for bit across ranks (implied by the first check, rank by rank).
@@ -17,6 +20,7 @@
 
 #include "collectives/allgather.h"
 #include "collectives/communicator.h"
+#include "collectives/recursive_doubling.h"
 #include "collectives/reduce_scatter.h"
 #include "collectives/ring.h"
 #include "runtime/dtype.h"
@@ -30,6 +34,9 @@ using testing_ranks::expect_no_errors;
 using testing_ranks::run_ranks;
 
 enum class Collective { kAllreduce, kReduceScatter, kAllgather };
+// Who runs the case: the Communicator, or an allreduce algorithm's free function (the
+// ring path also runs reduce_scatter and allgather's free functions).
+enum class Path { kCommunicator, kRing, kRecursiveDoubling };
 
 struct Case {
   Collective collective;
@@ -37,12 +44,24 @@ struct Case {
   DType dtype;
   size_t count;        // allreduce: count; reduce_scatter: recv_count; allgather: send_count
   bool in_place;
-  size_t segment_bytes = 0;  // nonzero: call the free function with this segment size
+  size_t segment_bytes = 0;  // ring path: segment size (0: automatic)
+  Path path = Path::kCommunicator;
+  // Communicator path: its small-message threshold for this call.
+  size_t threshold = Communicator::kDefaultSmallMessageThreshold;
 };
+
+// Whether an allreduce case runs recursive doubling (else the ring).
+bool uses_recursive_doubling(const Case& c) {
+  if (c.path == Path::kCommunicator) return c.count * dtype_size(c.dtype) <= c.threshold;
+  return c.path == Path::kRecursiveDoubling;
+}
 
 std::string describe(const Case& c, int n) {
   const char* names[] = {"allreduce", "reduce_scatter", "allgather"};
-  return str_cat(names[static_cast<int>(c.collective)], " ", reduce_op_name(c.op), " ",
+  const char* paths[] = {"communicator", "ring", "recursive doubling"};
+  return str_cat(paths[static_cast<int>(c.path)], " ",
+                 c.path == Path::kCommunicator ? str_cat("(threshold ", c.threshold, " B) ") : "",
+                 names[static_cast<int>(c.collective)], " ", reduce_op_name(c.op), " ",
                  dtype_name(c.dtype), " count ", c.count, c.in_place ? " in place" : " out of place",
                  c.segment_bytes ? str_cat(" segment ", c.segment_bytes, " B") : std::string(),
                  " over ", n, " ranks");
@@ -147,6 +166,30 @@ Scalar reference_element(int n, int c, size_t i, DType dtype, ReduceOp op, uint6
   return acc;
 }
 
+// Element i combined in recursive-doubling order: leaves x[a] (op) x[a + p] (the fold of
+// the extra ranks), then the balanced tree, lower block (op) higher block at every level.
+Scalar tree_element(int n, size_t i, DType dtype, ReduceOp op, uint64_t salt) {
+  const int p = recursive_doubling_group(n);
+  char bytes[8];
+  std::vector<Scalar> level;
+  for (int a = 0; a < p; ++a) {
+    input_element(a, i, dtype, salt, bytes);
+    level.push_back(load(bytes, dtype));
+    if (a + p < n) {
+      input_element(a + p, i, dtype, salt, bytes);
+      level.back() = combine(level.back(), load(bytes, dtype), dtype, op);
+    }
+  }
+  while (level.size() > 1) {
+    std::vector<Scalar> next;
+    for (size_t k = 0; k < level.size(); k += 2) next.push_back(combine(level[k], level[k + 1], dtype, op));
+    level.swap(next);
+  }
+  Scalar acc = level[0];
+  if (op == ReduceOp::kAverage) acc.f = round_to(Scalar{acc.f / static_cast<float>(n), 0}, dtype).f;
+  return acc;
+}
+
 // |result - exact| for floats, exact computed in double; bound: one rounding per hop of
 // the dtype's epsilon times the sum of magnitudes, plus one for the division.
 void expect_close_to_exact(float result, int n, size_t i, const Case& c, uint64_t salt,
@@ -198,15 +241,19 @@ void run_case(Communicator& comm, const Case& c, uint64_t salt, uint64_t free_ta
   const void* send = !c.in_place ? input.data()
                    : c.collective == Collective::kAllreduce ? recv : recv + r * c.count * es;
   try {
-    if (c.segment_bytes == 0) {
+    std::chrono::milliseconds timeout = comm.timeout();
+    if (c.path == Path::kCommunicator) {
+      comm.set_small_message_threshold(c.threshold);
       switch (c.collective) {
         case Collective::kAllreduce: comm.allreduce(send, recv, c.count, c.dtype, c.op); break;
         case Collective::kReduceScatter:
           comm.reduce_scatter(send, recv, c.count, c.dtype, c.op); break;
         case Collective::kAllgather: comm.allgather(send, recv, c.count, c.dtype); break;
       }
+    } else if (c.path == Path::kRecursiveDoubling) {
+      recursive_doubling_allreduce(comm.transport(), send, recv, c.count, c.dtype, c.op,
+                                   RecursiveDoublingOptions{timeout, free_tag});
     } else {
-      std::chrono::milliseconds timeout = comm.timeout();
       switch (c.collective) {
         case Collective::kAllreduce:
           ring_allreduce(comm.transport(), send, recv, c.count, c.dtype, c.op,
@@ -260,15 +307,17 @@ void check_case(const Case& c, int n, uint64_t salt, const std::vector<Outcome>&
       if (c.collective == Collective::kAllgather) {
         input_element(static_cast<int>(j / c.count), j % c.count, c.dtype, salt, want);
       } else {
-        // allreduce: element j lies in ring chunk c; reduce_scatter: rank r's block r,
-        // element j of it is element r * count + j of the inputs.
+        // allreduce: element j lies in ring chunk c (or in recursive doubling's one tree);
+        // reduce_scatter: rank r's block r, element j of it is element r * count + j.
         size_t i = c.collective == Collective::kAllreduce ? j : r * c.count + j;
         int chunk = r;
         if (c.collective == Collective::kAllreduce) {
           chunk = 0;
           while (ring_chunk(c.count, n, chunk).end <= j) ++chunk;
         }
-        Scalar s = reference_element(n, chunk, i, c.dtype, c.op, salt);
+        const bool tree = c.collective == Collective::kAllreduce && uses_recursive_doubling(c);
+        Scalar s = tree ? tree_element(n, i, c.dtype, c.op, salt)
+                        : reference_element(n, chunk, i, c.dtype, c.op, salt);
         if (c.dtype == DType::kF32) std::memcpy(want, &s.f, 4);
         if (c.dtype == DType::kBF16) { uint16_t b = bf16_from_f32(s.f).bits; std::memcpy(want, &b, 2); }
         if (c.dtype == DType::kF16) { uint16_t b = f16_from_f32(s.f).bits; std::memcpy(want, &b, 2); }
@@ -281,7 +330,8 @@ void check_case(const Case& c, int n, uint64_t salt, const std::vector<Outcome>&
       }
       if (std::memcmp(want, outcomes[r].output.data() + j * es, es) != 0 && reported++ < 3) {
         ADD_FAILURE() << "rank " << r << ", element " << j << " of " << out_count
-                      << ": bytes differ from the ring-order reference (got "
+                      << ": bytes differ from the " << (c.collective == Collective::kAllreduce && uses_recursive_doubling(c) ? "tree" : "ring")
+                      << "-order reference (got "
                       << (is_float(c.dtype) ? load(outcomes[r].output.data() + j * es, c.dtype).f
                                             : load(outcomes[r].output.data() + j * es, c.dtype).i)
                       << ", want "
@@ -315,6 +365,11 @@ std::vector<Case> full_table(int n) {
       for (ReduceOp op : kOps) {
         cases.push_back({Collective::kAllreduce, op, dtype, count, true});
         cases.push_back({Collective::kAllreduce, op, dtype, count, false});
+        cases.push_back({Collective::kAllreduce, op, dtype, count, false, 0, Path::kRing});
+        cases.push_back(
+            {Collective::kAllreduce, op, dtype, count, true, 0, Path::kRecursiveDoubling});
+        cases.push_back(
+            {Collective::kAllreduce, op, dtype, count, false, 0, Path::kRecursiveDoubling});
         cases.push_back({Collective::kReduceScatter, op, dtype, count, false});
       }
       cases.push_back({Collective::kAllgather, ReduceOp::kSum, dtype, count, true});
@@ -335,10 +390,27 @@ TEST_P(Conformance, ManySegmentsPerChunk) {
   std::vector<Case> cases;
   for (DType dtype : kDTypes) {
     for (size_t count : {size_t(5), size_t(61), size_t(257)}) {
-      cases.push_back({Collective::kAllreduce, ReduceOp::kSum, dtype, count, false, 10});
-      cases.push_back({Collective::kAllreduce, ReduceOp::kMax, dtype, count, true, 17});
-      cases.push_back({Collective::kReduceScatter, ReduceOp::kMin, dtype, count, false, 9});
-      cases.push_back({Collective::kAllgather, ReduceOp::kSum, dtype, count, false, 10});
+      cases.push_back({Collective::kAllreduce, ReduceOp::kSum, dtype, count, false, 10, Path::kRing});
+      cases.push_back({Collective::kAllreduce, ReduceOp::kMax, dtype, count, true, 17, Path::kRing});
+      cases.push_back({Collective::kReduceScatter, ReduceOp::kMin, dtype, count, false, 9, Path::kRing});
+      cases.push_back({Collective::kAllgather, ReduceOp::kSum, dtype, count, false, 10, Path::kRing});
+    }
+  }
+  run_table(n, cases);
+}
+
+// The Communicator's threshold picks the algorithm: at, just below and far from the call's
+// byte size (the references differ in rounding from 3 ranks on, so a wrong pick fails).
+TEST_P(Conformance, SmallMessageThresholdPicksTheAlgorithm) {
+  const int n = GetParam();
+  std::vector<Case> cases;
+  for (DType dtype : kDTypes) {
+    for (size_t count : {size_t(1), size_t(33), size_t(1031)}) {
+      const size_t bytes = count * dtype_size(dtype);
+      for (size_t threshold : {size_t(0), bytes - 1, bytes, bytes * 100}) {
+        cases.push_back({Collective::kAllreduce, ReduceOp::kSum, dtype, count, false, 0,
+                         Path::kCommunicator, threshold});
+      }
     }
   }
   run_table(n, cases);

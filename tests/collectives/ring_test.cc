@@ -215,6 +215,7 @@ TEST(RingAllreduce, MissingRankStopsEveryOtherRank) {
     SCOPED_TRACE(check ? "with signature check" : "without signature check");
     auto errors = run_ranks(4, [&](Communicator& comm) {
       comm.set_check_signatures(check);
+      comm.set_small_message_threshold(0);  // the ring at every size
       std::vector<float> data(1000, 1.0f);
       comm.allreduce(data.data(), data.size(), DType::kF32, ReduceOp::kAverage);
     }, std::chrono::milliseconds(150), /*absent=*/{2});
@@ -232,6 +233,25 @@ TEST(RingAllreduce, MissingRankStopsEveryOtherRank) {
     }
     EXPECT_NE(std::string(error_of(errors[3]).what()).find("from rank 2"), std::string::npos);
     EXPECT_FALSE(errors[2]);
+  }
+}
+
+// Recursive doubling with rank 2 of 4 missing: every other rank times out; rank 3 (its
+// partner at step 0) and rank 0 (its partner at step 1) name it.
+TEST(RecursiveDoublingAllreduce, MissingRankStopsEveryOtherRank) {
+  auto errors = run_ranks(4, [&](Communicator& comm) {
+    comm.set_check_signatures(false);
+    ASSERT_STREQ(comm.allreduce_algorithm(400), "recursive-doubling");
+    std::vector<float> data(100, 1.0f);
+    comm.allreduce(data.data(), data.size(), DType::kF32, ReduceOp::kSum);
+  }, std::chrono::milliseconds(150), /*absent=*/{2});
+  for (int rank : {0, 1, 3}) {
+    Error error = error_of(errors[rank]);
+    EXPECT_EQ(error.kind(), ErrorKind::kTimeout) << "rank " << rank << ": " << error.what();
+  }
+  for (int rank : {0, 3}) {
+    EXPECT_NE(std::string(error_of(errors[rank]).what()).find("from rank 2"), std::string::npos)
+        << "rank " << rank << ": " << error_of(errors[rank]).what();
   }
 }
 

@@ -1,8 +1,11 @@
 // Collectives over the MPI transport, run under mpirun by tests/mpi/collectives.sh:
 //   mpirun -np N collectives_mpi [--missing-rank | --bench [segment_bytes...]]
 // Checks allreduce (sum, average) against a double-precision reference on awkward counts,
-// bit-identity across ranks, every op x dtype of allreduce, reduce_scatter and allgather
-// against a serial replay of the ring order (tests/collectives has the independent
+// bit-identity across ranks, every op x dtype of allreduce (both algorithms: recursive
+// doubling and the ring, forced by the small-message threshold; the default threshold
+// sends the small counts of check_allreduce through the first and the large through the
+// second), reduce_scatter and allgather against a serial replay of the documented order
+// of combination (tests/collectives has the independent
 // arithmetic checks), a mismatched call (every rank must name both calls), point to
 // point, broadcast from every root, barrier, messages split into pieces, and
 // (--missing-rank) the timeout when a rank never shows up. Exits non-zero on any
@@ -19,6 +22,7 @@
 #include <vector>
 
 #include "collectives/bootstrap.h"
+#include "collectives/recursive_doubling.h"
 #include "collectives/reduce.h"
 #include "collectives/ring.h"
 #include "collectives/transport/mpi/mpi_transport.h"
@@ -145,30 +149,70 @@ std::vector<char> replay_ring(int n, int owner, size_t begin, size_t end, size_t
   return acc;
 }
 
-void check_typed(Communicator& comm, DType dtype, ReduceOp op, size_t count) {
+// Elements [0, total) reduced over all ranks in the documented recursive-doubling order
+// (fold of ranks >= p into rank - p, then the balanced tree), with reduce_into itself.
+std::vector<char> replay_tree(int n, size_t total, DType dtype, ReduceOp op) {
+  const int p = recursive_doubling_group(n);
+  std::vector<std::vector<char>> level;
+  for (int a = 0; a < p; ++a) {
+    level.push_back(typed_inputs(a, total, dtype));
+    if (a + p < n) reduce_into(level.back().data(), typed_inputs(a + p, total, dtype).data(), total, dtype, op);
+  }
+  for (size_t width = level.size(); width > 1; width /= 2) {
+    for (size_t k = 0; k < width / 2; ++k) {
+      reduce_into(level[2 * k].data(), level[2 * k + 1].data(), total, dtype, op);
+      level[k].swap(level[2 * k]);
+    }
+  }
+  if (op == ReduceOp::kAverage) average_in_place(level[0].data(), total, dtype, n);
+  return level[0];
+}
+
+// Allreduce of `what` with the algorithm the communicator picks under `threshold`, out of
+// place, against the replay of that algorithm's order.
+void check_typed_allreduce(Communicator& comm, DType dtype, ReduceOp op, size_t count,
+                           size_t threshold, bool rejected, const std::string& what) {
   const int n = comm.size(), r = comm.rank();
   const size_t es = dtype_size(dtype);
-  const std::string what = str_cat(dtype_name(dtype), " ", reduce_op_name(op), " count ", count);
-  const bool rejected = (dtype == DType::kI32 || dtype == DType::kI64) && op == ReduceOp::kAverage;
-  // allreduce, out of place
+  comm.set_small_message_threshold(threshold);
+  const std::string algorithm = comm.allreduce_algorithm(count * es);
   std::vector<char> send = typed_inputs(r, count, dtype), recv(count * es, 0x5a);
   try {
     comm.allreduce(send.data(), recv.data(), count, dtype, op);
     if (rejected) fail(r, "allreduce " + what + " was accepted");
   } catch (const Error& error) {
     if (!rejected || error.kind() != ErrorKind::kInvalidArgument) {
-      fail(r, str_cat("allreduce ", what, ": ", error.what()));
+      fail(r, str_cat("allreduce (", algorithm, ") ", what, ": ", error.what()));
     }
   }
-  if (!rejected) {
-    for (int c = 0; c < n; ++c) {
-      RingChunk chunk = ring_chunk(count, n, c);
-      std::vector<char> want = replay_ring(n, c, chunk.begin, chunk.end, count, dtype, op);
-      if (!want.empty() && std::memcmp(want.data(), recv.data() + chunk.begin * es, want.size())) {
-        return fail(r, str_cat("allreduce ", what, ": chunk ", c, " differs from the ring replay"));
-      }
+  comm.set_small_message_threshold(Communicator::kDefaultSmallMessageThreshold);
+  if (rejected) return;
+  if (algorithm == "recursive-doubling") {
+    if (count > 0 && replay_tree(n, count, dtype, op) != recv) {
+      fail(r, str_cat("allreduce (recursive doubling) ", what, ": differs from the tree replay"));
+    }
+    return;
+  }
+  for (int c = 0; c < n; ++c) {
+    RingChunk chunk = ring_chunk(count, n, c);
+    std::vector<char> want = replay_ring(n, c, chunk.begin, chunk.end, count, dtype, op);
+    if (!want.empty() && std::memcmp(want.data(), recv.data() + chunk.begin * es, want.size())) {
+      return fail(r, str_cat("allreduce (ring) ", what, ": chunk ", c, " differs from the ring replay"));
     }
   }
+}
+
+void check_typed(Communicator& comm, DType dtype, ReduceOp op, size_t count) {
+  const int n = comm.size(), r = comm.rank();
+  const size_t es = dtype_size(dtype);
+  const std::string what = str_cat(dtype_name(dtype), " ", reduce_op_name(op), " count ", count);
+  const bool rejected = (dtype == DType::kI32 || dtype == DType::kI64) && op == ReduceOp::kAverage;
+  // allreduce, out of place, through each algorithm: threshold 0 is the ring, a
+  // threshold above the call's size is recursive doubling
+  for (size_t threshold : {size_t(0), count * es + 1}) {
+    check_typed_allreduce(comm, dtype, op, count, threshold, rejected, what);
+  }
+  std::vector<char> send = typed_inputs(r, count, dtype);
   // reduce_scatter: block r of n * count
   std::vector<char> blocks = typed_inputs(r, n * count, dtype), mine(count * es);
   try {
