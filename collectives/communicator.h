@@ -46,12 +46,13 @@ class Communicator {
   // recursive doubling (recursive_doubling.h: about log2 n messages of the whole buffer)
   // up to small_message_threshold() bytes, the ring (ring.h: 2 (n - 1) messages of a
   // chunk each) above. The two round differently, so every rank must use the same
-  // threshold (not checked: ranks that differ wait for each other until kTimeout).
+  // threshold (not checked: ranks that differ fail with kTimeout or a size mismatch).
   // 0 sends every non-empty allreduce through the ring. The default was measured with
-  // `petaring bench allreduce --baseline mpi` at 2 to 4 ranks (docs/benchmarks.md); the
+  // `petaring bench allreduce --baseline mpi` at 2 to 4 ranks (docs/benchmarks.md:
+  // recursive doubling is faster than the ring up to 32 KiB at every size measured); the
   // environment variable PETARING_SMALL_MESSAGE_THRESHOLD (bytes, read by the
   // constructor) overrides it, set_small_message_threshold overrides both.
-  static constexpr size_t kDefaultSmallMessageThreshold = 4096;
+  static constexpr size_t kDefaultSmallMessageThreshold = 32 * 1024;
   void set_small_message_threshold(size_t bytes);
   size_t small_message_threshold() const { return small_message_threshold_; }
   // The allreduce algorithm for a call of `bytes`: "recursive-doubling" or "ring".
