@@ -227,6 +227,10 @@ int run_collective_bench(const CollectiveBenchOptions& o, Communicator& comm, bo
   context.np = n;
   context.transport = comm.transport().name();
   context.algorithm = algorithm_name(o.collective);
+  if (o.collective == Collective::kAllreduce) {  // the header names both; each row its own
+    context.algorithm = "recursive-doubling up to " +
+                        std::to_string(comm.small_message_threshold()) + " B, ring above";
+  }
   context.baseline = choose_baseline(o, dtype, launched_by_mpi);
   const bool signatures_on = o.signature_check == "on";
   if (!set_signature_check(comm, signatures_on) && !signatures_on) {
@@ -246,7 +250,9 @@ int run_collective_bench(const CollectiveBenchOptions& o, Communicator& comm, bo
   for (size_t bytes : sweep_sizes(parse_byte_size(o.min_bytes, "--min-bytes"),
                                   parse_byte_size(o.max_bytes, "--max-bytes"), o.step_factor, unit)) {
     rows.push_back(measure_size(o, dtype, comm, context.baseline == "mpi", bytes));
-    if (rank0) print_collective_row(o, context, rows.back(), out);
+    CollectiveBenchContext row_context = context;
+    if (o.collective == Collective::kAllreduce) row_context.algorithm = comm.allreduce_algorithm(bytes);
+    if (rank0) print_collective_row(o, row_context, rows.back(), out);
   }
   if (rank0 && !o.json) print_collective_footer(rows, out);
   bool wrong = std::any_of(rows.begin(), rows.end(), [](const CollectiveBenchRow& r) {
