@@ -9,6 +9,8 @@
 #include "collectives/ring.h"
 #include "collectives/transport/local/local_transport.h"
 #include "collectives/transport/mpi/mpi_transport.h"
+#include "collectives/store/tcp_store.h"
+#include "collectives/transport/tcp/tcp_transport.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 
@@ -86,7 +88,44 @@ std::unique_ptr<Communicator> make_mpi_world(WorldInfo* info) {
   return std::make_unique<Communicator>(std::move(transport));
 }
 
+// A required integer variable set by `petaring launch`.
+int launch_variable(const char* variable) {
+  int value = env_int(variable, -1);
+  if (value < 0) {
+    const char* text = std::getenv(variable);
+    PR_FAIL(kInvalidArgument, variable, " is ", text == nullptr ? "unset" : str_cat("'", text, "'"),
+            " but PETARING_STORE is set; start ranks with `petaring launch -n N -- ...`, ",
+            "which sets PETARING_RANK, PETARING_WORLD_SIZE, PETARING_LOCAL_RANK and ",
+            "PETARING_LOCAL_WORLD_SIZE");
+  }
+  return value;
+}
+
+std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info) {
+  info->rank = launch_variable("PETARING_RANK");
+  info->size = launch_variable("PETARING_WORLD_SIZE");
+  info->local_rank = launch_variable("PETARING_LOCAL_RANK");
+  info->local_size = launch_variable("PETARING_LOCAL_WORLD_SIZE");
+  info->host = host_name();
+  info->launched_by_petaring = true;
+  if (info->size < 1 || info->rank >= info->size || info->local_rank >= info->local_size) {
+    PR_FAIL(kInvalidArgument, "PETARING_RANK ", info->rank, " / PETARING_WORLD_SIZE ", info->size,
+            " / PETARING_LOCAL_RANK ", info->local_rank, " / PETARING_LOCAL_WORLD_SIZE ",
+            info->local_size, " are inconsistent; start ranks with `petaring launch`");
+  }
+  set_log_rank(info->rank);
+  TcpStore store(std::getenv("PETARING_STORE"));
+  TcpTransportOptions options;
+  options.advertise_host = store.local_ip();
+  return std::make_unique<Communicator>(make_tcp_transport(store, info->rank, info->size, options));
+}
+
 }  // namespace
+
+bool launched_by_petaring() {
+  const char* store = std::getenv("PETARING_STORE");
+  return store != nullptr && *store != '\0' && !launched_by_mpi();
+}
 
 bool launched_by_mpi() {
   for (const char* variable : kLauncherVariables) {
@@ -102,6 +141,9 @@ std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info) {
   if (launched_by_mpi()) {
     communicator = make_mpi_world(world);
     set_log_rank(world->rank);
+  } else if (launched_by_petaring()) {
+    *world = WorldInfo{};
+    communicator = make_petaring_world(world);
   } else {
     *world = WorldInfo{};
     world->host = host_name();
@@ -110,7 +152,9 @@ std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info) {
   if (world->rank == 0) {
     PR_LOG(kInfo) << "collectives: " << world->size << " rank(s) over the "
                   << communicator->transport().name() << " transport"
-                  << (world->launched_by_mpi ? " (launched by mpirun)" : " (no mpirun)")
+                  << (world->launched_by_mpi         ? " (launched by mpirun)"
+                      : world->launched_by_petaring ? " (petaring launch)"
+                                                    : " (no mpirun)")
                   << "; allreduce: ring (reduce-scatter + allgather, pipelined segments of "
                   << "64 KiB to 1 MiB); broadcast: pipelined chain; barrier: dissemination";
   }

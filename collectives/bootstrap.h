@@ -1,8 +1,10 @@
 // Bootstrap: which group this process belongs to, and the Communicator over it.
 //
 // Under mpirun (Open MPI, MPICH, or any PMI/PMIx launcher) the world is MPI_COMM_WORLD
-// and the transport is MPI; otherwise the process is a world of one and MPI is never
-// touched, so `petaring train` works without mpirun.
+// and the transport is MPI. Under `petaring launch` (PETARING_RANK, PETARING_WORLD_SIZE,
+// PETARING_LOCAL_RANK, PETARING_LOCAL_WORLD_SIZE and PETARING_STORE=host:port in the
+// environment) the ranks meet through the launcher's TCP store and talk over the TCP
+// transport. Otherwise the process is a world of one and MPI is never touched.
 #pragma once
 
 #include <memory>
@@ -19,11 +21,15 @@ struct WorldInfo {
   int local_size = 1;
   std::string host;
   bool launched_by_mpi = false;
+  bool launched_by_petaring = false;  // `petaring launch`: TCP store and transport
 };
 
 // True when the environment shows an MPI launcher (OMPI_COMM_WORLD_SIZE, PMIX_RANK,
 // PMI_SIZE, PMI_RANK).
 bool launched_by_mpi();
+
+// True when PETARING_STORE is set (by `petaring launch`) and no MPI launcher is seen.
+bool launched_by_petaring();
 
 // Creates the world communicator and fills `info` (which may be null). Under mpirun it
 // initializes MPI (MPI_THREAD_SERIALIZED or better) unless already initialized; the
@@ -34,7 +40,8 @@ std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info);
 
 // Ends the whole job after a fatal error on this rank, so that no other rank waits for
 // it: MPI_Abort(MPI_COMM_WORLD, exit_code) when MPI is initialized (the launcher then
-// stops every rank), plain exit(exit_code) otherwise. Only the top of a rank calls it.
+// stops every rank), plain exit(exit_code) otherwise (under `petaring launch` the launcher
+// then stops the other ranks). Only the top of a rank calls it.
 [[noreturn]] void abort_world(int exit_code);
 
 }  // namespace petaring

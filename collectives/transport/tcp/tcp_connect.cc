@@ -1,0 +1,121 @@
+#include "collectives/transport/tcp/tcp_connect.h"
+
+#include <thread>
+
+#include "runtime/error.h"
+
+namespace petaring::tcp_detail {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint32_t kHelloMagic = 0x50524e47;  // "PRNG"
+
+struct Hello {
+  uint32_t magic;
+  uint32_t rank;
+};
+
+void configure(tcp::socket& socket, const TcpTransportOptions& options) {
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  socket.set_option(asio::socket_base::send_buffer_size(options.socket_buffer_bytes), ignored);
+  socket.set_option(asio::socket_base::receive_buffer_size(options.socket_buffer_bytes), ignored);
+}
+
+std::chrono::milliseconds left(Clock::time_point deadline) {
+  auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return std::max(rest, std::chrono::milliseconds(1));
+}
+
+// Connects to `peer` at `address` (retrying until the deadline) and says hello.
+std::unique_ptr<tcp::socket> connect_to(asio::io_context& io, int rank, int peer,
+                                        const std::string& address, Clock::time_point deadline,
+                                        const TcpTransportOptions& options) {
+  size_t colon = address.rfind(':');
+  std::string host = address.substr(0, colon);
+  std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
+  auto socket = std::make_unique<tcp::socket>(io);
+  tcp::resolver resolver(io);
+  boost::system::error_code error;
+  while (true) {
+    auto endpoints = resolver.resolve(host, port, error);
+    if (!error) asio::connect(*socket, endpoints, error);
+    if (!error) break;
+    if (Clock::now() >= deadline) {
+      PR_FAIL(kTimeout, "rank ", rank, " could not connect to rank ", peer, " at ", address,
+              ": ", error.message(), "; is that address reachable from this host?");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  configure(*socket, options);
+  Hello hello{kHelloMagic, static_cast<uint32_t>(rank)};
+  asio::write(*socket, asio::buffer(&hello, sizeof(hello)), error);
+  if (error) {
+    PR_FAIL(kDisconnected, "rank ", rank, " lost its new connection to rank ", peer, " at ",
+            address, ": ", error.message());
+  }
+  return socket;
+}
+
+}  // namespace
+
+std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int rank, int size,
+                                      const TcpTransportOptions& options) {
+  auto deadline = Clock::now() + options.connect_timeout;
+  tcp::acceptor acceptor(io, tcp::endpoint(tcp::v4(), 0));
+  acceptor.listen(asio::socket_base::max_listen_connections);
+  std::string mine = str_cat(options.advertise_host, ":", acceptor.local_endpoint().port());
+  store.set(str_cat("tcp/", rank), mine);
+
+  std::vector<PeerSocket> peers(size);
+  for (int peer = rank + 1; peer < size; ++peer) {
+    std::string address;
+    try {
+      address = store.get(str_cat("tcp/", peer), left(deadline));
+    } catch (const Error& error) {
+      if (error.kind() != ErrorKind::kTimeout) throw;
+      PR_FAIL(kTimeout, "rank ", rank, " waited ", options.connect_timeout.count(),
+              " ms for rank ", peer, " to publish its address; did rank ", peer,
+              " start? (", error.what(), ")");
+    }
+    peers[peer].socket = connect_to(io, rank, peer, address, deadline, options);
+    peers[peer].address = address;
+  }
+
+  acceptor.non_blocking(true);
+  for (int accepted = 0; accepted < rank;) {
+    auto socket = std::make_unique<tcp::socket>(io);
+    boost::system::error_code error;
+    acceptor.accept(*socket, error);
+    if (error == asio::error::would_block || error == asio::error::try_again) {
+      if (Clock::now() >= deadline) {
+        std::string missing;
+        for (int peer = 0; peer < rank; ++peer) {
+          if (!peers[peer].socket) missing += str_cat(missing.empty() ? "" : ", ", peer);
+        }
+        PR_FAIL(kTimeout, "rank ", rank, " waited ", options.connect_timeout.count(),
+                " ms for rank(s) ", missing, " to connect; did they start?");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      continue;
+    }
+    if (error) continue;
+    socket->non_blocking(false, error);
+    Hello hello{};
+    asio::read(*socket, asio::buffer(&hello, sizeof(hello)), error);
+    int peer = static_cast<int>(hello.rank);
+    if (error || hello.magic != kHelloMagic || peer < 0 || peer >= rank || peers[peer].socket) {
+      continue;  // not one of ours (or a duplicate): drop it
+    }
+    configure(*socket, options);
+    peers[peer].address = store.get(str_cat("tcp/", peer), left(deadline));  // published first
+    peers[peer].socket = std::move(socket);
+    ++accepted;
+  }
+  return peers;
+}
+
+}  // namespace petaring::tcp_detail

@@ -1,0 +1,47 @@
+// TCP transport: one TCP connection per pair of ranks, driven by Boost.Asio on one I/O
+// thread per transport.
+//
+// Start-up: each rank listens on an ephemeral port and publishes "host:port" in the store
+// under "tcp/<rank>"; the lower rank of each pair connects and sends a hello naming its
+// rank, the higher rank accepts. Sockets use TCP_NODELAY and large kernel buffers.
+//
+// Wire: every message is one frame, [u64 tag][u64 bytes][payload]. The I/O thread reads
+// each peer's stream continuously: a frame whose receive is already posted lands in the
+// caller's buffer directly, others are buffered until their receive is posted. Sends are
+// written in isend order per peer. Because reading and writing never wait for the
+// caller, a ring step's send and receive progress together even when both sides send
+// large messages at once.
+//
+// Errors: a peer whose connection closes or fails (its process exited or was killed)
+// turns every pending and later request with it into kDisconnected naming the peer's
+// rank and address; messages that had fully arrived before stay receivable. Once a peer
+// has failed, a wait on another peer that sees no progress for 1 s also throws
+// kDisconnected naming the failed peer (the group cannot finish a collective). A wait with
+// no bytes moving to or from the peer for its timeout throws kTimeout naming the peer. A
+// receive whose size differs from the matching send gets kFailedPrecondition.
+//
+// Threads: one caller thread at a time per transport (the I/O thread is internal).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "collectives/store/store.h"
+#include "collectives/transport.h"
+
+namespace petaring {
+
+struct TcpTransportOptions {
+  std::string advertise_host = "127.0.0.1";  // the address other ranks connect to
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(120)};  // whole start-up
+  int socket_buffer_bytes = 4 << 20;  // SO_SNDBUF and SO_RCVBUF
+};
+
+// Connects rank `rank` of `size` to every other rank through `store` (used during this
+// call only; every rank must use the same store and a fresh key space). Throws kTimeout
+// naming the missing rank when a peer does not show up within connect_timeout.
+std::unique_ptr<Transport> make_tcp_transport(Store& store, int rank, int size,
+                                              const TcpTransportOptions& options = {});
+
+}  // namespace petaring
