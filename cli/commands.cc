@@ -6,6 +6,7 @@ void register_commands(CLI::App& app, CommandTable& table) {
   register_devices(app, table);
   register_train(app, table);
   register_bench(app, table);
+  register_launch(app, table);
 }
 
 }  // namespace petaring::cli

@@ -26,5 +26,6 @@ void register_commands(CLI::App& app, CommandTable& table);
 void register_devices(CLI::App& app, CommandTable& table);
 void register_train(CLI::App& app, CommandTable& table);
 void register_bench(CLI::App& app, CommandTable& table);
+void register_launch(CLI::App& app, CommandTable& table);
 
 }  // namespace petaring::cli
