@@ -155,8 +155,9 @@ std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info) {
                   << (world->launched_by_mpi         ? " (launched by mpirun)"
                       : world->launched_by_petaring ? " (petaring launch)"
                                                     : " (no mpirun)")
-                  << "; allreduce: ring (reduce-scatter + allgather, pipelined segments of "
-                  << "64 KiB to 1 MiB); broadcast: pipelined chain; barrier: dissemination";
+                  << "; allreduce: recursive doubling up to the small-message threshold, "
+                  << "ring (reduce-scatter + allgather, pipelined) above it; broadcast: "
+                  << "pipelined chain; barrier: dissemination";
   }
   return communicator;
 }

@@ -1,10 +1,11 @@
 // The collectives layer, read this first.
 //   ReduceOp       how values combine (reduce.h: sum, average, max, min; per-dtype rules)
 //   Communicator   a group of ranks: rank(), size(), the collectives, send/recv
-// make_world_communicator() (bootstrap.h) picks the transport: MPI under mpirun, or a
-// single-rank group when the process runs alone. Algorithms, one per file: ring.h and
-// recursive_doubling.h (allreduce, large and small messages), reduce_scatter.h, allgather.h, broadcast.h, barrier.h; signature.h checks
-// that ranks agree on each call; transports: transport/local, transport/mpi.
+// make_world_communicator() (bootstrap.h) picks the transport: MPI under mpirun, TCP for
+// ranks started by `petaring launch`, or a single-rank group when the process runs alone.
+// Algorithms, one per file: ring.h and recursive_doubling.h (allreduce, large and small
+// messages), reduce_scatter.h, allgather.h, broadcast.h, barrier.h; signature.h checks
+// that ranks agree on each call. Transports: transport/local, transport/mpi, transport/tcp.
 #pragma once
 
 #include <chrono>

@@ -156,9 +156,15 @@ struct TcpStoreServer::State {
   }
 };
 
-TcpStoreServer::TcpStoreServer(int port) : state_(std::make_unique<State>()) {
+TcpStoreServer::TcpStoreServer(int port, const std::string& bind_host)
+    : state_(std::make_unique<State>()) {
   boost::system::error_code error;
-  tcp::endpoint endpoint(tcp::v4(), static_cast<unsigned short>(port));
+  auto address = asio::ip::make_address_v4(bind_host, error);
+  if (error) {
+    PR_FAIL(kInvalidArgument, "the store server cannot listen on '", bind_host,
+            "': not an IPv4 address");
+  }
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   state_->acceptor.open(endpoint.protocol(), error);
   if (!error) state_->acceptor.set_option(tcp::acceptor::reuse_address(true), error);
   if (!error) state_->acceptor.bind(endpoint, error);

@@ -17,9 +17,11 @@ namespace petaring {
 
 class TcpStoreServer {
  public:
-  // Listens on `port` (0: an ephemeral port, see port()) on every IPv4 interface; serves
-  // until destroyed. Throws kFailedPrecondition naming the port when it cannot listen.
-  explicit TcpStoreServer(int port);
+  // Listens on `port` (0: an ephemeral port, see port()) at the IPv4 address `bind_host`
+  // (loopback by default: the store has no authentication yet, so it is reachable from
+  // this host only unless a caller asks otherwise); serves until destroyed. Throws
+  // kFailedPrecondition naming the port when it cannot listen.
+  explicit TcpStoreServer(int port, const std::string& bind_host = "127.0.0.1");
   ~TcpStoreServer();  // closes every connection and joins the server's threads
   TcpStoreServer(const TcpStoreServer&) = delete;
   TcpStoreServer& operator=(const TcpStoreServer&) = delete;

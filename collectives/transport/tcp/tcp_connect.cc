@@ -65,7 +65,11 @@ std::unique_ptr<tcp::socket> connect_to(asio::io_context& io, int rank, int peer
 std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int rank, int size,
                                       const TcpTransportOptions& options) {
   auto deadline = Clock::now() + options.connect_timeout;
-  tcp::acceptor acceptor(io, tcp::endpoint(tcp::v4(), 0));
+  // Listen only on the interface the other ranks are told to use, not on every one.
+  boost::system::error_code parse_error;
+  auto bind_address = asio::ip::make_address_v4(options.advertise_host, parse_error);
+  if (parse_error) bind_address = asio::ip::address_v4::any();
+  tcp::acceptor acceptor(io, tcp::endpoint(bind_address, 0));
   acceptor.listen(asio::socket_base::max_listen_connections);
   std::string mine = str_cat(options.advertise_host, ":", acceptor.local_endpoint().port());
   store.set(str_cat("tcp/", rank), mine);
