@@ -204,6 +204,39 @@ void sgd_momentum(Queue& q, Tensor param, Tensor grad, Tensor velocity, float lr
          KernelArgs{{param, grad, velocity}, {lr, momentum, weight_decay}, {nesterov ? 1 : 0}});
 }
 
+void adamw(Queue& q, Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1,
+           float beta2, float eps, float weight_decay, int64_t t) {
+  const char* kName = "adamw";
+  expect_f32(kName, "param", param);
+  expect_f32(kName, "grad", grad);
+  expect_f32(kName, "m", m);
+  expect_f32(kName, "v", v);
+  expect_same_shape(kName, "param", param, "grad", grad);
+  expect_same_shape(kName, "param", param, "m", m);
+  expect_same_shape(kName, "param", param, "v", v);
+  expect_disjoint(kName, "param", param, "grad", grad);
+  expect_disjoint(kName, "param", param, "m", m);
+  expect_disjoint(kName, "param", param, "v", v);
+  expect_disjoint(kName, "m", m, "grad", grad);
+  expect_disjoint(kName, "v", v, "grad", grad);
+  expect_disjoint(kName, "m", m, "v", v);
+  if (t < 1) {
+    PR_FAIL(kInvalidArgument, kName, ": step t is ", t,
+            "; it counts updates from 1 (bias correction divides by 1 - beta^t)");
+  }
+  launch(q, kName,
+         KernelArgs{{param, grad, m, v}, {lr, beta1, beta2, eps, weight_decay}, {t}});
+}
+
+void sum_squares(Queue& q, Tensor x, Tensor out) {
+  const char* kName = "sum_squares";
+  expect_f32(kName, "X", x);
+  expect_f32(kName, "out", out);
+  if (out.numel() != 1) PR_FAIL(kInvalidArgument, kName, ": out ", out.shape, " must be (1)");
+  expect_disjoint(kName, "out", out, "X", x);
+  launch(q, kName, KernelArgs{{x, out}, {}, {}});
+}
+
 void fill(Queue& q, Tensor x, float value) {
   expect_f32("fill", "X", x);
   launch(q, "fill", KernelArgs{{x}, {value}, {}});

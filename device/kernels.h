@@ -51,6 +51,22 @@ void softmax_xent_backward(Queue& q, Tensor probs, Tensor labels, Tensor dlogits
 void sgd_momentum(Queue& q, Tensor param, Tensor grad, Tensor velocity, float lr, float momentum,
                   float weight_decay, bool nesterov);
 
+// "adamw": PyTorch's AdamW (decoupled weight decay, bias correction), element-wise over
+// same-shape params, grads and the moment estimates m, v (both start at 0):
+//   param *= 1 - lr * weight_decay
+//   m = beta1 * m + (1 - beta1) * grad
+//   v = beta2 * v + (1 - beta2) * grad^2
+//   param -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+// `t` is the 1-based step count (>= 1). In place on param, m and v.
+// args: tensors {param, grad, m, v}; floats {lr, beta1, beta2, eps, weight_decay}; ints {t}.
+void adamw(Queue& q, Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1,
+           float beta2, float eps, float weight_decay, int64_t t);
+
+// "sum_squares": out[0] = sum_i X[i]^2, accumulated in double and rounded once to f32.
+// X: any shape (0 elements give 0), out: (1), disjoint from X. With "scale" this gives
+// clipping by global norm. args: tensors {X, out}.
+void sum_squares(Queue& q, Tensor x, Tensor out);
+
 // "fill": X = value. args: tensors {X}; floats {value}.
 void fill(Queue& q, Tensor x, float value);
 // "copy": Y = X (same numel). args: tensors {X, Y}.

@@ -231,6 +231,54 @@ void sgd_momentum_kernel(const KernelArgs& args) {
   }
 }
 
+void adamw_kernel(const KernelArgs& args) {
+  const char* kName = "adamw";
+  expect_args(args, 4, 5, 1, kName);
+  const int64_t count = args.tensors[0].numel();
+  PR_CHECK(args.tensors[1].numel() == count && args.tensors[2].numel() == count &&
+           args.tensors[3].numel() == count)
+      << kName << " param, grad, m and v sizes";
+  PR_CHECK_GE(args.ints[0], 1) << kName << " step t";
+  float* __restrict param = f32_data(args.tensors[0], kName, "param");
+  const float* __restrict grad = f32_data(args.tensors[1], kName, "grad");
+  float* __restrict m = f32_data(args.tensors[2], kName, "m");
+  float* __restrict v = f32_data(args.tensors[3], kName, "v");
+  const double lr = args.floats[0];
+  const float beta1 = static_cast<float>(args.floats[1]);
+  const float beta2 = static_cast<float>(args.floats[2]);
+  const float eps = static_cast<float>(args.floats[3]);
+  const double t = static_cast<double>(args.ints[0]);
+  // Per-step scalars in double, as PyTorch computes them on the host.
+  const float keep = static_cast<float>(1.0 - lr * args.floats[4]);
+  const float step_size = static_cast<float>(lr / (1.0 - std::pow(args.floats[1], t)));
+  const float c2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(args.floats[2], t)));
+  for (int64_t i = 0; i < count; ++i) {
+    const float g = grad[i];
+    const float p = param[i] * keep;
+    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = p - step_size * (mi / (std::sqrt(vi) / c2_sqrt + eps));
+  }
+}
+
+void sum_squares_kernel(const KernelArgs& args) {
+  expect_args(args, 2, 0, 0, "sum_squares");
+  PR_CHECK_EQ(args.tensors[1].numel(), 1) << "sum_squares out";
+  const float* __restrict x = f32_data(args.tensors[0], "sum_squares", "X");
+  float* out = f32_data(args.tensors[1], "sum_squares", "out");
+  const int64_t count = args.tensors[0].numel();
+  // Four double accumulators: exact for every f32 square, and independent chains.
+  double sums[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    for (int k = 0; k < 4; ++k) sums[k] += double(x[i + k]) * double(x[i + k]);
+  }
+  for (; i < count; ++i) sums[0] += double(x[i]) * double(x[i]);
+  out[0] = static_cast<float>((sums[0] + sums[1]) + (sums[2] + sums[3]));
+}
+
 void fill_kernel(const KernelArgs& args) {
   expect_args(args, 1, 1, 0, "fill");
   float* x = f32_data(args.tensors[0], "fill", "X");
@@ -272,6 +320,8 @@ std::vector<CpuKernel> make_cpu_kernels() {
       {"softmax_xent_forward", softmax_xent_forward_kernel},
       {"softmax_xent_backward", softmax_xent_backward_kernel},
       {"sgd_momentum", sgd_momentum_kernel},
+      {"adamw", adamw_kernel},
+      {"sum_squares", sum_squares_kernel},
       {"fill", fill_kernel},
       {"copy", copy_kernel},
       {"scale", scale_kernel},

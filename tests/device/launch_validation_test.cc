@@ -10,13 +10,13 @@ using LaunchValidationTest = DeviceTest;
 TEST_P(LaunchValidationTest, KernelTableHasEveryKernelOfKernelsH) {
   for (const char* name : {"gemm", "bias_add", "bias_grad", "relu", "relu_backward",
                            "softmax_xent_forward", "softmax_xent_backward", "sgd_momentum",
-                           "fill", "copy", "scale"}) {
+                           "adamw", "sum_squares", "fill", "copy", "scale"}) {
     const Kernel* kernel = device_->find_kernel(name);
     ASSERT_NE(kernel, nullptr) << name;
     EXPECT_EQ(kernel->name(), name);
   }
   EXPECT_EQ(device_->find_kernel("no_such_kernel"), nullptr);
-  EXPECT_GE(device_->kernel_names().size(), 11u);
+  EXPECT_GE(device_->kernel_names().size(), 13u);
 }
 
 TEST_P(LaunchValidationTest, GemmShapeMismatchNamesTheShapes) {
