@@ -23,7 +23,9 @@ const std::vector<std::string> kSections = {"model", "data", "optimizer", "train
 const std::map<std::string, std::vector<std::string>> kSectionKeys = {
     {"model", {"type", "layers", "activation", "init"}},
     {"data", {"type", "path", "normalize"}},
-    {"optimizer", {"type", "lr", "momentum", "weight_decay", "nesterov"}},
+    {"optimizer",
+     {"type", "lr", "momentum", "weight_decay", "nesterov", "betas", "eps", "clip_grad_norm",
+      "schedule", "warmup_steps", "min_lr"}},
     {"training", {"batch_size", "epochs", "seed", "max_steps", "log_every", "evaluate"}},
     {"devices", {"kind", "count", "memory", "threads"}},
 };
@@ -176,16 +178,46 @@ void read_data(const SectionReader& reader, DataConfig* data) {
   reader.get_bool("normalize", &data->normalize);
 }
 
+// The keys that only one optimizer type understands must keep their neutral values with
+// the other.
+void check_optimizer_type(const SectionReader& reader, const OptimizerConfig& optimizer) {
+  if (optimizer.type == "adamw") {
+    if (optimizer.nesterov) {
+      reader.fail("nesterov", "applies to type sgd only; remove it (or set nesterov: false) "
+                              "with type adamw, whose betas set the averaging");
+    }
+    if (optimizer.momentum != 0) {
+      reader.fail("momentum", "applies to type sgd only; remove it (or set momentum: 0) "
+                              "with type adamw and set betas: [beta1, beta2] instead");
+    }
+  } else if (optimizer.nesterov && optimizer.momentum == 0) {
+    reader.fail("nesterov", "needs momentum > 0 (PyTorch rejects it too); set "
+                            "optimizer.momentum, e.g. 0.9, or nesterov: false");
+  }
+}
+
 void read_optimizer(const SectionReader& reader, OptimizerConfig* optimizer) {
-  reader.get_enum("type", {"sgd"}, &optimizer->type);
+  reader.get_enum("type", {"sgd", "adamw"}, &optimizer->type);
   reader.get_number("lr", NumberRule::kPositive, &optimizer->lr);
   reader.get_number("momentum", NumberRule::kUnitInterval, &optimizer->momentum);
   reader.get_number("weight_decay", NumberRule::kNonNegative, &optimizer->weight_decay);
   reader.get_bool("nesterov", &optimizer->nesterov);
-  if (optimizer->nesterov && optimizer->momentum == 0) {
-    reader.fail("nesterov", "needs momentum > 0 (PyTorch rejects it too); set "
-                            "optimizer.momentum, e.g. 0.9, or nesterov: false");
+  reader.get_number_list("betas", NumberRule::kUnitInterval, &optimizer->betas);
+  if (optimizer->betas.size() != 2) {
+    reader.fail("betas", str_cat("expected 2 numbers [beta1, beta2], got ",
+                                 optimizer->betas.size(), "; e.g. betas: [0.9, 0.999]"));
   }
+  reader.get_number("eps", NumberRule::kPositive, &optimizer->eps);
+  reader.get_number("clip_grad_norm", NumberRule::kNonNegative, &optimizer->clip_grad_norm);
+  reader.get_enum("schedule", {"constant", "cosine"}, &optimizer->schedule);
+  reader.get_int("warmup_steps", 0, &optimizer->warmup_steps);
+  reader.get_number("min_lr", NumberRule::kNonNegative, &optimizer->min_lr);
+  if (optimizer->min_lr > optimizer->lr) {
+    reader.fail("min_lr", str_cat("is ", optimizer->min_lr, ", above lr ", optimizer->lr,
+                                  "; the schedule decays from lr down to min_lr, so keep "
+                                  "min_lr <= lr"));
+  }
+  check_optimizer_type(reader, *optimizer);
 }
 
 void read_training(const SectionReader& reader, TrainingConfig* training) {

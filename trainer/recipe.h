@@ -27,11 +27,17 @@ struct DataConfig {
 };
 
 struct OptimizerConfig {
-  std::string type = "sgd";  // "sgd"
-  double lr = 0.01;
-  double momentum = 0.0;      // [0, 1)
-  double weight_decay = 0.0;  // >= 0
-  bool nesterov = false;
+  std::string type = "sgd";  // "sgd" (PyTorch's SGD), "adamw" (PyTorch's AdamW)
+  double lr = 0.01;           // peak rate: after warmup, before any decay
+  double momentum = 0.0;      // [0, 1); sgd only (must stay 0 with adamw)
+  double weight_decay = 0.0;  // >= 0; coupled (L2) for sgd, decoupled for adamw
+  bool nesterov = false;      // sgd only
+  std::vector<double> betas = {0.9, 0.999};  // adamw: each in [0, 1)
+  double eps = 1e-8;                         // adamw: > 0
+  double clip_grad_norm = 0.0;  // 0: off; else the largest global gradient norm (> 0)
+  std::string schedule = "constant";  // "constant", "cosine" (to min_lr at the last step)
+  int64_t warmup_steps = 0;           // linear warmup from 0 to lr over this many steps
+  double min_lr = 0.0;                // cosine's final rate, in [0, lr]
   bool operator==(const OptimizerConfig&) const = default;
 };
 

@@ -257,6 +257,23 @@ void SectionReader::get_int_list(const std::string& key, int64_t min,
   *out = std::move(values);
 }
 
+void SectionReader::get_number_list(const std::string& key, NumberRule rule,
+                                    std::vector<double>* out) const {
+  if (!has(key)) return;
+  const YAML::Node& node = value_of(key);
+  if (!node.IsSequence()) fail_value(key, str_cat("a list of numbers, each ", number_text(rule)));
+  std::vector<double> values;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node& entry = node[i];
+    double value;
+    if (!is_plain(entry) || !parse_double(entry.Scalar(), &value) || !number_ok(rule, value)) {
+      fail_item(key, i, str_cat("expected ", number_text(rule), ", got ", describe(entry)));
+    }
+    values.push_back(value);
+  }
+  *out = std::move(values);
+}
+
 void SectionReader::get_bytes(const std::string& key, uint64_t min, uint64_t* out) const {
   if (!has(key)) return;
   const YAML::Node& node = value_of(key);

@@ -69,6 +69,8 @@ class SectionReader {
                 std::string* out) const;
   // A list whose every entry is an integer >= `min` (the caller checks its length).
   void get_int_list(const std::string& key, int64_t min, std::vector<int64_t>* out) const;
+  // A list whose every entry is a number obeying `rule` (the caller checks its length).
+  void get_number_list(const std::string& key, NumberRule rule, std::vector<double>* out) const;
   // "2GiB", "512 MiB", "1.5GB" or a plain integer number of bytes, at least `min`.
   void get_bytes(const std::string& key, uint64_t min, uint64_t* out) const;
   // Fails naming entry `index` of the list under `key` ("model.layers[2]"), at its line.

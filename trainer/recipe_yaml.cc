@@ -64,7 +64,15 @@ std::string recipe_to_yaml(const Recipe& recipe) {
   out << YAML::Key << "lr" << YAML::Value << number_text(optimizer.lr);
   out << YAML::Key << "momentum" << YAML::Value << number_text(optimizer.momentum);
   out << YAML::Key << "weight_decay" << YAML::Value << number_text(optimizer.weight_decay);
-  out << YAML::Key << "nesterov" << YAML::Value << bool_text(optimizer.nesterov) << YAML::EndMap;
+  out << YAML::Key << "nesterov" << YAML::Value << bool_text(optimizer.nesterov);
+  out << YAML::Key << "betas" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (double beta : optimizer.betas) out << number_text(beta);
+  out << YAML::EndSeq;
+  out << YAML::Key << "eps" << YAML::Value << number_text(optimizer.eps);
+  out << YAML::Key << "clip_grad_norm" << YAML::Value << number_text(optimizer.clip_grad_norm);
+  out << YAML::Key << "schedule" << YAML::Value << optimizer.schedule;
+  out << YAML::Key << "warmup_steps" << YAML::Value << optimizer.warmup_steps;
+  out << YAML::Key << "min_lr" << YAML::Value << number_text(optimizer.min_lr) << YAML::EndMap;
 
   const TrainingConfig& training = recipe.training;
   out << YAML::Key << "training" << YAML::Value << YAML::BeginMap;

@@ -241,6 +241,13 @@ std::string section(const std::string& name) {
   return text.substr(start, end + 1 - start);
 }
 
+// The good recipe with optimizer line `line` added after nesterov (so at line 17).
+BadCase added(const char* name, const std::string& line, const std::string& key,
+              const std::string& phrase) {
+  return {name, "  nesterov: false", "  nesterov: false\n  " + line,
+          "r.yaml:17: optimizer." + key + ": ", phrase};
+}
+
 std::vector<BadCase> bad_cases() {
   const std::string dir = data_dir();
   return {
@@ -308,7 +315,46 @@ std::vector<BadCase> bad_cases() {
        "did you mean 'kaiming_uniform'? (allowed: kaiming_uniform, kaiming_normal)"},
       {"data_type", "type: fashion_mnist", "type: mnist", "r.yaml:8: data.type: ",
        "allowed: fashion_mnist"},
-      {"optimizer_type", "type: sgd", "type: adam", "r.yaml:12: optimizer.type: ", "allowed: sgd"},
+      {"optimizer_type", "type: sgd", "type: adam", "r.yaml:12: optimizer.type: ",
+       "did you mean 'adamw'?"},
+      {"optimizer_type_unknown", "type: sgd", "type: lamb", "r.yaml:12: optimizer.type: ",
+       "allowed: sgd, adamw"},
+      {"nesterov_with_adamw",
+       "type: sgd\n  lr: 0.05\n  momentum: 0.9\n  weight_decay: 0\n  nesterov: false",
+       "type: adamw\n  lr: 0.05\n  momentum: 0\n  weight_decay: 0\n  nesterov: true",
+       "r.yaml:16: optimizer.nesterov: ", "applies to type sgd only"},
+      {"momentum_with_adamw", "type: sgd", "type: adamw", "r.yaml:14: optimizer.momentum: ",
+       "applies to type sgd only"},
+      added("betas_one", "betas: [0.9, 1]", "betas[1]",
+            "expected a number in [0, 1), got 1"),
+      added("betas_negative", "betas: [-0.1, 0.999]", "betas[0]",
+            "expected a number in [0, 1), got -0.1"),
+      added("betas_word", "betas: [0.9, high]", "betas[1]",
+            "got \"high\""),
+      added("betas_short", "betas: [0.9]", "betas",
+            "expected 2 numbers [beta1, beta2], got 1"),
+      added("betas_long", "betas: [0.9, 0.99, 0.999]", "betas",
+            "expected 2 numbers [beta1, beta2], got 3"),
+      added("betas_scalar", "betas: 0.9", "betas",
+            "expected a list of numbers"),
+      added("eps_zero", "eps: 0", "eps",
+            "expected a finite number > 0, got 0"),
+      added("eps_negative", "eps: -1e-8", "eps",
+            "got -1e-8"),
+      added("clip_negative", "clip_grad_norm: -1", "clip_grad_norm",
+            "expected a finite number >= 0"),
+      added("schedule_unknown", "schedule: linear", "schedule",
+            "allowed: constant, cosine"),
+      added("schedule_typo", "schedule: cosin", "schedule",
+            "did you mean 'cosine'?"),
+      added("warmup_negative", "warmup_steps: -1", "warmup_steps",
+            "expected an integer >= 0, got -1"),
+      added("warmup_float", "warmup_steps: 2.5", "warmup_steps",
+            "expected an integer >= 0"),
+      added("min_lr_above_lr", "min_lr: 0.1", "min_lr",
+            "above lr 0.05"),
+      added("min_lr_negative", "min_lr: -0.01", "min_lr",
+            "expected a finite number >= 0"),
       {"devices_kind", "kind: cpu", "kind: gpu", "r.yaml:25: devices.kind: ", "allowed: cpu"},
       {"devices_count", "count: 0", "count: -2", "r.yaml:26: devices.count: ", "integer >= 0"},
       {"devices_memory_word", "memory: 2GiB", "memory: lots", "r.yaml:27: devices.memory: ",
@@ -450,7 +496,8 @@ TEST(RecipeYamlTest, RoundTripsTheGoodRecipe) {
   const std::string yaml = recipe_to_yaml(recipe);
   EXPECT_EQ(parse_recipe(yaml, "r.yaml"), recipe) << yaml;
   for (const char* key : {"type:", "layers:", "activation:", "init:", "path:", "normalize:",
-                          "lr:", "momentum:", "weight_decay:", "nesterov:", "batch_size:",
+                          "lr:", "momentum:", "weight_decay:", "nesterov:", "betas:", "eps:",
+                          "clip_grad_norm:", "schedule:", "warmup_steps:", "min_lr:", "batch_size:",
                           "epochs:", "seed:", "max_steps:", "log_every:", "evaluate:", "kind:",
                           "count:", "memory:", "threads:"}) {
     EXPECT_NE(yaml.find(key), std::string::npos) << key << " missing from\n" << yaml;
@@ -474,6 +521,45 @@ TEST(RecipeYamlTest, RoundTripsUnusualValues) {
   EXPECT_EQ(parse_recipe(yaml, "odd.yaml"), recipe) << yaml;
   recipe.devices.memory_bytes = 3ull << 40;
   EXPECT_EQ(parse_recipe(recipe_to_yaml(recipe), "odd.yaml"), recipe);
+}
+
+TEST(RecipeYamlTest, RoundTripsAdamwWithScheduleAndClipping) {
+  Recipe recipe = expected_good();
+  recipe.optimizer.type = "adamw";
+  recipe.optimizer.momentum = 0;
+  recipe.optimizer.lr = 0.1 + 0.2;
+  recipe.optimizer.betas = {1.0 / 3.0, 0.0};
+  recipe.optimizer.eps = 5e-324;
+  recipe.optimizer.weight_decay = 0.01;
+  recipe.optimizer.clip_grad_norm = 0.7;
+  recipe.optimizer.schedule = "cosine";
+  recipe.optimizer.warmup_steps = 123;
+  recipe.optimizer.min_lr = 0.1 + 0.2;  // equal to lr is allowed
+  const std::string yaml = recipe_to_yaml(recipe);
+  EXPECT_EQ(parse_recipe(yaml, "r.yaml"), recipe) << yaml;
+}
+
+TEST(RecipeTest, AdamwKeysParse) {
+  const std::string text = replaced(
+      replaced(good_recipe(), "type: sgd", "type: adamw"), "momentum: 0.9\n",
+      "momentum: 0\n  betas: [0.8, 0.99]\n  eps: 1e-6\n  clip_grad_norm: 1.0\n"
+      "  schedule: cosine\n  warmup_steps: 100\n  min_lr: 1e-4\n");
+  const OptimizerConfig optimizer = parse_recipe(text, "r.yaml").optimizer;
+  EXPECT_EQ(optimizer.type, "adamw");
+  EXPECT_EQ(optimizer.betas, (std::vector<double>{0.8, 0.99}));
+  EXPECT_EQ(optimizer.eps, 1e-6);
+  EXPECT_EQ(optimizer.clip_grad_norm, 1.0);
+  EXPECT_EQ(optimizer.schedule, "cosine");
+  EXPECT_EQ(optimizer.warmup_steps, 100);
+  EXPECT_EQ(optimizer.min_lr, 1e-4);
+  // The defaults, for a recipe that names none of them.
+  const OptimizerConfig defaults = parse_recipe(good_recipe(), "r.yaml").optimizer;
+  EXPECT_EQ(defaults.betas, (std::vector<double>{0.9, 0.999}));
+  EXPECT_EQ(defaults.eps, 1e-8);
+  EXPECT_EQ(defaults.clip_grad_norm, 0.0);
+  EXPECT_EQ(defaults.schedule, "constant");
+  EXPECT_EQ(defaults.warmup_steps, 0);
+  EXPECT_EQ(defaults.min_lr, 0.0);
 }
 
 }  // namespace
