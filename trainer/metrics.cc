@@ -67,13 +67,15 @@ void Reporter::step(const StepInfo& info, bool logged) {
     std::cout << line << '\n' << std::flush;
   }
   if (logged) {
-    write({{"event", "step"},
-           {"epoch", info.epoch},
-           {"step", info.step},
-           {"loss", info.loss},
-           {"lr", info.lr},
-           {"samples_per_s", info.samples_per_s},
-           {"elapsed_s", info.elapsed_s}});
+    nlohmann::json record = {{"event", "step"},
+                             {"epoch", info.epoch},
+                             {"step", info.step},
+                             {"loss", info.loss},
+                             {"lr", info.lr},
+                             {"samples_per_s", info.samples_per_s},
+                             {"elapsed_s", info.elapsed_s}};
+    if (info.grad_norm >= 0) record["grad_norm"] = info.grad_norm;
+    write(record);
   }
 }
 

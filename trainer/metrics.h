@@ -20,7 +20,8 @@ class Reporter {
     int64_t epoch = 0, epochs = 0;
     int64_t step = 0, total_steps = 0;  // global step count, 1-based
     double loss = 0;
-    double lr = 0;
+    double lr = 0;         // the scheduled rate of this step
+    double grad_norm = -1;  // global gradient norm before clipping; < 0: not reported
     double samples_per_s = 0;
     double eta_s = 0;
     double elapsed_s = 0;

@@ -25,8 +25,7 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
   MlpTrainer trainer(recipe, data, device, comm);
   const TrainingConfig& cfg = recipe.training;
   const int64_t per_epoch = trainer.steps_per_epoch();
-  int64_t total_steps = per_epoch * cfg.epochs;
-  if (cfg.max_steps > 0 && cfg.max_steps < total_steps) total_steps = cfg.max_steps;
+  const int64_t total_steps = trainer.total_steps();
   const int64_t global_batch = cfg.batch_size * comm.size();
   if (leader) {
     PR_LOG(kInfo) << "training " << recipe.model.type << " with " << trainer.model().num_params()
@@ -54,7 +53,8 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
       info.total_steps = total_steps;
       // Every rank takes part in the same averaging steps; others use the local loss.
       info.loss = logged ? trainer.average_over_ranks(loss) : loss;
-      info.lr = recipe.optimizer.lr;
+      info.lr = trainer.last_lr();
+      if (recipe.optimizer.clip_grad_norm > 0) info.grad_norm = trainer.last_grad_norm();
       info.samples_per_s = static_cast<double>(done * global_batch) / elapsed;
       info.eta_s = elapsed / static_cast<double>(done) * static_cast<double>(total_steps - done);
       info.elapsed_s = seconds_since(run_start);

@@ -8,6 +8,7 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "trainer/rng.h"
+#include "trainer/schedule.h"
 
 namespace petaring {
 namespace {
@@ -39,21 +40,25 @@ MlpTrainer::MlpTrainer(const Recipe& recipe, const FashionMnist& data, Device& d
             " ranks = ", global_batch, " exceeds the ", data.train.count,
             " training samples; lower training.batch_size");
   }
+  total_steps_ = steps_per_epoch_ * recipe.training.epochs;
+  if (recipe.training.max_steps > 0) {
+    total_steps_ = std::min(total_steps_, recipe.training.max_steps);
+  }
   if (recipe.data.normalize) scale_ = pixel_statistics(data.train);
   queue_ = device.create_queue(QueueKind::kCompute);
   int64_t rows = std::max(batch_, kEvalBatch);
   model_ = std::make_unique<Mlp>(recipe.model, device, rows);
   int64_t classes = model_->output_size();
-  velocity_ = allocate_f32(device, model_->num_params());
   input_ = allocate_f32(device, rows * model_->input_size());
   labels_ = device.allocate(static_cast<size_t>(rows) * sizeof(int32_t));
   probs_ = allocate_f32(device, rows * classes);
   loss_ = allocate_f32(device, 1);
+  norm_ = allocate_f32(device, 1);
   host_input_.resize(static_cast<size_t>(rows * model_->input_size()));
   host_labels_.resize(static_cast<size_t>(rows));
 
   model_->initialize(*queue_, recipe.training.seed);
-  kernels::fill(*queue_, view(*velocity_, Shape{model_->num_params()}), 0.0f);
+  optimizer_ = make_optimizer(recipe.optimizer, device, *queue_, model_->params(), model_->grads());
   queue_->synchronize();
   if (comm.size() > 1) {
     void* params = model_->params().buffer->host_data();
@@ -96,10 +101,24 @@ float MlpTrainer::step(int64_t step) {
                     ReduceOp::kAverage);
   }
   const OptimizerConfig& opt = recipe_.optimizer;
-  kernels::sgd_momentum(q, model_->params(), grads, view(*velocity_, Shape{model_->num_params()}),
-                        static_cast<float>(opt.lr), static_cast<float>(opt.momentum),
-                        static_cast<float>(opt.weight_decay), opt.nesterov);
+  if (opt.clip_grad_norm > 0) clip_gradients(opt.clip_grad_norm);
+  last_lr_ = scheduled_lr(opt, updates_, total_steps_);
+  ++updates_;
+  optimizer_->step(q, updates_, last_lr_);
   return loss;
+}
+
+void MlpTrainer::clip_gradients(double max_norm) {
+  Queue& q = *queue_;
+  Tensor grads = model_->grads();
+  float sum = 0;
+  kernels::sum_squares(q, grads, view(*norm_, Shape{1}));
+  q.read(&sum, view(*norm_, Shape{1}));
+  q.synchronize();
+  last_grad_norm_ = std::sqrt(static_cast<double>(sum));
+  // PyTorch's coefficient: max_norm / (norm + 1e-6), applied only when below 1.
+  const double coefficient = max_norm / (last_grad_norm_ + 1e-6);
+  if (coefficient < 1.0) kernels::scale(q, grads, static_cast<float>(coefficient));
 }
 
 EvalResult MlpTrainer::evaluate() {
