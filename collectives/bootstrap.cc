@@ -10,6 +10,7 @@
 #include "collectives/transport/local/local_transport.h"
 #include "collectives/transport/mpi/mpi_transport.h"
 #include "collectives/store/tcp_store.h"
+#include "collectives/transport/shm/shm_transport.h"
 #include "collectives/transport/tcp/tcp_transport.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -101,6 +102,45 @@ int launch_variable(const char* variable) {
   return value;
 }
 
+// PETARING_TRANSPORT: "tcp", "shm", or unset / "" (automatic).
+std::string requested_transport() {
+  const char* text = std::getenv("PETARING_TRANSPORT");
+  std::string value = text == nullptr ? "" : text;
+  if (value != "" && value != "tcp" && value != "shm") {
+    PR_FAIL(kInvalidArgument, "PETARING_TRANSPORT is '", value,
+            "'; use tcp, shm, or leave it unset to pick shm when every rank is on one host");
+  }
+  return value;
+}
+
+// Publishes this rank's host name under "host/<rank>" and decides, identically on every
+// rank, between shm (every rank on one host, or forced) and tcp. Rank 0 logs the choice.
+bool choose_shm(Store& store, const WorldInfo& info) {
+  std::string requested = requested_transport();
+  store.set(str_cat("host/", info.rank), info.host);
+  std::string other_host;
+  int other_rank = -1;
+  for (int rank = 0; rank < info.size && other_rank < 0; ++rank) {
+    std::string host = store.get(str_cat("host/", rank), std::chrono::seconds(120));
+    if (host != info.host) other_host = host, other_rank = rank;
+  }
+  bool one_host = other_rank < 0;
+  if (requested == "shm" && !one_host) {
+    PR_FAIL(kInvalidArgument, "PETARING_TRANSPORT=shm but rank ", other_rank, " runs on host '",
+            other_host, "' and rank ", info.rank, " on '", info.host,
+            "'; the shm transport needs every rank on one host: unset PETARING_TRANSPORT");
+  }
+  bool shm = requested == "shm" || (requested.empty() && one_host);
+  if (info.rank == 0) {
+    PR_LOG(kInfo) << "collectives: using the " << (shm ? "shm" : "tcp") << " transport ("
+                  << (!requested.empty() ? "forced by PETARING_TRANSPORT"
+                      : one_host         ? "every rank on host " + info.host
+                                         : "ranks on several hosts")
+                  << "; PETARING_TRANSPORT=tcp|shm forces one)";
+  }
+  return shm;
+}
+
 std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info) {
   info->rank = launch_variable("PETARING_RANK");
   info->size = launch_variable("PETARING_WORLD_SIZE");
@@ -115,6 +155,9 @@ std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info) {
   }
   set_log_rank(info->rank);
   TcpStore store(std::getenv("PETARING_STORE"));
+  if (choose_shm(store, *info)) {
+    return std::make_unique<Communicator>(make_shm_transport(store, info->rank, info->size));
+  }
   TcpTransportOptions options;
   options.advertise_host = store.local_ip();
   return std::make_unique<Communicator>(make_tcp_transport(store, info->rank, info->size, options));

@@ -3,8 +3,11 @@
 // Under mpirun (Open MPI, MPICH, or any PMI/PMIx launcher) the world is MPI_COMM_WORLD
 // and the transport is MPI. Under `petaring launch` (PETARING_RANK, PETARING_WORLD_SIZE,
 // PETARING_LOCAL_RANK, PETARING_LOCAL_WORLD_SIZE and PETARING_STORE=host:port in the
-// environment) the ranks meet through the launcher's TCP store and talk over the TCP
-// transport. Otherwise the process is a world of one and MPI is never touched.
+// environment) the ranks meet through the launcher's TCP store, publish their host names
+// there, and talk over the shared-memory transport (transport/shm) when every rank is on
+// one host, else over the TCP transport. PETARING_TRANSPORT=tcp or =shm forces one (shm
+// fails with kInvalidArgument when the ranks span hosts); rank 0 logs the choice once.
+// Otherwise the process is a world of one and MPI is never touched.
 #pragma once
 
 #include <memory>
@@ -21,7 +24,7 @@ struct WorldInfo {
   int local_size = 1;
   std::string host;
   bool launched_by_mpi = false;
-  bool launched_by_petaring = false;  // `petaring launch`: TCP store and transport
+  bool launched_by_petaring = false;  // `petaring launch`: TCP store, shm or TCP transport
 };
 
 // True when the environment shows an MPI launcher (OMPI_COMM_WORLD_SIZE, PMIX_RANK,

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `petaring launch` (no MPI): a 2-rank training run whose final metrics record says
-# "world_size":2; a 3-rank run where one rank is killed with SIGKILL, after which the
-# launcher must stop the others and exit non-zero within the timeout, naming the dead rank;
-# and bad launch flags exiting 2.
+# `petaring launch` (no MPI): 2-rank training runs over each transport
+# (PETARING_TRANSPORT=shm and =tcp) whose final metrics record says "world_size":2; a
+# checked allreduce bench with the automatic choice (shm: every rank is on this host); a
+# 3-rank run where one rank is killed with SIGKILL, after which the launcher must stop the
+# others and exit non-zero within the timeout, naming the dead rank, with no shared-memory
+# segment left in /dev/shm; and bad launch flags exiting 2.
 # Usage: bash launch.sh BUILD_DIR SOURCE_DIR. Exit 77 (skipped) when the petaring program,
 # python3 or the Fashion-MNIST files are missing.
 set -u
@@ -20,19 +22,32 @@ trap cleanup EXIT
 status=0
 fail() { echo "FAIL: $*"; status=1; }
 
-# 1. Two ranks train; rank 0 writes the metrics.
-if ! timeout 120 "$petaring" launch -n 2 -- "$petaring" train "$recipe" \
-     --metrics "$work/metrics.jsonl" >"$work/train.log" 2>&1; then
-  fail "launch -n 2 train exited non-zero"; tail -20 "$work/train.log"
-fi
-python3 - "$work/metrics.jsonl" <<'PY' || fail "final metrics record"
+# 1. Two ranks train over each transport; rank 0 writes the metrics.
+shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^petaring-')
+for transport in shm tcp; do
+  if ! PETARING_TRANSPORT=$transport timeout 120 "$petaring" launch -n 2 -- "$petaring" train \
+       "$recipe" --metrics "$work/metrics-$transport.jsonl" >"$work/train-$transport.log" 2>&1; then
+    fail "launch -n 2 train ($transport) exited non-zero"; tail -20 "$work/train-$transport.log"
+  fi
+  python3 - "$work/metrics-$transport.jsonl" <<'PY' || fail "final metrics record ($transport)"
 import json, sys
 records = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 final = records[-1]
 assert final.get("event") == "final", final
 assert final.get("world_size") == 2, final
 PY
-grep -q "over the tcp transport" "$work/train.log" || fail "rank 0 did not log the tcp transport"
+  grep -q "over the $transport transport" "$work/train-$transport.log" ||
+    fail "rank 0 did not log the $transport transport"
+done
+
+# 1b. Unset PETARING_TRANSPORT: every rank is on this host, so shm; results checked.
+if ! timeout 60 "$petaring" launch -n 3 -- "$petaring" bench allreduce --max-bytes 4M --check \
+     >"$work/auto.log" 2>&1; then
+  fail "launch -n 3 bench allreduce --check exited non-zero"; tail -20 "$work/auto.log"
+fi
+grep -q "using the shm transport (every rank on host" "$work/auto.log" ||
+  fail "automatic choice did not pick shm"
+grep -q "#wrong in all: 0 OK" "$work/auto.log" || fail "allreduce over shm gave wrong values"
 
 # 2. Three ranks of a long run; rank 1 is killed. Its pid comes from the rank's environment.
 start=$(date +%s)
@@ -77,9 +92,14 @@ for pid in $ranks; do
   fi
 done
 
+shm_after=$(ls /dev/shm 2>/dev/null | grep -c '^petaring-')
+[[ $shm_after -le $shm_before ]] || fail "petaring-* segments left in /dev/shm: $(ls /dev/shm)"
+
 # 3. Bad flags.
 "$petaring" launch -n 0 -- true >/dev/null 2>&1; [[ $? == 2 ]] || fail "launch -n 0 did not exit 2"
 "$petaring" launch -n 2 >/dev/null 2>&1; [[ $? == 2 ]] || fail "launch without a command did not exit 2"
+PETARING_TRANSPORT=udp "$petaring" launch -n 2 -- "$petaring" bench allreduce --max-bytes 8 \
+  >/dev/null 2>&1; [[ $? != 0 ]] || fail "PETARING_TRANSPORT=udp did not fail"
 
 [[ $status == 0 ]] && echo "PASS"
 exit $status

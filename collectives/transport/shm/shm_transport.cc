@@ -1,0 +1,448 @@
+#include "collectives/transport/shm/shm_transport.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "collectives/transport/shm/shm_segment.h"
+#include "runtime/check.h"
+#include "runtime/error.h"
+
+namespace petaring {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+constexpr size_t kFrameHeader = 16;  // [u64 tag][u64 bytes]
+constexpr milliseconds kLivenessPeriod{100};
+constexpr milliseconds kFailedPeerGrace{1000};
+
+struct SendOp {
+  char header[kFrameHeader];
+  const char* data;
+  size_t bytes;
+  size_t offset = 0;  // over header and payload
+  std::vector<char> owned;  // the payload, once its request is gone before completion
+  bool done() const { return offset == kFrameHeader + bytes; }
+};
+
+struct RecvOp {
+  uint64_t tag;
+  char* data;
+  size_t bytes;
+  bool done = false;
+  std::string error;  // set instead of delivering when the sizes disagree
+};
+
+struct Arrived {  // a message that came before its receive was posted
+  uint64_t tag;
+  std::unique_ptr<char[]> data;
+  size_t bytes;
+};
+
+// The message currently streaming in from one source.
+struct Incoming {
+  char header[kFrameHeader];
+  size_t header_got = 0;
+  bool in_payload = false;
+  uint64_t tag = 0;
+  size_t length = 0;
+  size_t got = 0;
+  std::shared_ptr<RecvOp> target;    // a posted receive, written directly
+  std::unique_ptr<char[]> buffer;    // else buffered, when it has no receive yet
+  bool buffering = false;            // neither: dropped (withdrawn or wrong size)
+};
+
+struct Peer {
+  shm::Ring out;  // this rank to the peer
+  shm::Ring in;   // the peer to this rank
+  int64_t pid = 0;
+  bool dead = false;
+  std::deque<std::shared_ptr<SendOp>> sends;
+  std::deque<std::shared_ptr<RecvOp>> posted;
+  std::deque<Arrived> arrived;
+  Incoming incoming;
+  Clock::time_point last_progress = Clock::now();
+};
+
+std::string size_mismatch(int rank, int source, uint64_t tag, size_t sent, size_t expected) {
+  return str_cat("rank ", rank, " expected ", expected, " bytes from rank ", source, " (tag ",
+                 tag, ") but ", sent, " arrived; the ranks are not calling the same collective ",
+                 "with the same sizes (shm transport)");
+}
+
+class ShmTransport : public Transport {
+ public:
+  ShmTransport(std::vector<shm::Segment> segments, int rank, int size,
+               const ShmTransportOptions& options);
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "shm"; }
+  std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
+                                 uint64_t tag) override;
+  std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override;
+
+  // Pushes every pending send and drains every incoming ring.
+  void progress();
+  Peer& peer(int rank) { return peers_[rank]; }
+  const ShmTransportOptions& options() const { return options_; }
+  // Marks peers whose process is gone; returns the lowest dead rank, or -1.
+  int check_liveness();
+  void cancel(int source, const std::shared_ptr<RecvOp>& op);
+
+ private:
+  bool push_sends(Peer& peer);
+  bool drain(int source);
+  void begin_message(int source);
+  void finish_message(int source);
+  void check_peer(int peer) const {
+    PR_CHECK(peer >= 0 && peer < size_) << "peer " << peer << " outside a group of " << size_;
+  }
+
+  std::vector<shm::Segment> segments_;  // index: owner rank; rings point into these
+  std::vector<Peer> peers_;
+  int rank_;
+  int size_;
+  ShmTransportOptions options_;
+};
+
+// Common waiting loop; subclasses say when they are done.
+class ShmRequest : public Request {
+ public:
+  ShmRequest(ShmTransport* transport, int peer, uint64_t tag, size_t bytes)
+      : transport_(transport), peer_(peer), tag_(tag), bytes_(bytes) {}
+
+  bool test() override {
+    transport_->progress();
+    return finished();
+  }
+
+  void wait(milliseconds timeout) override {
+    const ShmTransportOptions& options = transport_->options();
+    Clock::time_point start = Clock::now(), last_check = start;
+    std::chrono::microseconds sleep{1};
+    for (int polls = 0;; ++polls) {
+      if (test()) return;
+      Clock::time_point now = Clock::now();
+      auto idle = now - std::max(start, transport_->peer(peer_).last_progress);
+      if (polls > options.spin_polls) {
+        if (idle < options.yield_window) {
+          std::this_thread::yield();
+        } else {
+          std::this_thread::sleep_for(sleep);
+          sleep = std::min(sleep * 2, options.max_sleep);
+        }
+      }
+      if (now - last_check >= kLivenessPeriod) {
+        last_check = now;
+        check_dead_peers(idle);
+      }
+      if (idle > timeout) {
+        PR_FAIL(kTimeout, "rank ", transport_->rank(), ": ", verb(), " rank ", peer_, " (",
+                bytes_, " bytes, tag ", tag_, ") made no progress for ", timeout.count(),
+                " ms; is rank ", peer_, " alive and calling the same collective? (shm transport)");
+      }
+    }
+  }
+
+ protected:
+  virtual bool finished() = 0;  // throws when the request failed
+  virtual const char* verb() const = 0;
+
+  ShmTransport* transport_;
+  int peer_;
+  uint64_t tag_;
+  size_t bytes_;
+
+ private:
+  void check_dead_peers(Clock::duration idle) {
+    int dead = transport_->check_liveness();
+    if (dead < 0) return;
+    bool own_peer = transport_->peer(peer_).dead;
+    if (!own_peer && idle < kFailedPeerGrace) return;
+    if (test()) return;  // what it wrote before dying may complete this request
+    int named = own_peer ? peer_ : dead;
+    PR_FAIL(kDisconnected, "rank ", transport_->rank(), ": ", verb(), " rank ", peer_, " (",
+            bytes_, " bytes, tag ", tag_, ") cannot complete: the process of rank ", named,
+            " (pid ", transport_->peer(named).pid, ") has exited (shm transport)");
+  }
+};
+
+class SendRequest : public ShmRequest {
+ public:
+  SendRequest(ShmTransport* transport, int peer, uint64_t tag, std::shared_ptr<SendOp> op)
+      : ShmRequest(transport, peer, tag, op->bytes), op_(std::move(op)) {}
+  ~SendRequest() override {
+    if (op_->done() || op_->bytes == 0) return;
+    op_->owned.assign(op_->data, op_->data + op_->bytes);  // the stream must stay whole
+    op_->data = op_->owned.data();
+  }
+
+ protected:
+  bool finished() override { return op_->done(); }
+  const char* verb() const override { return "sending to"; }
+
+ private:
+  std::shared_ptr<SendOp> op_;
+};
+
+class ReceiveRequest : public ShmRequest {
+ public:
+  ReceiveRequest(ShmTransport* transport, int peer, std::shared_ptr<RecvOp> op)
+      : ShmRequest(transport, peer, op->tag, op->bytes), op_(std::move(op)) {}
+  ~ReceiveRequest() override {
+    if (!op_->done) transport_->cancel(peer_, op_);
+  }
+
+ protected:
+  bool finished() override {
+    if (op_->done && !op_->error.empty()) throw Error(ErrorKind::kFailedPrecondition, op_->error);
+    return op_->done;
+  }
+  const char* verb() const override { return "receiving from"; }
+
+ private:
+  std::shared_ptr<RecvOp> op_;
+};
+
+ShmTransport::ShmTransport(std::vector<shm::Segment> segments, int rank, int size,
+                           const ShmTransportOptions& options)
+    : segments_(std::move(segments)), peers_(size), rank_(rank), size_(size), options_(options) {
+  for (int p = 0; p < size; ++p) {
+    peers_[p].out = segments_[p].ring(rank);
+    peers_[p].in = segments_[rank].ring(p);
+    peers_[p].pid = segments_[p].owner_pid();
+  }
+}
+
+std::unique_ptr<Request> ShmTransport::isend(int peer, const void* data, size_t bytes,
+                                             uint64_t tag) {
+  check_peer(peer);
+  auto op = std::make_shared<SendOp>();
+  uint64_t length = bytes;
+  std::memcpy(op->header, &tag, 8);
+  std::memcpy(op->header + 8, &length, 8);
+  op->data = static_cast<const char*>(data);
+  op->bytes = bytes;
+  peers_[peer].sends.push_back(op);
+  push_sends(peers_[peer]);  // small messages usually leave at once
+  return std::make_unique<SendRequest>(this, peer, tag, std::move(op));
+}
+
+std::unique_ptr<Request> ShmTransport::irecv(int peer, void* data, size_t bytes, uint64_t tag) {
+  check_peer(peer);
+  auto op = std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes, false, {}});
+  Peer& source = peers_[peer];
+  auto found = std::find_if(source.arrived.begin(), source.arrived.end(),
+                            [&](const Arrived& message) { return message.tag == tag; });
+  if (found == source.arrived.end()) {
+    source.posted.push_back(op);
+  } else {
+    if (found->bytes != bytes) {
+      op->error = size_mismatch(rank_, peer, tag, found->bytes, bytes);
+    } else if (bytes > 0) {
+      std::memcpy(op->data, found->data.get(), bytes);
+    }
+    op->done = true;
+    source.arrived.erase(found);
+  }
+  return std::make_unique<ReceiveRequest>(this, peer, std::move(op));
+}
+
+void ShmTransport::progress() {
+  for (int p = 0; p < size_; ++p) {
+    bool moved = push_sends(peers_[p]);
+    moved = drain(p) || moved;
+    if (moved) peers_[p].last_progress = Clock::now();
+  }
+}
+
+bool ShmTransport::push_sends(Peer& peer) {
+  bool moved = false;
+  while (!peer.sends.empty()) {
+    SendOp& op = *peer.sends.front();
+    while (!op.done()) {
+      size_t written = op.offset < kFrameHeader
+                           ? peer.out.write(op.header + op.offset, kFrameHeader - op.offset)
+                           : peer.out.write(op.data + (op.offset - kFrameHeader),
+                                            kFrameHeader + op.bytes - op.offset);
+      if (written == 0) return moved;
+      op.offset += written;
+      moved = true;
+    }
+    peer.sends.pop_front();
+  }
+  return moved;
+}
+
+bool ShmTransport::drain(int source) {
+  Peer& peer = peers_[source];
+  Incoming& in = peer.incoming;
+  bool moved = false;
+  for (;;) {
+    if (!in.in_payload) {
+      size_t got = peer.in.read(in.header + in.header_got, kFrameHeader - in.header_got);
+      if (got == 0) return moved;
+      moved = true;
+      in.header_got += got;
+      if (in.header_got < kFrameHeader) continue;
+      begin_message(source);
+    }
+    if (in.got < in.length) {
+      char* target = in.target   ? in.target->data + in.got
+                     : in.buffering ? in.buffer.get() + in.got
+                                    : nullptr;
+      size_t got = peer.in.read(target, in.length - in.got);
+      if (got == 0) return moved;
+      moved = true;
+      in.got += got;
+      if (in.got < in.length) continue;
+    }
+    finish_message(source);
+  }
+}
+
+void ShmTransport::begin_message(int source) {
+  Peer& peer = peers_[source];
+  Incoming& in = peer.incoming;
+  uint64_t length = 0;
+  std::memcpy(&in.tag, in.header, 8);
+  std::memcpy(&length, in.header + 8, 8);
+  in.length = length;
+  in.got = 0;
+  in.in_payload = true;
+  auto found = std::find_if(peer.posted.begin(), peer.posted.end(),
+                            [&](const auto& op) { return op->tag == in.tag; });
+  if (found == peer.posted.end()) {
+    in.buffer.reset(new char[std::max<size_t>(in.length, 1)]);
+    in.buffering = true;
+    return;
+  }
+  std::shared_ptr<RecvOp> op = std::move(*found);
+  peer.posted.erase(found);
+  if (op->bytes != in.length) {
+    op->error = size_mismatch(rank_, source, in.tag, in.length, op->bytes);
+    op->done = true;  // the payload is dropped
+  } else {
+    in.target = std::move(op);
+  }
+}
+
+void ShmTransport::finish_message(int source) {
+  Peer& peer = peers_[source];
+  Incoming& in = peer.incoming;
+  if (in.target) {
+    in.target->done = true;
+    in.target.reset();
+  } else if (in.buffering) {
+    // A receive may have been posted while the message was streaming in.
+    auto found = std::find_if(peer.posted.begin(), peer.posted.end(),
+                              [&](const auto& op) { return op->tag == in.tag; });
+    if (found == peer.posted.end()) {
+      peer.arrived.push_back(Arrived{in.tag, std::move(in.buffer), in.length});
+    } else {
+      RecvOp& op = **found;
+      if (op.bytes != in.length) {
+        op.error = size_mismatch(rank_, source, in.tag, in.length, op.bytes);
+      } else if (in.length > 0) {
+        std::memcpy(op.data, in.buffer.get(), in.length);
+      }
+      op.done = true;
+      peer.posted.erase(found);
+    }
+  }
+  in.buffer.reset();
+  in.buffering = false;
+  in.in_payload = false;
+  in.header_got = 0;
+}
+
+void ShmTransport::cancel(int source, const std::shared_ptr<RecvOp>& op) {
+  Peer& peer = peers_[source];
+  std::erase(peer.posted, op);
+  if (peer.incoming.target == op) peer.incoming.target.reset();  // the rest is dropped
+}
+
+int ShmTransport::check_liveness() {
+  int first_dead = -1;
+  for (int p = size_ - 1; p >= 0; --p) {
+    Peer& peer = peers_[p];
+    if (!peer.dead && p != rank_ && kill(static_cast<pid_t>(peer.pid), 0) != 0 && errno == ESRCH) {
+      peer.dead = true;
+    }
+    if (peer.dead) first_dead = p;
+  }
+  return first_dead;
+}
+
+std::string new_job_id() {
+  std::random_device random;
+  uint64_t bits = (uint64_t{random()} << 32) ^ random() ^ static_cast<uint64_t>(getpid());
+  bits ^= static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(bits));
+  return text;
+}
+
+std::string segment_name(const std::string& job, int rank) {
+  return str_cat("/petaring-", job, "-", rank);
+}
+
+// Unlinks this rank's segment name when start-up ends, normally or by an exception.
+struct UnlinkOnExit {
+  std::string name;
+  ~UnlinkOnExit() { shm::unlink_segment(name); }
+};
+
+// store.get with the start-up deadline, naming the rank whose key is missing.
+std::string get_before(Store& store, const std::string& key, int waiting_for,
+                       Clock::time_point deadline, const char* what) {
+  auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+  try {
+    return store.get(key, std::max(left, milliseconds(1)));
+  } catch (const Error& error) {
+    if (error.kind() != ErrorKind::kTimeout) throw;
+    PR_FAIL(kTimeout, "shm transport start-up: rank ", waiting_for, " did not ", what,
+            " in time (store key ", key, "); did every rank start, on this host?");
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Transport> make_shm_transport(Store& store, int rank, int size,
+                                              const ShmTransportOptions& options) {
+  PR_CHECK(size >= 1 && rank >= 0 && rank < size) << "rank " << rank << " of " << size;
+  Clock::time_point deadline = Clock::now() + options.connect_timeout;
+  std::string job;
+  if (rank == 0) {
+    job = new_job_id();
+    store.set("shm/job", job);
+  } else {
+    job = get_before(store, "shm/job", 0, deadline, "publish the job id");
+  }
+  UnlinkOnExit own{segment_name(job, rank)};
+  std::vector<shm::Segment> segments(size);
+  segments[rank] = shm::Segment::create(own.name, size, options.ring_bytes);
+  store.set(str_cat("shm/created/", rank), "1");
+  for (int p = 0; p < size; ++p) {
+    if (p == rank) continue;
+    get_before(store, str_cat("shm/created/", p), p, deadline, "create its segment");
+    segments[p] = shm::Segment::open(segment_name(job, p), size, options.ring_bytes);
+  }
+  store.set(str_cat("shm/mapped/", rank), "1");
+  for (int p = 0; p < size; ++p) {
+    if (p != rank) get_before(store, str_cat("shm/mapped/", p), p, deadline, "map the segments");
+  }
+  return std::make_unique<ShmTransport>(std::move(segments), rank, size, options);
+}
+
+}  // namespace petaring

@@ -1,0 +1,283 @@
+// Shared-memory transport: ranks are threads of this process (and, for the dead-peer
+// case, a forked child), each with its own shm transport over real POSIX shared memory.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "collectives/communicator.h"
+#include "collectives/ring.h"
+#include "collectives/store/file_store.h"
+#include "collectives/transport/shm/shm_transport.h"
+#include "runtime/error.h"
+#include "tests/collectives/rank_threads.h"
+
+namespace petaring {
+namespace {
+
+using std::chrono::milliseconds;
+using testing_ranks::error_of;
+using testing_ranks::expect_no_errors;
+
+std::set<std::string> shm_names() {
+  std::set<std::string> names;
+  if (DIR* dir = opendir("/dev/shm")) {
+    while (dirent* entry = readdir(dir)) {
+      if (std::strncmp(entry->d_name, "petaring-", 9) == 0) names.insert(entry->d_name);
+    }
+    closedir(dir);
+  }
+  return names;
+}
+
+// A fresh folder for one group's file store, removed at the end of the test.
+class ShmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/petaring-shm-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    folder_ = pattern;
+    names_before_ = shm_names();
+  }
+  void TearDown() override {
+    std::filesystem::remove_all(folder_);
+    for (const std::string& name : shm_names()) {
+      EXPECT_TRUE(names_before_.count(name)) << "/dev/shm/" << name << " left behind";
+    }
+  }
+
+  // Runs fn(transport) on one thread per rank of a shm group of `size`; every transport
+  // lives until every rank has finished.
+  std::vector<std::exception_ptr> run_ranks(int size,
+                                            const std::function<void(Transport&)>& fn) {
+    std::vector<std::exception_ptr> errors(size);
+    std::vector<std::unique_ptr<Transport>> transports(size);
+    std::vector<std::thread> threads;
+    std::string group_folder = folder_ + "/group" + std::to_string(groups_++);  // fresh keys
+    for (int rank = 0; rank < size; ++rank) {
+      threads.emplace_back([&, rank] {
+        try {
+          FileStore store(group_folder);
+          ShmTransportOptions options;
+          options.ring_bytes = 64 << 10;  // small, so large messages wrap many times
+          options.connect_timeout = milliseconds(10000);
+          transports[rank] = make_shm_transport(store, rank, size, options);
+          fn(*transports[rank]);
+        } catch (...) {
+          errors[rank] = std::current_exception();
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    return errors;
+  }
+
+  std::string folder_;
+  int groups_ = 0;
+  std::set<std::string> names_before_;
+};
+
+// A Transport that forwards to one owned by the test fixture, so that a Communicator can
+// run over it while the fixture keeps the transport alive.
+class TransportView : public Transport {
+ public:
+  explicit TransportView(Transport& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  std::string name() const override { return inner_.name(); }
+  std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
+                                 uint64_t tag) override {
+    return inner_.isend(peer, data, bytes, tag);
+  }
+  std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override {
+    return inner_.irecv(peer, data, bytes, tag);
+  }
+
+ private:
+  Transport& inner_;
+};
+
+std::unique_ptr<Transport> make_shm_transport_view(Transport& inner) {
+  return std::make_unique<TransportView>(inner);
+}
+
+float value_of(int rank, size_t i) { return static_cast<float>((rank + 1) * (i % 13) - 6); }
+
+TEST_F(ShmTest, RingAllreduceMatchesSerialSum) {
+  const std::vector<size_t> counts = {0, 1, 7, 4099, (size_t{1} << 20) + 3};
+  for (int size = 1; size <= 4; ++size) {
+    auto errors = run_ranks(size, [&](Transport& transport) {
+      EXPECT_EQ(transport.name(), "shm");
+      int rank = transport.rank();
+      uint64_t tag = 1;
+      for (size_t count : counts) {
+        std::vector<float> data(count);
+        for (size_t i = 0; i < count; ++i) data[i] = value_of(rank, i);
+        RingOptions options;
+        options.timeout = milliseconds(20000);
+        options.tag = tag++;
+        ring_allreduce_f32(transport, data.data(), count, ReduceOp::kSum, options);
+        int wrong = 0;
+        for (size_t i = 0; i < count; ++i) {
+          float expected = 0;
+          for (int r = 0; r < size; ++r) expected += value_of(r, i);
+          if (data[i] != expected && wrong++ < 3) {
+            ADD_FAILURE() << "size " << size << " rank " << rank << " count " << count
+                          << " element " << i << ": " << data[i] << " != " << expected;
+          }
+        }
+      }
+    });
+    expect_no_errors(errors);
+  }
+}
+
+// The Communicator's collectives over shm: allreduce on both algorithms (small and large),
+// allgather, broadcast and barrier at 3 ranks.
+TEST_F(ShmTest, CommunicatorCollectives) {
+  auto errors = run_ranks(3, [&](Transport& transport) {
+    int rank = transport.rank();
+    Communicator comm(make_shm_transport_view(transport));
+    comm.set_timeout(milliseconds(20000));
+    for (size_t count : {size_t{3}, size_t{100003}}) {
+      std::vector<int32_t> data(count, rank + 1);
+      comm.allreduce(data.data(), count, DType::kI32, ReduceOp::kSum);
+      EXPECT_EQ(std::count(data.begin(), data.end(), 6), static_cast<long>(count));
+    }
+    std::vector<int32_t> gathered(3 * 5, -1), mine(5, rank);
+    comm.allgather(mine.data(), gathered.data(), 5, DType::kI32);
+    for (size_t i = 0; i < gathered.size(); ++i) EXPECT_EQ(gathered[i], static_cast<int>(i / 5));
+    std::vector<char> bytes(3 << 20, static_cast<char>(rank == 2 ? 'x' : 'o'));
+    comm.broadcast(bytes.data(), bytes.size(), 2);
+    EXPECT_EQ(std::count(bytes.begin(), bytes.end(), 'x'), static_cast<long>(bytes.size()));
+    comm.barrier();
+  });
+  expect_no_errors(errors);
+}
+
+// Messages of one tag arrive in send order, whether their receives were posted before or
+// after they arrived, and receives of another tag can overtake them.
+TEST_F(ShmTest, KeepsSendOrderPerTag) {
+  constexpr int kMessages = 50;
+  auto errors = run_ranks(2, [&](Transport& transport) {
+    std::vector<std::unique_ptr<Request>> requests;
+    if (transport.rank() == 0) {
+      std::vector<int> values(2 * kMessages);
+      for (int i = 0; i < kMessages; ++i) {
+        for (int tag = 0; tag < 2; ++tag) {
+          values[2 * i + tag] = 1000 * tag + i;
+          requests.push_back(transport.isend(1, &values[2 * i + tag], sizeof(int), 7 + tag));
+        }
+      }
+      for (auto& request : requests) request->wait(milliseconds(10000));
+      return;
+    }
+    std::vector<int> got(2 * kMessages, -1);
+    for (int i = 0; i < kMessages; ++i) {  // all of tag 8 first, then tag 7
+      requests.push_back(transport.irecv(0, &got[kMessages + i], sizeof(int), 8));
+    }
+    for (auto& request : requests) request->wait(milliseconds(10000));
+    std::this_thread::sleep_for(milliseconds(20));  // let tag 7 arrive unreceived
+    for (int i = 0; i < kMessages; ++i) {
+      transport.irecv(0, &got[i], sizeof(int), 7)->wait(milliseconds(10000));
+    }
+    for (int i = 0; i < kMessages; ++i) {
+      EXPECT_EQ(got[i], i);
+      EXPECT_EQ(got[kMessages + i], 1000 + i);
+    }
+  });
+  expect_no_errors(errors);
+}
+
+TEST_F(ShmTest, LargeMessagesBothWaysAtOnce) {
+  constexpr size_t kBytes = size_t{32} << 20;
+  auto errors = run_ranks(2, [&](Transport& transport) {
+    int rank = transport.rank(), peer = 1 - rank;
+    std::vector<uint32_t> out(kBytes / 4), in(kBytes / 4, 0);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint32_t>(i * 2654435761u + rank);
+    auto send = transport.isend(peer, out.data(), kBytes, 3);
+    auto receive = transport.irecv(peer, in.data(), kBytes, 3);
+    receive->wait(milliseconds(20000));
+    send->wait(milliseconds(20000));
+    size_t wrong = 0;
+    for (size_t i = 0; i < in.size(); ++i) wrong += in[i] != static_cast<uint32_t>(i * 2654435761u + peer);
+    EXPECT_EQ(wrong, 0u) << "rank " << rank;
+  });
+  expect_no_errors(errors);
+}
+
+TEST_F(ShmTest, ReceiveWithoutSenderTimesOutNamingThePeer) {
+  auto errors = run_ranks(2, [&](Transport& transport) {
+    if (transport.rank() != 1) return;
+    int value = 0;
+    transport.irecv(0, &value, sizeof(value), 5)->wait(milliseconds(200));
+  });
+  EXPECT_FALSE(errors[0]);
+  Error error = error_of(errors[1]);
+  EXPECT_EQ(error.kind(), ErrorKind::kTimeout) << error.what();
+  EXPECT_NE(std::string(error.what()).find("receiving from rank 0"), std::string::npos)
+      << error.what();
+}
+
+TEST_F(ShmTest, SizeMismatchIsReported) {
+  auto errors = run_ranks(2, [&](Transport& transport) {
+    char buffer[16] = {};
+    if (transport.rank() == 0) {
+      transport.isend(1, buffer, 8, 9)->wait(milliseconds(5000));
+    } else {
+      transport.irecv(0, buffer, 16, 9)->wait(milliseconds(5000));
+    }
+  });
+  EXPECT_FALSE(errors[0]);
+  Error error = error_of(errors[1]);
+  EXPECT_EQ(error.kind(), ErrorKind::kFailedPrecondition) << error.what();
+  EXPECT_NE(std::string(error.what()).find("expected 16 bytes from rank 0"), std::string::npos)
+      << error.what();
+}
+
+// Rank 1 is a child process that joins and exits without sending: rank 0's receive must
+// end with kDisconnected naming rank 1 long before its timeout.
+TEST_F(ShmTest, DeadPeerProcessIsDisconnected) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    try {
+      FileStore store(folder_);
+      auto transport = make_shm_transport(store, 1, 2);
+    } catch (...) {
+      _exit(3);
+    }
+    _exit(0);
+  }
+  FileStore store(folder_);
+  auto transport = make_shm_transport(store, 0, 2);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  int value = 0;
+  auto start = std::chrono::steady_clock::now();
+  try {
+    transport->irecv(1, &value, sizeof(value), 1)->wait(milliseconds(20000));
+    ADD_FAILURE() << "receive from a dead peer completed";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.kind(), ErrorKind::kDisconnected) << error.what();
+    EXPECT_NE(std::string(error.what()).find("rank 1"), std::string::npos) << error.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(5000));
+}
+
+}  // namespace
+}  // namespace petaring
