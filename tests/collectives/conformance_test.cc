@@ -1,8 +1,15 @@
-// Conformance suite for the reductions and gathers of a Communicator over the local
-// transport: one table of cases (collective x op x dtype x count x placement x path), run
-// at every world size from 1 to 8, each rank a thread. Allreduce runs through the
-// Communicator (which picks recursive doubling or the ring by size), and through each
-// algorithm's free function. Every result is checked
+// Conformance suite for the collectives of a Communicator over every transport that can
+// run ranks as threads of one process (transport_group.h): local, tcp (real loopback
+// sockets) and shm (real POSIX shared memory). The MPI transport needs one process per
+// rank, so it cannot run here: tests/mpi/collectives_mpi.cc covers it under mpirun.
+//
+// One table of cases (collective x op x dtype x count x placement x path), run on a fresh
+// group per (transport, world size): world sizes 1 to 8 on local and shm, 1 to 4 on tcp;
+// the 1M + 3 case runs at two world sizes on local and one on tcp and shm. Allreduce runs
+// through the Communicator (which picks recursive doubling or the ring by size, forced
+// either way with set_small_message_threshold), and through each algorithm's free
+// function. Broadcast (from every root) and barrier run on the same groups. Every
+// reduction result is checked
 //   * bit for bit against a serial reference that combines in the order ring.h or
 //     recursive_doubling.h documents, whichever algorithm ran (rounding to the dtype at
 //     every combine: the f32-accumulation rule of reduce.h),
@@ -11,20 +18,23 @@
 //   * bit for bit across ranks (implied by the first check, rank by rank).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <set>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "collectives/allgather.h"
+#include "collectives/broadcast.h"
 #include "collectives/communicator.h"
 #include "collectives/recursive_doubling.h"
 #include "collectives/reduce_scatter.h"
 #include "collectives/ring.h"
 #include "runtime/dtype.h"
-#include "tests/collectives/rank_threads.h"
+#include "tests/collectives/transport_group.h"
 
 namespace petaring {
 namespace {
@@ -32,6 +42,14 @@ namespace {
 using testing_ranks::error_of;
 using testing_ranks::expect_no_errors;
 using testing_ranks::run_ranks;
+using testing_ranks::TransportKind;
+using testing_ranks::transport_kind_name;
+
+// Where a table runs: a fresh group of `n` ranks over `kind`.
+struct World {
+  TransportKind kind;
+  int n;
+};
 
 enum class Collective { kAllreduce, kReduceScatter, kAllgather };
 // Who runs the case: the Communicator, or an allreduce algorithm's free function (the
@@ -56,7 +74,8 @@ bool uses_recursive_doubling(const Case& c) {
   return c.path == Path::kRecursiveDoubling;
 }
 
-std::string describe(const Case& c, int n) {
+std::string describe(const Case& c, World world) {
+  const int n = world.n;
   const char* names[] = {"allreduce", "reduce_scatter", "allgather"};
   const char* paths[] = {"communicator", "ring", "recursive doubling"};
   return str_cat(paths[static_cast<int>(c.path)], " ",
@@ -64,7 +83,7 @@ std::string describe(const Case& c, int n) {
                  names[static_cast<int>(c.collective)], " ", reduce_op_name(c.op), " ",
                  dtype_name(c.dtype), " count ", c.count, c.in_place ? " in place" : " out of place",
                  c.segment_bytes ? str_cat(" segment ", c.segment_bytes, " B") : std::string(),
-                 " over ", n, " ranks");
+                 " over ", n, " ", transport_kind_name(world.kind), " ranks");
 }
 
 const DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kF16, DType::kI32, DType::kI64};
@@ -192,8 +211,9 @@ Scalar tree_element(int n, size_t i, DType dtype, ReduceOp op, uint64_t salt) {
 
 // |result - exact| for floats, exact computed in double; bound: one rounding per hop of
 // the dtype's epsilon times the sum of magnitudes, plus one for the division.
-void expect_close_to_exact(float result, int n, size_t i, const Case& c, uint64_t salt,
+void expect_close_to_exact(float result, World world, size_t i, const Case& c, uint64_t salt,
                            int* reported) {
+  const int n = world.n;
   double sum = 0, magnitude = 0, high = -1e300, low = 1e300;
   char bytes[8];
   for (int rank = 0; rank < n; ++rank) {
@@ -210,7 +230,7 @@ void expect_close_to_exact(float result, int n, size_t i, const Case& c, uint64_
   double scale = c.op == ReduceOp::kAverage ? magnitude / n : magnitude;
   double bound = c.op == ReduceOp::kSum || c.op == ReduceOp::kAverage ? (n + 1) * eps * scale : 0;
   if (std::fabs(result - exact) > bound && (*reported)++ < 3) {
-    ADD_FAILURE() << describe(c, n) << ": element " << i << " is " << result << ", exact "
+    ADD_FAILURE() << describe(c, world) << ": element " << i << " is " << result << ", exact "
                   << exact << ", bound " << bound;
   }
 }
@@ -277,8 +297,9 @@ void run_case(Communicator& comm, const Case& c, uint64_t salt, uint64_t free_ta
 }
 
 // Checks every rank's outcome of one case.
-void check_case(const Case& c, int n, uint64_t salt, const std::vector<Outcome>& outcomes) {
-  SCOPED_TRACE(describe(c, n));
+void check_case(const Case& c, World world, uint64_t salt, const std::vector<Outcome>& outcomes) {
+  SCOPED_TRACE(describe(c, world));
+  const int n = world.n;
   const size_t es = dtype_size(c.dtype);
   if (expects_error(c)) {
     for (int r = 0; r < n; ++r) {
@@ -324,7 +345,7 @@ void check_case(const Case& c, int n, uint64_t salt, const std::vector<Outcome>&
         if (c.dtype == DType::kI32) { int32_t v = static_cast<int32_t>(s.i); std::memcpy(want, &v, 4); }
         if (c.dtype == DType::kI64) std::memcpy(want, &s.i, 8);
         if (is_float(c.dtype)) {
-          expect_close_to_exact(load(outcomes[r].output.data() + j * es, c.dtype).f, n, i, c,
+          expect_close_to_exact(load(outcomes[r].output.data() + j * es, c.dtype).f, world, i, c,
                                 salt, &reported);
         }
       }
@@ -341,15 +362,17 @@ void check_case(const Case& c, int n, uint64_t salt, const std::vector<Outcome>&
   }
 }
 
-// Runs every case on `n` rank threads (one group, cases in table order), then checks.
-void run_table(int n, const std::vector<Case>& cases) {
-  std::vector<std::vector<Outcome>> outcomes(cases.size(), std::vector<Outcome>(n));
-  expect_no_errors(run_ranks(n, [&](Communicator& comm) {
+// Runs every case on one fresh group of `world` (rank threads, cases in table order), then
+// checks.
+void run_table(World world, const std::vector<Case>& cases) {
+  std::vector<std::vector<Outcome>> outcomes(cases.size(), std::vector<Outcome>(world.n));
+  expect_no_errors(run_ranks(world.kind, world.n, [&](Communicator& comm) {
+    EXPECT_EQ(comm.transport().name(), transport_kind_name(world.kind));
     for (size_t k = 0; k < cases.size(); ++k) {
       run_case(comm, cases[k], salt_of(k), (uint64_t{1} << 40) + k, outcomes[k][comm.rank()]);
     }
   }));
-  for (size_t k = 0; k < cases.size(); ++k) check_case(cases[k], n, salt_of(k), outcomes[k]);
+  for (size_t k = 0; k < cases.size(); ++k) check_case(cases[k], world, salt_of(k), outcomes[k]);
 }
 
 // Sizes 0, 1, 7, n - 1, n + 1 and a prime, without repeats.
@@ -379,14 +402,13 @@ std::vector<Case> full_table(int n) {
   return cases;
 }
 
-class Conformance : public ::testing::TestWithParam<int> {};
+class Conformance : public ::testing::TestWithParam<World> {};
 
-TEST_P(Conformance, EveryOpDTypeAndSize) { run_table(GetParam(), full_table(GetParam())); }
+TEST_P(Conformance, EveryOpDTypeAndSize) { run_table(GetParam(), full_table(GetParam().n)); }
 
 // Segments of a few elements: every chunk travels as many messages, so the pipeline of
 // each phase runs deep (odd byte counts cut 2-byte and 8-byte values mid-way, rounded down).
 TEST_P(Conformance, ManySegmentsPerChunk) {
-  const int n = GetParam();
   std::vector<Case> cases;
   for (DType dtype : kDTypes) {
     for (size_t count : {size_t(5), size_t(61), size_t(257)}) {
@@ -396,13 +418,12 @@ TEST_P(Conformance, ManySegmentsPerChunk) {
       cases.push_back({Collective::kAllgather, ReduceOp::kSum, dtype, count, false, 10, Path::kRing});
     }
   }
-  run_table(n, cases);
+  run_table(GetParam(), cases);
 }
 
 // The Communicator's threshold picks the algorithm: at, just below and far from the call's
 // byte size (the references differ in rounding from 3 ranks on, so a wrong pick fails).
 TEST_P(Conformance, SmallMessageThresholdPicksTheAlgorithm) {
-  const int n = GetParam();
   std::vector<Case> cases;
   for (DType dtype : kDTypes) {
     for (size_t count : {size_t(1), size_t(33), size_t(1031)}) {
@@ -413,23 +434,92 @@ TEST_P(Conformance, SmallMessageThresholdPicksTheAlgorithm) {
       }
     }
   }
-  run_table(n, cases);
+  run_table(GetParam(), cases);
 }
 
-INSTANTIATE_TEST_SUITE_P(WorldSizes, Conformance, ::testing::Range(1, 9),
-                         [](const ::testing::TestParamInfo<int>& info) {
-                           return "n" + std::to_string(info.param);
-                         });
+// Broadcast of awkward byte counts from every root, through the Communicator and through
+// pipeline_broadcast with segments of a few bytes; then barriers, which no rank may leave
+// before every rank has entered.
+TEST_P(Conformance, BroadcastFromEveryRootAndBarrier) {
+  const World world = GetParam();
+  const int n = world.n;
+  std::atomic<int> entered{0};
+  expect_no_errors(run_ranks(world.kind, n, [&](Communicator& comm) {
+    const int r = comm.rank();
+    uint64_t tag = uint64_t{1} << 41;
+    for (int root = 0; root < n; ++root) {
+      for (size_t bytes : {size_t(0), size_t(1), size_t(7), size_t(1031), size_t(100'003)}) {
+        for (bool pipeline : {false, true}) {
+          const uint64_t salt = tag;
+          std::vector<char> data(bytes);
+          for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<char>(mix(r, i, salt));
+          if (pipeline) {
+            pipeline_broadcast(comm.transport(), data.data(), bytes, root,
+                               BroadcastOptions{size_t{bytes > 1031 ? 4099u : 3u}, comm.timeout(), tag});
+          } else {
+            comm.broadcast(data.data(), bytes, root);
+          }
+          ++tag;
+          size_t wrong = 0;
+          for (size_t i = 0; i < bytes; ++i) wrong += data[i] != static_cast<char>(mix(root, i, salt));
+          EXPECT_EQ(wrong, 0u) << (pipeline ? "pipeline_broadcast" : "broadcast") << " of "
+                               << bytes << " B from root " << root << " on rank " << r << " over "
+                               << n << " " << transport_kind_name(world.kind) << " ranks";
+        }
+      }
+    }
+    for (int round = 0; round < 5; ++round) {
+      if ((r + round) % n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      ++entered;
+      comm.barrier();
+      EXPECT_GE(entered.load(), (round + 1) * n) << "rank " << r << " left barrier " << round
+                                                 << " early";
+      comm.barrier();  // nobody enters the next round before all have checked
+    }
+  }));
+}
 
-// 1M + 3 values: many segments of the automatic size, f32 sum on two world sizes.
-TEST(ConformanceLarge, MillionPlusThree) {
-  for (int n : {2, 5}) {
-    run_table(n, {{Collective::kAllreduce, ReduceOp::kSum, DType::kF32, 1'000'003, true},
-                  {Collective::kAllreduce, ReduceOp::kSum, DType::kF32, 1'000'003, false}});
+std::vector<World> worlds(TransportKind kind, int max_n) {
+  std::vector<World> out;
+  for (int n = 1; n <= max_n; ++n) out.push_back({kind, n});
+  return out;
+}
+
+std::string world_name(const ::testing::TestParamInfo<World>& info) {
+  return str_cat(transport_kind_name(info.param.kind), "_n", info.param.n);
+}
+
+INSTANTIATE_TEST_SUITE_P(Local, Conformance, ::testing::ValuesIn(worlds(TransportKind::kLocal, 8)),
+                         world_name);
+INSTANTIATE_TEST_SUITE_P(Tcp, Conformance, ::testing::ValuesIn(worlds(TransportKind::kTcp, 4)),
+                         world_name);
+INSTANTIATE_TEST_SUITE_P(Shm, Conformance, ::testing::ValuesIn(worlds(TransportKind::kShm, 8)),
+                         world_name);
+
+// 1M + 3 values: many segments of the automatic size, f32 sum; on local at two world
+// sizes (and reduce_scatter and allgather at 3), on tcp and shm at one.
+class ConformanceLarge : public ::testing::TestWithParam<TransportKind> {};
+
+TEST_P(ConformanceLarge, MillionPlusThree) {
+  const TransportKind kind = GetParam();
+  const std::vector<Case> allreduce = {
+      {Collective::kAllreduce, ReduceOp::kSum, DType::kF32, 1'000'003, true},
+      {Collective::kAllreduce, ReduceOp::kSum, DType::kF32, 1'000'003, false}};
+  if (kind != TransportKind::kLocal) {
+    run_table({kind, 3}, allreduce);
+    return;
   }
-  run_table(3, {{Collective::kReduceScatter, ReduceOp::kSum, DType::kF32, 333'334, false},
-                {Collective::kAllgather, ReduceOp::kSum, DType::kF32, 333'334, false}});
+  for (int n : {2, 5}) run_table({kind, n}, allreduce);
+  run_table({kind, 3}, {{Collective::kReduceScatter, ReduceOp::kSum, DType::kF32, 333'334, false},
+                        {Collective::kAllgather, ReduceOp::kSum, DType::kF32, 333'334, false}});
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, ConformanceLarge,
+                         ::testing::Values(TransportKind::kLocal, TransportKind::kTcp,
+                                           TransportKind::kShm),
+                         [](const ::testing::TestParamInfo<TransportKind>& info) {
+                           return std::string(transport_kind_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace petaring

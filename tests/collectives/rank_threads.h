@@ -19,15 +19,20 @@
 
 namespace petaring::testing_ranks {
 
-// Runs fn(rank's communicator) on one thread per rank of a fresh local group of `size`;
-// returns each rank's exception (or null). Ranks listed in `absent` never run.
-inline std::vector<std::exception_ptr> run_ranks(
-    int size, const std::function<void(Communicator&)>& fn,
+// Runs fn(rank's communicator slot) on one thread per transport of `transports` (element i
+// being rank i), each wrapped in a Communicator with `timeout`; returns each rank's
+// exception (or null). Every communicator lives until every rank has finished, so that a
+// rank's peers see its error, not its exit; fn may reset its slot to close it early. Ranks
+// listed in `absent` never run.
+inline std::vector<std::exception_ptr> run_group(
+    std::vector<std::unique_ptr<Transport>> transports,
+    const std::function<void(std::unique_ptr<Communicator>&)>& fn,
     std::chrono::milliseconds timeout = std::chrono::seconds(20), std::vector<int> absent = {}) {
-  auto transports = make_local_transports(size);
+  const int size = static_cast<int>(transports.size());
   std::vector<std::unique_ptr<Communicator>> comms;
   for (auto& transport : transports) {
     comms.push_back(std::make_unique<Communicator>(std::move(transport)));
+    comms.back()->set_timeout(timeout);
   }
   std::vector<std::exception_ptr> errors(size);
   std::vector<std::thread> threads;
@@ -35,8 +40,7 @@ inline std::vector<std::exception_ptr> run_ranks(
     if (std::find(absent.begin(), absent.end(), rank) != absent.end()) continue;
     threads.emplace_back([&, rank] {
       try {
-        comms[rank]->set_timeout(timeout);
-        fn(*comms[rank]);
+        fn(comms[rank]);
       } catch (...) {
         errors[rank] = std::current_exception();
       }
@@ -44,6 +48,15 @@ inline std::vector<std::exception_ptr> run_ranks(
   }
   for (auto& thread : threads) thread.join();
   return errors;
+}
+
+// run_group over a fresh local group of `size`, fn taking the rank's communicator.
+inline std::vector<std::exception_ptr> run_ranks(
+    int size, const std::function<void(Communicator&)>& fn,
+    std::chrono::milliseconds timeout = std::chrono::seconds(20), std::vector<int> absent = {}) {
+  return run_group(make_local_transports(size),
+                   [&](std::unique_ptr<Communicator>& comm) { fn(*comm); }, timeout,
+                   std::move(absent));
 }
 
 // Fails the current test for every rank that threw, with its message.

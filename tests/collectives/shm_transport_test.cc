@@ -1,12 +1,14 @@
 // Shared-memory transport: ranks are threads of this process (and, for the dead-peer
 // case, a forked child), each with its own shm transport over real POSIX shared memory.
+// The collectives over shm run in the conformance suite (conformance_test.cc); these are
+// the transport's own guarantees: ordering, large messages both ways, timeouts, size
+// mismatches, dead peers, and no names left in /dev/shm.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -19,11 +21,10 @@
 #include <vector>
 
 #include "collectives/communicator.h"
-#include "collectives/ring.h"
 #include "collectives/store/file_store.h"
 #include "collectives/transport/shm/shm_transport.h"
 #include "runtime/error.h"
-#include "tests/collectives/rank_threads.h"
+#include "tests/collectives/transport_group.h"
 
 namespace petaring {
 namespace {
@@ -43,7 +44,8 @@ std::set<std::string> shm_names() {
   return names;
 }
 
-// A fresh folder for one group's file store, removed at the end of the test.
+// Every test checks that it leaves no name in /dev/shm. folder_: a fresh folder for the
+// file store of a group the test builds by hand, removed at the end of the test.
 class ShmTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -59,114 +61,21 @@ class ShmTest : public ::testing::Test {
     }
   }
 
-  // Runs fn(transport) on one thread per rank of a shm group of `size`; every transport
-  // lives until every rank has finished.
+  // Runs fn(transport) on one thread per rank of a fresh shm group of `size` (rings of
+  // 64 KiB, so that large messages wrap many times); every transport lives until every
+  // rank has finished.
   std::vector<std::exception_ptr> run_ranks(int size,
                                             const std::function<void(Transport&)>& fn) {
-    std::vector<std::exception_ptr> errors(size);
-    std::vector<std::unique_ptr<Transport>> transports(size);
-    std::vector<std::thread> threads;
-    std::string group_folder = folder_ + "/group" + std::to_string(groups_++);  // fresh keys
-    for (int rank = 0; rank < size; ++rank) {
-      threads.emplace_back([&, rank] {
-        try {
-          FileStore store(group_folder);
-          ShmTransportOptions options;
-          options.ring_bytes = 64 << 10;  // small, so large messages wrap many times
-          options.connect_timeout = milliseconds(10000);
-          transports[rank] = make_shm_transport(store, rank, size, options);
-          fn(*transports[rank]);
-        } catch (...) {
-          errors[rank] = std::current_exception();
-        }
-      });
-    }
-    for (auto& thread : threads) thread.join();
-    return errors;
+    testing_ranks::TransportGroupOptions options;
+    options.shm_ring_bytes = 64 << 10;
+    return testing_ranks::run_group(
+        testing_ranks::make_transport_group(testing_ranks::TransportKind::kShm, size, options),
+        [&](std::unique_ptr<Communicator>& comm) { fn(comm->transport()); });
   }
 
   std::string folder_;
-  int groups_ = 0;
   std::set<std::string> names_before_;
 };
-
-// A Transport that forwards to one owned by the test fixture, so that a Communicator can
-// run over it while the fixture keeps the transport alive.
-class TransportView : public Transport {
- public:
-  explicit TransportView(Transport& inner) : inner_(inner) {}
-  int rank() const override { return inner_.rank(); }
-  int size() const override { return inner_.size(); }
-  std::string name() const override { return inner_.name(); }
-  std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
-                                 uint64_t tag) override {
-    return inner_.isend(peer, data, bytes, tag);
-  }
-  std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override {
-    return inner_.irecv(peer, data, bytes, tag);
-  }
-
- private:
-  Transport& inner_;
-};
-
-std::unique_ptr<Transport> make_shm_transport_view(Transport& inner) {
-  return std::make_unique<TransportView>(inner);
-}
-
-float value_of(int rank, size_t i) { return static_cast<float>((rank + 1) * (i % 13) - 6); }
-
-TEST_F(ShmTest, RingAllreduceMatchesSerialSum) {
-  const std::vector<size_t> counts = {0, 1, 7, 4099, (size_t{1} << 20) + 3};
-  for (int size = 1; size <= 4; ++size) {
-    auto errors = run_ranks(size, [&](Transport& transport) {
-      EXPECT_EQ(transport.name(), "shm");
-      int rank = transport.rank();
-      uint64_t tag = 1;
-      for (size_t count : counts) {
-        std::vector<float> data(count);
-        for (size_t i = 0; i < count; ++i) data[i] = value_of(rank, i);
-        RingOptions options;
-        options.timeout = milliseconds(20000);
-        options.tag = tag++;
-        ring_allreduce_f32(transport, data.data(), count, ReduceOp::kSum, options);
-        int wrong = 0;
-        for (size_t i = 0; i < count; ++i) {
-          float expected = 0;
-          for (int r = 0; r < size; ++r) expected += value_of(r, i);
-          if (data[i] != expected && wrong++ < 3) {
-            ADD_FAILURE() << "size " << size << " rank " << rank << " count " << count
-                          << " element " << i << ": " << data[i] << " != " << expected;
-          }
-        }
-      }
-    });
-    expect_no_errors(errors);
-  }
-}
-
-// The Communicator's collectives over shm: allreduce on both algorithms (small and large),
-// allgather, broadcast and barrier at 3 ranks.
-TEST_F(ShmTest, CommunicatorCollectives) {
-  auto errors = run_ranks(3, [&](Transport& transport) {
-    int rank = transport.rank();
-    Communicator comm(make_shm_transport_view(transport));
-    comm.set_timeout(milliseconds(20000));
-    for (size_t count : {size_t{3}, size_t{100003}}) {
-      std::vector<int32_t> data(count, rank + 1);
-      comm.allreduce(data.data(), count, DType::kI32, ReduceOp::kSum);
-      EXPECT_EQ(std::count(data.begin(), data.end(), 6), static_cast<long>(count));
-    }
-    std::vector<int32_t> gathered(3 * 5, -1), mine(5, rank);
-    comm.allgather(mine.data(), gathered.data(), 5, DType::kI32);
-    for (size_t i = 0; i < gathered.size(); ++i) EXPECT_EQ(gathered[i], static_cast<int>(i / 5));
-    std::vector<char> bytes(3 << 20, static_cast<char>(rank == 2 ? 'x' : 'o'));
-    comm.broadcast(bytes.data(), bytes.size(), 2);
-    EXPECT_EQ(std::count(bytes.begin(), bytes.end(), 'x'), static_cast<long>(bytes.size()));
-    comm.barrier();
-  });
-  expect_no_errors(errors);
-}
 
 // Messages of one tag arrive in send order, whether their receives were posted before or
 // after they arrived, and receives of another tag can overtake them.

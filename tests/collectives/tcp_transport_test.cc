@@ -1,5 +1,7 @@
 // TCP transport: ranks are threads of this process, each with its own TCP store client and
-// TCP transport over loopback, so every byte crosses real sockets.
+// TCP transport over loopback, so every byte crosses real sockets. The collectives over TCP
+// run in the conformance suite (conformance_test.cc); these are the transport's own
+// guarantees: ordering and exact sizes, large messages both ways, dead peers, timeouts.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -14,7 +16,7 @@
 #include "collectives/store/tcp_store.h"
 #include "collectives/transport/tcp/tcp_transport.h"
 #include "runtime/error.h"
-#include "tests/collectives/rank_threads.h"
+#include "tests/collectives/transport_group.h"
 
 namespace petaring {
 namespace {
@@ -22,68 +24,19 @@ namespace {
 using std::chrono::milliseconds;
 using testing_ranks::error_of;
 using testing_ranks::expect_no_errors;
+using testing_ranks::make_transport_group;
+using testing_ranks::run_group;
+using testing_ranks::TransportKind;
 
-// Runs fn(rank, communicator) on one thread per rank of a TCP group of `size`. A rank that
-// throws keeps its communicator (and sockets) until every rank has finished, so that its
-// peers see its error, not its exit; fn may reset the communicator to close it early.
+// Runs fn(rank, communicator) on one thread per rank of a fresh TCP group of `size`
+// (run_group: a rank that throws keeps its sockets until every rank has finished; fn may
+// reset the communicator to close it early).
 std::vector<std::exception_ptr> run_tcp_ranks(
     int size, const std::function<void(int, std::unique_ptr<Communicator>&)>& fn,
     milliseconds timeout = milliseconds(20000)) {
-  TcpStoreServer server(0);
-  std::string address = "127.0.0.1:" + std::to_string(server.port());
-  std::vector<std::exception_ptr> errors(size);
-  std::vector<std::unique_ptr<Communicator>> comms(size);
-  std::vector<std::thread> threads;
-  for (int rank = 0; rank < size; ++rank) {
-    threads.emplace_back([&, rank] {
-      try {
-        TcpStore store(address, milliseconds(5000));
-        TcpTransportOptions options;
-        options.connect_timeout = milliseconds(10000);
-        comms[rank] = std::make_unique<Communicator>(make_tcp_transport(store, rank, size, options));
-        comms[rank]->set_timeout(timeout);
-        fn(rank, comms[rank]);
-      } catch (...) {
-        errors[rank] = std::current_exception();
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  return errors;
+  return run_group(make_transport_group(TransportKind::kTcp, size),
+                   [&](std::unique_ptr<Communicator>& comm) { fn(comm->rank(), comm); }, timeout);
 }
-
-// Small integers, so that float sums are exact in any order.
-float value_of(int rank, size_t i) { return static_cast<float>((rank + 1) * (i % 13) - 6); }
-
-class TcpAllreduce : public ::testing::TestWithParam<int> {};
-
-TEST_P(TcpAllreduce, RingSumMatchesSerialSumForSeveralSizes) {
-  int size = GetParam();
-  const std::vector<size_t> counts = {1, 7, 4099, (size_t{1} << 20) + 3};
-  auto errors = run_tcp_ranks(size, [&](int rank, std::unique_ptr<Communicator>& comm) {
-    EXPECT_EQ(comm->transport().name(), "tcp");
-    EXPECT_EQ(comm->rank(), rank);
-    EXPECT_EQ(comm->size(), size);
-    for (size_t count : counts) {
-      std::vector<float> data(count);
-      for (size_t i = 0; i < count; ++i) data[i] = value_of(rank, i);
-      comm->allreduce(data.data(), count, DType::kF32, ReduceOp::kSum);
-      int wrong = 0;
-      for (size_t i = 0; i < count; ++i) {
-        float expected = 0;
-        for (int r = 0; r < size; ++r) expected += value_of(r, i);
-        if (data[i] != expected && wrong++ < 3) {
-          ADD_FAILURE() << "rank " << rank << " count " << count << " element " << i << ": "
-                        << data[i] << " != " << expected;
-        }
-      }
-    }
-    comm->barrier();
-  });
-  expect_no_errors(errors);
-}
-
-INSTANTIATE_TEST_SUITE_P(WorldSizes, TcpAllreduce, ::testing::Values(1, 2, 3, 4));
 
 TEST(TcpTransport, MessagesOfOneTagArriveInOrderWithExactSizes) {
   auto errors = run_tcp_ranks(2, [](int rank, std::unique_ptr<Communicator>& comm) {
