@@ -49,32 +49,33 @@ int run_train(const TrainArgs& args) {
   Recipe recipe = load_recipe(args.recipe, args.overrides);
   WorldInfo world;
   std::unique_ptr<Communicator> comm = make_world_communicator(&world);
-  if (world.size == 1) {
-    std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
-    TrainOptions options;
-    options.metrics_path = args.metrics;
-    run_training(recipe, *comm, *device, options);
-    return 0;
-  }
-  // Several ranks: a failure on one must not leave the others waiting on it, so this
-  // rank reports (naming itself) and takes the whole job down.
-  try {
+  auto train = [&] {
     std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
     TrainOptions options;
     options.metrics_path = world.rank == 0 ? args.metrics : "";
     run_training(recipe, *comm, *device, options);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "petaring: error on rank %d (host %s): %s\n", world.rank,
-                 world.host.c_str(), e.what());
-    std::fflush(stderr);
-    abort_world(e.exit_code());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "petaring: unexpected error on rank %d (host %s): %s\n", world.rank,
-                 world.host.c_str(), e.what());
-    std::fflush(stderr);
-    abort_world(1);
+  };
+  if (world.size == 1) {  // errors reach main(), which prints them and exits
+    train();
+    return 0;
   }
-  return 0;
+  // Several ranks: a failure on one must not leave the others waiting on it, so this
+  // rank reports (naming itself) and takes the whole job down.
+  int exit_code = 1;
+  std::string what;
+  try {
+    train();
+    return 0;
+  } catch (const Error& e) {
+    exit_code = e.exit_code();
+    what = e.what();
+  } catch (const std::exception& e) {
+    what = str_cat("unexpected: ", e.what());
+  }
+  std::fprintf(stderr, "petaring: error on rank %d (host %s): %s\n", world.rank,
+               world.host.c_str(), what.c_str());
+  std::fflush(stderr);
+  abort_world(exit_code);
 }
 
 }  // namespace
