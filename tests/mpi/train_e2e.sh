@@ -58,4 +58,10 @@ out=$(timeout 120 mpirun "${flags[@]}" -np 2 "$petaring" --log warn train "$reci
 [[ $code -ne 0 && $code -ne 124 ]] || fail "out-of-memory job exited $code: $out"
 grep -q "out of memory" <<<"$out" || fail "no out-of-memory message: $out"
 grep -q "error on rank" <<<"$out" || fail "the message does not name the rank: $out"
+echo "== petaring devices lists the virtual GPUs"
+out=$("$petaring" devices --cpu-devices 3 --memory 1GiB --json 2>&1) || fail "devices exited $?: $out"
+[[ $(grep -c '"name":"cpu:' <<<"$out") -eq 3 ]] || fail "expected 3 cpu devices: $out"
+grep -q '"kind":"cpu"' <<<"$out" || fail "no kind in: $out"
+out=$("$petaring" devices --memory lots 2>&1); code=$?
+[[ $code -eq 2 ]] || fail "bad --memory exited $code: $out"
 exit $status
