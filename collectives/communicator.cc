@@ -1,5 +1,6 @@
 #include "collectives/communicator.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -45,7 +46,44 @@ size_t parse_threshold(const char* text) {
   return static_cast<size_t>(std::stoull(value));
 }
 
+// PETARING_COLLECTIVE_TIMEOUT: seconds, a positive decimal number.
+std::chrono::milliseconds parse_timeout(const char* text) {
+  const std::string value = text;
+  double seconds = -1;
+  try {
+    size_t used = 0;
+    seconds = std::stod(value, &used);
+    if (used != value.size()) seconds = -1;
+  } catch (const std::exception&) {
+    seconds = -1;
+  }
+  if (!(seconds > 0) || !std::isfinite(seconds) || seconds > 1e7) {
+    PR_FAIL(kInvalidArgument, "PETARING_COLLECTIVE_TIMEOUT='", value,
+            "' is not a timeout; set it to a positive number of seconds (e.g. 300 or 2.5) "
+            "or unset it");
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
+}
+
 }  // namespace
+
+void Work::wait() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  finished_.wait(lock, [&] { return done_; });
+  if (error_) std::rethrow_exception(error_);
+}
+
+bool Work::test() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return done_;
+}
+
+void Work::finish(std::exception_ptr error) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  error_ = std::move(error);
+  done_ = true;
+  finished_.notify_all();
+}
 
 Communicator::Communicator(std::unique_ptr<Transport> transport)
     : transport_(std::move(transport)) {
@@ -56,11 +94,139 @@ Communicator::Communicator(std::unique_ptr<Transport> transport)
   if (const char* text = std::getenv("PETARING_SMALL_MESSAGE_THRESHOLD")) {
     small_message_threshold_ = parse_threshold(text);
   }
+  if (const char* text = std::getenv("PETARING_COLLECTIVE_TIMEOUT")) {
+    timeout_ = parse_timeout(text);
+  }
   sends_to_.assign(static_cast<size_t>(size()), 0);
   receives_from_.assign(static_cast<size_t>(size()), 0);
 }
 
-Communicator::~Communicator() = default;
+Communicator::~Communicator() {
+  if (!progress_.joinable()) return;
+  bool busy = false;
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    busy = outstanding_ > 0;
+    stopping_ = true;
+  }
+  if (busy) abort();  // work nobody waited for: do not let it outlive its buffers' owner
+  queue_changed_.notify_all();
+  progress_.join();
+}
+
+void Communicator::throw_if_aborted() const {
+  if (aborted_.load()) {
+    PR_FAIL(kFailedPrecondition, "rank ", rank(),
+            ": the communicator was aborted (Communicator::abort), so it runs no more "
+            "operations; look for the error that made this rank abort");
+  }
+}
+
+template <typename Body>
+void Communicator::run_in_order(Body&& body) {
+  bool idle = false;
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    idle = outstanding_ == 0;
+  }
+  if (idle) {
+    throw_if_aborted();
+    body();
+    return;
+  }
+  enqueue(std::function<void()>(std::forward<Body>(body)))->wait();
+}
+
+std::shared_ptr<Work> Communicator::enqueue(std::function<void()> body) {
+  auto work = std::make_shared<Work>();
+  std::unique_lock<std::mutex> lock(queue_mutex_);
+  if (aborted_.load()) {
+    lock.unlock();
+    try {
+      throw_if_aborted();
+    } catch (...) {
+      work->finish(std::current_exception());
+    }
+    return work;
+  }
+  if (!progress_.joinable()) progress_ = std::thread([this] { progress_loop(); });
+  queue_.push_back(Job{std::move(body), work});
+  ++outstanding_;
+  lock.unlock();
+  queue_changed_.notify_all();
+  return work;
+}
+
+void Communicator::progress_loop() {
+  std::unique_lock<std::mutex> lock(queue_mutex_);
+  for (;;) {
+    queue_changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      throw_if_aborted();
+      job.body();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    job.body = nullptr;
+    lock.lock();
+    --outstanding_;  // before finish: a caller woken by it finds the communicator idle
+    lock.unlock();
+    job.work->finish(error);
+    lock.lock();
+  }
+}
+
+void Communicator::abort() {
+  aborted_.store(true);
+  transport_->abort();
+  std::deque<Job> dropped;
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    dropped.swap(queue_);
+    outstanding_ -= dropped.size();
+  }
+  for (Job& job : dropped) {
+    try {
+      throw_if_aborted();
+    } catch (...) {
+      job.work->finish(std::current_exception());
+    }
+  }
+}
+
+std::shared_ptr<Work> Communicator::allreduce_async(void* data, size_t count, DType dtype,
+                                                    ReduceOp op) {
+  return enqueue([=, this] { run_allreduce(data, data, count, dtype, op); });
+}
+
+std::shared_ptr<Work> Communicator::allreduce_async(const void* send, void* recv, size_t count,
+                                                    DType dtype, ReduceOp op) {
+  return enqueue([=, this] { run_allreduce(send, recv, count, dtype, op); });
+}
+
+std::shared_ptr<Work> Communicator::reduce_scatter_async(const void* send, void* recv,
+                                                         size_t recv_count, DType dtype,
+                                                         ReduceOp op) {
+  return enqueue([=, this] { run_reduce_scatter(send, recv, recv_count, dtype, op); });
+}
+
+std::shared_ptr<Work> Communicator::allgather_async(const void* send, void* recv,
+                                                    size_t send_count, DType dtype) {
+  return enqueue([=, this] { run_allgather(send, recv, send_count, dtype); });
+}
+
+std::shared_ptr<Work> Communicator::broadcast_async(void* data, size_t bytes, int root) {
+  return enqueue([=, this] { run_broadcast(data, bytes, root); });
+}
+
+std::shared_ptr<Work> Communicator::barrier_async() {
+  return enqueue([this] { run_barrier(); });
+}
 
 // The same sequence on every rank as long as every rank makes the same calls in the same
 // order; two calls never share a tag, so their messages never mix.
@@ -71,7 +237,37 @@ uint64_t Communicator::begin_collective(CollectiveSignature signature) {
 }
 
 void Communicator::allreduce(void* data, size_t count, DType dtype, ReduceOp op) {
-  allreduce(data, data, count, dtype, op);
+  run_in_order([&] { run_allreduce(data, data, count, dtype, op); });
+}
+
+void Communicator::allreduce(const void* send, void* recv, size_t count, DType dtype,
+                             ReduceOp op) {
+  run_in_order([&] { run_allreduce(send, recv, count, dtype, op); });
+}
+
+void Communicator::reduce_scatter(const void* send, void* recv, size_t recv_count, DType dtype,
+                                  ReduceOp op) {
+  run_in_order([&] { run_reduce_scatter(send, recv, recv_count, dtype, op); });
+}
+
+void Communicator::allgather(const void* send, void* recv, size_t send_count, DType dtype) {
+  run_in_order([&] { run_allgather(send, recv, send_count, dtype); });
+}
+
+void Communicator::broadcast(void* data, size_t bytes, int root) {
+  run_in_order([&] { run_broadcast(data, bytes, root); });
+}
+
+void Communicator::barrier() {
+  run_in_order([&] { run_barrier(); });
+}
+
+void Communicator::send(const void* data, size_t bytes, int peer) {
+  run_in_order([&] { run_send(data, bytes, peer); });
+}
+
+void Communicator::recv(void* data, size_t bytes, int peer) {
+  run_in_order([&] { run_recv(data, bytes, peer); });
 }
 
 void Communicator::set_small_message_threshold(size_t bytes) {
@@ -82,8 +278,8 @@ const char* Communicator::allreduce_algorithm(size_t bytes) const {
   return bytes <= small_message_threshold_ ? "recursive-doubling" : "ring";
 }
 
-void Communicator::allreduce(const void* send, void* recv, size_t count, DType dtype,
-                             ReduceOp op) {
+void Communicator::run_allreduce(const void* send, void* recv, size_t count, DType dtype,
+                                 ReduceOp op) {
   const uint64_t tag =
       begin_collective(signature_of(CollectiveKind::kAllreduce, count, dtype, op));
   if (!logged_allreduce_choice_) {
@@ -105,8 +301,8 @@ void Communicator::allreduce(const void* send, void* recv, size_t count, DType d
   ring_allreduce(*transport_, send, recv, count, dtype, op, options);
 }
 
-void Communicator::reduce_scatter(const void* send, void* recv, size_t recv_count, DType dtype,
-                                  ReduceOp op) {
+void Communicator::run_reduce_scatter(const void* send, void* recv, size_t recv_count,
+                                      DType dtype, ReduceOp op) {
   ReduceScatterOptions options;
   options.tag =
       begin_collective(signature_of(CollectiveKind::kReduceScatter, recv_count, dtype, op));
@@ -114,7 +310,8 @@ void Communicator::reduce_scatter(const void* send, void* recv, size_t recv_coun
   ring_reduce_scatter(*transport_, send, recv, recv_count, dtype, op, options);
 }
 
-void Communicator::allgather(const void* send, void* recv, size_t send_count, DType dtype) {
+void Communicator::run_allgather(const void* send, void* recv, size_t send_count,
+                                 DType dtype) {
   AllgatherOptions options;
   options.tag = begin_collective(
       signature_of(CollectiveKind::kAllgather, send_count, dtype, ReduceOp::kSum));
@@ -122,7 +319,7 @@ void Communicator::allgather(const void* send, void* recv, size_t send_count, DT
   ring_allgather(*transport_, send, recv, send_count, dtype, options);
 }
 
-void Communicator::broadcast(void* data, size_t bytes, int root) {
+void Communicator::run_broadcast(void* data, size_t bytes, int root) {
   BroadcastOptions options;
   options.tag = begin_collective(
       signature_of(CollectiveKind::kBroadcast, bytes, DType::kU8, ReduceOp::kSum, root));
@@ -134,7 +331,7 @@ void Communicator::broadcast(void* data, size_t bytes, int root) {
   pipeline_broadcast(*transport_, data, bytes, root, options);
 }
 
-void Communicator::barrier() {
+void Communicator::run_barrier() {
   BarrierOptions options;
   options.tag = begin_collective(
       signature_of(CollectiveKind::kBarrier, 0, DType::kU8, ReduceOp::kSum));
@@ -150,7 +347,7 @@ void Communicator::check_peer(int peer, const char* what) const {
   }
 }
 
-void Communicator::send(const void* data, size_t bytes, int peer) {
+void Communicator::run_send(const void* data, size_t bytes, int peer) {
   check_peer(peer, "send");
   const uint64_t number = sends_to_[static_cast<size_t>(peer)]++;
   try {
@@ -161,7 +358,7 @@ void Communicator::send(const void* data, size_t bytes, int peer) {
   }
 }
 
-void Communicator::recv(void* data, size_t bytes, int peer) {
+void Communicator::run_recv(void* data, size_t bytes, int peer) {
   check_peer(peer, "recv");
   const uint64_t number = receives_from_[static_cast<size_t>(peer)]++;
   try {

@@ -8,11 +8,18 @@
 // that ranks agree on each call. Transports: transport/local, transport/mpi, transport/tcp.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "collectives/reduce.h"
@@ -22,6 +29,28 @@
 namespace petaring {
 
 struct CollectiveSignature;
+
+// The handle of an operation issued with one of Communicator's *_async calls. Any thread
+// may call wait() and test(), any number of times, also after the communicator is gone.
+class Work {
+ public:
+  // Blocks until the operation has finished; then rethrows its error, if it failed (on
+  // every call). The operation's own waits carry the communicator's timeout, so this
+  // returns or throws within that timeout of the last progress.
+  void wait();
+  // Non-blocking: true once the operation has finished, successfully or not (wait() then
+  // returns or throws at once). Never throws.
+  bool test();
+
+  // Marks the operation finished with `error` (null: success). Internal to Communicator.
+  void finish(std::exception_ptr error);
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable finished_;
+  bool done_ = false;
+  std::exception_ptr error_;
+};
 
 class Communicator {
  public:
@@ -35,7 +64,7 @@ class Communicator {
   int size() const { return transport_->size(); }
   Transport& transport() { return *transport_; }
 
-  // Collectives. All are blocking, over host memory, and every rank of the group must make
+  // Collectives. The plain calls are blocking, over host memory, and every rank of the group must make
   // the same calls in the same order with the same counts, dtypes, ops and roots; ranks
   // that disagree all get kFailedPrecondition naming two of them and their calls
   // (signature.h), never a hang. Reductions take f32, bf16, f16 (f32 arithmetic, rounded
@@ -74,6 +103,37 @@ class Communicator {
   void broadcast(void* data, size_t bytes, int root);
   void barrier();
 
+  // Asynchronous forms: they return at once with a Work handle; the operation runs on the
+  // communicator's progress thread (started at the first *_async call). Every operation of
+  // a communicator, asynchronous or blocking, collective or point to point, runs in the
+  // order it was issued, one at a time: a blocking call issued while asynchronous work is
+  // outstanding waits behind it (with none outstanding it runs on the calling thread, at
+  // the blocking path's speed). The buffers belong to the operation until its Work has
+  // finished: do not write send buffers or read/write receive buffers before test() is
+  // true or wait() returned. Errors (including argument errors) come out of wait().
+  //
+  // Threads: issue calls (every collective, send/recv, split, the setters) from one thread
+  // at a time: the order of issue is the order of execution, and it must be the same on
+  // every rank. Work::wait/test may be called from any thread; abort() from any thread at
+  // any time. Change settings (set_timeout, ...) only while no work is outstanding.
+  std::shared_ptr<Work> allreduce_async(void* data, size_t count, DType dtype, ReduceOp op);
+  std::shared_ptr<Work> allreduce_async(const void* send, void* recv, size_t count,
+                                        DType dtype, ReduceOp op);
+  std::shared_ptr<Work> reduce_scatter_async(const void* send, void* recv, size_t recv_count,
+                                             DType dtype, ReduceOp op);
+  std::shared_ptr<Work> allgather_async(const void* send, void* recv, size_t send_count,
+                                        DType dtype);
+  std::shared_ptr<Work> broadcast_async(void* data, size_t bytes, int root);
+  std::shared_ptr<Work> barrier_async();
+
+  // Unblocks and fails every pending operation: the running one throws
+  // kFailedPrecondition ("aborted") out of its current wait, queued ones finish with that
+  // error without running, and every later call fails at once. Irreversible; also aborts
+  // the transport (Transport::abort), so other communicators on it fail too. For tearing a
+  // job down after an error elsewhere (a watchdog, another thread's failure). Any thread.
+  void abort();
+  bool aborted() const { return aborted_.load(); }
+
   // Point to point, outside the collectives' sequence. Blocking: send returns when `data`
   // may be reused (it may wait for the peer's recv), recv when the bytes have arrived. The
   // k-th send from a to b pairs with the k-th recv on b from a (each ordered pair counts
@@ -84,7 +144,10 @@ class Communicator {
 
   // Every collective call takes the next sequence number as its tag, so calls never mix
   // messages. How long any wait may go without progress before it throws kTimeout
-  // (naming the peer).
+  // (naming the peer). The default is kDefaultTimeout; the environment variable
+  // PETARING_COLLECTIVE_TIMEOUT (seconds, e.g. "30" or "2.5", read by the constructor)
+  // overrides it, set_timeout overrides both.
+  static constexpr std::chrono::milliseconds kDefaultTimeout{std::chrono::minutes(5)};
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
   std::chrono::milliseconds timeout() const { return timeout_; }
   // The signature check (on by default) costs ceil(log2 size()) small messages per call;
@@ -97,14 +160,45 @@ class Communicator {
   uint64_t begin_collective(CollectiveSignature signature);
   void check_peer(int peer, const char* what) const;
 
+  // The bodies of the collectives, run in issue order (on the caller or the progress thread).
+  void run_allreduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op);
+  void run_reduce_scatter(const void* send, void* recv, size_t recv_count, DType dtype,
+                          ReduceOp op);
+  void run_allgather(const void* send, void* recv, size_t send_count, DType dtype);
+  void run_broadcast(void* data, size_t bytes, int root);
+  void run_barrier();
+  void run_send(const void* data, size_t bytes, int peer);
+  void run_recv(void* data, size_t bytes, int peer);
+
+  // Runs `body` in issue order: on this thread when nothing is outstanding, else queued
+  // behind the outstanding work (and waited for). Defined in communicator.cc.
+  template <typename Body>
+  void run_in_order(Body&& body);
+  std::shared_ptr<Work> enqueue(std::function<void()> body);
+  void progress_loop();
+  void throw_if_aborted() const;
+
   std::unique_ptr<Transport> transport_;
-  std::chrono::milliseconds timeout_{std::chrono::minutes(5)};
+  std::chrono::milliseconds timeout_{kDefaultTimeout};
   uint64_t sequence_ = 0;  // one per collective call, the same on every rank
   bool check_signatures_ = true;
   size_t small_message_threshold_ = kDefaultSmallMessageThreshold;
   bool logged_allreduce_choice_ = false;  // logged at the first allreduce only
   std::vector<uint64_t> sends_to_;      // point-to-point calls per peer
   std::vector<uint64_t> receives_from_;
+
+  // Asynchronous work. outstanding_ counts queued plus running operations.
+  struct Job {
+    std::function<void()> body;
+    std::shared_ptr<Work> work;
+  };
+  std::mutex queue_mutex_;
+  std::condition_variable queue_changed_;
+  std::deque<Job> queue_;
+  size_t outstanding_ = 0;
+  bool stopping_ = false;
+  std::atomic<bool> aborted_{false};
+  std::thread progress_;
 };
 
 }  // namespace petaring

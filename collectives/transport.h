@@ -39,6 +39,13 @@ class Transport {
   virtual std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
                                          uint64_t tag) = 0;
   virtual std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) = 0;
+  // Makes every wait and test, pending or later, on any request of this transport throw
+  // kFailedPrecondition (naming the rank and "aborted") instead of blocking. Irreversible.
+  // Unlike the other members it may be called from any thread, at any time.
+  virtual void abort() = 0;
 };
+
+// The message every transport's requests throw once abort() was called.
+std::string transport_aborted_message(int rank, int peer, const char* transport_name);
 
 }  // namespace petaring

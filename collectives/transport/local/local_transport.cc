@@ -1,5 +1,6 @@
 #include "collectives/transport/local/local_transport.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -72,11 +73,22 @@ class Mailbox {
   }
 
   // True when the slot completed within `timeout`; throws when its message did not fit.
-  bool wait(const Slot& slot, std::chrono::milliseconds timeout) {
+  // Returns early (false) once `aborted` is set; the caller checks it.
+  bool wait(const Slot& slot, std::chrono::milliseconds timeout,
+            const std::atomic<bool>& aborted) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (!ready_.wait_for(lock, timeout, [&] { return slot.done; })) return false;
+    if (!ready_.wait_for(lock, timeout, [&] { return slot.done || aborted.load(); })) {
+      return false;
+    }
+    if (!slot.done) return false;
     if (!slot.error.empty()) throw Error(ErrorKind::kFailedPrecondition, slot.error);
     return true;
+  }
+
+  // Wakes every waiter (after an abort).
+  void wake() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ready_.notify_all();
   }
 
   bool test(const Slot& slot) {
@@ -131,23 +143,38 @@ class DoneRequest : public Request {
 
 class ReceiveRequest : public Request {
  public:
-  ReceiveRequest(std::shared_ptr<Mailbox> mailbox, Key key, std::shared_ptr<Slot> slot)
-      : mailbox_(std::move(mailbox)), key_(key), slot_(std::move(slot)) {}
+  ReceiveRequest(std::shared_ptr<Mailbox> mailbox, Key key, std::shared_ptr<Slot> slot,
+                 std::shared_ptr<std::atomic<bool>> aborted)
+      : mailbox_(std::move(mailbox)), key_(key), slot_(std::move(slot)),
+        aborted_(std::move(aborted)) {}
   ~ReceiveRequest() override { mailbox_->cancel(key_, slot_); }
 
   void wait(std::chrono::milliseconds timeout) override {
-    if (mailbox_->wait(*slot_, timeout)) return;
+    check_aborted();
+    if (mailbox_->wait(*slot_, timeout, *aborted_)) return;
+    check_aborted();
     PR_FAIL(kTimeout, "rank ", key_.destination, " waited ", timeout.count(),
             " ms for a message from rank ", key_.source, " (tag ", key_.tag, ", ", slot_->bytes,
             " bytes) with no progress; is rank ", key_.source,
             " alive and calling the same collective? (local transport)");
   }
-  bool test() override { return mailbox_->test(*slot_); }
+  bool test() override {
+    check_aborted();
+    return mailbox_->test(*slot_);
+  }
 
  private:
+  void check_aborted() const {
+    if (aborted_->load()) {
+      throw Error(ErrorKind::kFailedPrecondition,
+                  transport_aborted_message(key_.destination, key_.source, "local"));
+    }
+  }
+
   std::shared_ptr<Mailbox> mailbox_;
   Key key_;
   std::shared_ptr<Slot> slot_;
+  std::shared_ptr<std::atomic<bool>> aborted_;
 };
 
 class LocalTransport : public Transport {
@@ -170,7 +197,12 @@ class LocalTransport : public Transport {
     check_peer(peer);
     Key key{peer, rank_, tag};
     auto slot = mailbox_->receive(key, data, bytes);
-    return std::make_unique<ReceiveRequest>(mailbox_, key, std::move(slot));
+    return std::make_unique<ReceiveRequest>(mailbox_, key, std::move(slot), aborted_);
+  }
+
+  void abort() override {
+    aborted_->store(true);
+    mailbox_->wake();
   }
 
  private:
@@ -181,6 +213,7 @@ class LocalTransport : public Transport {
   std::shared_ptr<Mailbox> mailbox_;
   int rank_;
   int size_;
+  std::shared_ptr<std::atomic<bool>> aborted_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace

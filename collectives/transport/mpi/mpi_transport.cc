@@ -29,8 +29,9 @@ bool mpi_finalized() {
 class MpiRequest : public Request {
  public:
   MpiRequest(bool is_send, int rank, int peer, size_t bytes, uint64_t tag,
-             const MpiTransportOptions& options)
-      : is_send_(is_send), rank_(rank), peer_(peer), bytes_(bytes), tag_(tag), options_(options) {}
+             const MpiTransportOptions& options, const std::atomic<bool>* aborted)
+      : is_send_(is_send), rank_(rank), peer_(peer), bytes_(bytes), tag_(tag), options_(options),
+        aborted_(aborted) {}
 
   ~MpiRequest() override {
     if (pending_ == 0 || mpi_finalized()) return;
@@ -67,6 +68,9 @@ class MpiRequest : public Request {
   }
 
   bool test() override {
+    if (aborted_->load(std::memory_order_relaxed)) {
+      throw Error(ErrorKind::kFailedPrecondition, transport_aborted_message(rank_, peer_, "mpi"));
+    }
     for (size_t i = 0; i < pieces_.size(); ++i) {
       if (pieces_[i] == MPI_REQUEST_NULL) continue;
       int done = 0;
@@ -139,6 +143,7 @@ class MpiRequest : public Request {
   std::vector<MPI_Request> pieces_;
   std::vector<int> sizes_;
   int pending_ = 0;
+  const std::atomic<bool>* aborted_;
 };
 
 }  // namespace
@@ -176,7 +181,7 @@ void MpiTransport::check_peer(int peer) const {
 std::unique_ptr<Request> MpiTransport::isend(int peer, const void* data, size_t bytes,
                                              uint64_t tag) {
   check_peer(peer);
-  auto request = std::make_unique<MpiRequest>(true, rank_, peer, bytes, tag, options_);
+  auto request = std::make_unique<MpiRequest>(true, rank_, peer, bytes, tag, options_, &aborted_);
   // post() serves both directions; MPI_Isend only reads the buffer.
   request->post(static_cast<char*>(const_cast<void*>(data)), mpi_tag(tag), comm_);
   return request;
@@ -184,7 +189,7 @@ std::unique_ptr<Request> MpiTransport::isend(int peer, const void* data, size_t 
 
 std::unique_ptr<Request> MpiTransport::irecv(int peer, void* data, size_t bytes, uint64_t tag) {
   check_peer(peer);
-  auto request = std::make_unique<MpiRequest>(false, rank_, peer, bytes, tag, options_);
+  auto request = std::make_unique<MpiRequest>(false, rank_, peer, bytes, tag, options_, &aborted_);
   request->post(static_cast<char*>(data), mpi_tag(tag), comm_);
   return request;
 }

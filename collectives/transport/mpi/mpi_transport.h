@@ -18,6 +18,7 @@
 
 #include <mpi.h>
 
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstddef>
@@ -50,6 +51,8 @@ class MpiTransport : public Transport {
                                  uint64_t tag) override;
   std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override;
 
+  void abort() override { aborted_.store(true); }
+
   MPI_Comm comm() const { return comm_; }
 
  private:
@@ -62,6 +65,7 @@ class MpiTransport : public Transport {
   int rank_ = 0;
   int size_ = 1;
   int tag_upper_bound_ = 32767;  // MPI guarantees at least this
+  std::atomic<bool> aborted_{false};
 };
 
 // "MPI_ERR_TRUNCATE: message truncated" for an MPI error code.

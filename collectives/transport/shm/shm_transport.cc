@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -98,6 +99,12 @@ class ShmTransport : public Transport {
   // Marks peers whose process is gone; returns the lowest dead rank, or -1.
   int check_liveness();
   void cancel(int source, const std::shared_ptr<RecvOp>& op);
+  void abort() override { aborted_.store(true); }
+  void check_aborted(int peer) const {
+    if (aborted_.load(std::memory_order_relaxed)) {
+      throw Error(ErrorKind::kFailedPrecondition, transport_aborted_message(rank_, peer, "shm"));
+    }
+  }
 
  private:
   bool push_sends(Peer& peer);
@@ -113,6 +120,7 @@ class ShmTransport : public Transport {
   int rank_;
   int size_;
   ShmTransportOptions options_;
+  std::atomic<bool> aborted_{false};
 };
 
 // Common waiting loop; subclasses say when they are done.
@@ -122,6 +130,7 @@ class ShmRequest : public Request {
       : transport_(transport), peer_(peer), tag_(tag), bytes_(bytes) {}
 
   bool test() override {
+    transport_->check_aborted(peer_);
     transport_->progress();
     return finished();
   }

@@ -81,6 +81,7 @@ struct State {
   std::vector<Peer> peers;
   int rank = 0;
   std::string first_failure;  // the first peer failure, for waits on the survivors
+  bool aborted = false;       // Transport::abort was called
 
   // --- receiving (I/O thread, mutex held) ---
   void read_header(int p) {
@@ -288,6 +289,7 @@ class TcpRequest : public Request {
     std::unique_lock<std::mutex> lock(state_->mutex);
     auto start = Clock::now();
     while (!op_->done) {
+      check_aborted();
       Peer& peer = state_->peers[op_->peer];
       auto last = std::max(start, peer.last_progress);
       auto deadline = last + timeout;
@@ -314,11 +316,19 @@ class TcpRequest : public Request {
 
   bool test() override {
     std::lock_guard<std::mutex> lock(state_->mutex);
+    check_aborted();
     if (op_->done && !op_->error.empty()) throw Error(op_->kind, op_->error);
     return op_->done;
   }
 
  private:
+  void check_aborted() const {  // mutex held
+    if (state_->aborted) {
+      throw Error(ErrorKind::kFailedPrecondition,
+                  transport_aborted_message(state_->rank, op_->peer, "tcp"));
+    }
+  }
+
   std::shared_ptr<State> state_;
   OpPtr op_;
   bool send_;
@@ -346,6 +356,11 @@ class TcpTransport : public Transport {
 
   int rank() const override { return state_->rank; }
   int size() const override { return size_; }
+  void abort() override {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->aborted = true;
+    state_->changed.notify_all();
+  }
   std::string name() const override { return "tcp"; }
 
   std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
