@@ -31,6 +31,19 @@ Mlp::Mlp(const ModelConfig& config, Device& device, int64_t max_batch)
     widest = std::max(widest, sizes_[l]);
   }
   for (auto& s : scratch_) s = device.allocate(static_cast<size_t>(max_batch * widest) * sizeof(float));
+  probs_ = device.allocate(static_cast<size_t>(max_batch * output_size()) * sizeof(float));
+  loss_ = device.allocate(sizeof(float));
+}
+
+Mlp::~Mlp() = default;
+
+std::string Mlp::describe() const {
+  std::string text = "mlp ";
+  for (size_t i = 0; i < sizes_.size(); ++i) {
+    if (i > 0) text += '-';
+    text += std::to_string(sizes_[i]);
+  }
+  return text;
 }
 
 Tensor Mlp::params() const { return Tensor(params_.get(), 0, Shape{num_params_}, DType::kF32); }
@@ -90,21 +103,65 @@ Tensor Mlp::forward(Queue& q, Tensor x) {
   return h;
 }
 
-void Mlp::backward(Queue& q, Tensor dlogits) {
+void Mlp::backward(Queue& q, Tensor dlogits, bool accumulate, const GradReadyFn& on_ready) {
+  const float beta = accumulate ? 1.0f : 0.0f;
+  auto ready = [&](int64_t offset, int64_t count) {
+    if (on_ready) on_ready(offset, count, std::shared_ptr<Event>(q.record()));
+  };
   PR_CHECK(dlogits.shape == (Shape{batch_, output_size()}))
       << "dlogits " << dlogits.shape << " after a forward of batch " << batch_;
   Tensor dy = dlogits;  // (B, out_l)
   for (size_t l = layers_.size(); l-- > 0;) {
     const Layer& layer = layers_[l];
     Tensor x = l == 0 ? input_ : activation(l - 1, batch_);  // (B, in_l)
-    kernels::gemm(q, true, false, 1.0f, dy, x, 0.0f, weight(*grads_, layer));  // dW = dy^T x
-    kernels::bias_grad(q, dy, bias(*grads_, layer), 0.0f);                     // db = sum_B dy
+    kernels::bias_grad(q, dy, bias(*grads_, layer), beta);  // db (+)= sum_B dy
+    ready(layer.bias_offset, layer.out);
+    kernels::gemm(q, true, false, 1.0f, dy, x, beta, weight(*grads_, layer));  // dW (+)= dy^T x
+    ready(layer.weight_offset, layer.out * layer.in);
     if (l == 0) break;
     Tensor dx(scratch_[l % 2].get(), 0, Shape{batch_, layer.in}, DType::kF32);
     kernels::gemm(q, false, false, 1.0f, dy, weight(*params_, layer), 0.0f, dx);  // dx = dy W
     kernels::relu_backward(q, x, dx, dx);  // x is the previous layer's ReLU output
     dy = dx;
   }
+}
+
+void Mlp::forward_backward(Queue& q, const Batch& batch, const StepOptions& options,
+                           float* loss) {
+  const int64_t rows = batch.inputs.shape.dim(0);
+  Tensor probs(probs_.get(), 0, Shape{rows, output_size()}, DType::kF32);
+  Tensor logits = forward(q, batch.inputs);
+  Tensor loss_view(loss_.get(), 0, Shape{1}, DType::kF32);
+  kernels::softmax_xent_forward(q, logits, batch.targets, probs, loss_view);
+  // The loss is a mean over the B rows, scaled for accumulation.
+  kernels::softmax_xent_backward(q, probs, batch.targets, logits,
+                                 options.grad_scale / static_cast<float>(rows));
+  q.read(loss, loss_view);
+  backward(q, logits, options.accumulate, options.on_grad_ready);
+}
+
+EvalSums Mlp::evaluate(Queue& q, const Batch& batch) {
+  const int64_t rows = batch.inputs.shape.dim(0);
+  const int64_t classes = output_size();
+  Tensor probs(probs_.get(), 0, Shape{rows, classes}, DType::kF32);
+  Tensor loss_view(loss_.get(), 0, Shape{1}, DType::kF32);
+  kernels::softmax_xent_forward(q, forward(q, batch.inputs), batch.targets, probs, loss_view);
+  probs_host_.resize(static_cast<size_t>(rows * classes));
+  std::vector<int32_t> labels(static_cast<size_t>(rows));
+  float loss = 0;
+  q.read(probs_host_.data(), probs);
+  q.read(labels.data(), batch.targets);
+  q.read(&loss, loss_view);
+  q.synchronize();
+  EvalSums sums;
+  sums.loss = static_cast<double>(loss) * static_cast<double>(rows);
+  sums.count = static_cast<double>(rows);
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* row = probs_host_.data() + i * classes;
+    const int64_t best = std::max_element(row, row + classes) - row;
+    sums.correct += best == labels[static_cast<size_t>(i)] ? 1 : 0;
+  }
+  return sums;
 }
 
 }  // namespace petaring

@@ -19,15 +19,19 @@ using recipe_detail::NumberRule;
 using recipe_detail::SectionReader;
 using recipe_detail::suggestion;
 
-const std::vector<std::string> kSections = {"model", "data", "optimizer", "training", "devices"};
+const std::vector<std::string> kSections = {"model",    "data",    "optimizer",
+                                            "training", "devices", "checkpoint"};
 const std::map<std::string, std::vector<std::string>> kSectionKeys = {
     {"model", {"type", "layers", "activation", "init"}},
     {"data", {"type", "path", "normalize"}},
     {"optimizer",
      {"type", "lr", "momentum", "weight_decay", "nesterov", "betas", "eps", "clip_grad_norm",
       "schedule", "warmup_steps", "min_lr"}},
-    {"training", {"batch_size", "epochs", "seed", "max_steps", "log_every", "evaluate"}},
+    {"training",
+     {"batch_size", "epochs", "seed", "max_steps", "log_every", "evaluate", "grad_accum_steps",
+      "bucket_mb"}},
     {"devices", {"kind", "count", "memory", "threads"}},
+    {"checkpoint", {"dir", "every", "keep"}},
 };
 // What to write when a required section is missing.
 const std::map<std::string, std::string> kSectionExamples = {
@@ -227,6 +231,17 @@ void read_training(const SectionReader& reader, TrainingConfig* training) {
   reader.get_int("max_steps", 0, &training->max_steps);
   reader.get_int("log_every", 1, &training->log_every);
   reader.get_bool("evaluate", &training->evaluate);
+  reader.get_int("grad_accum_steps", 1, &training->grad_accum_steps);
+  reader.get_number("bucket_mb", NumberRule::kPositive, &training->bucket_mb);
+}
+
+void read_checkpoint(const SectionReader& reader, CheckpointConfig* checkpoint) {
+  reader.get_string("dir", &checkpoint->dir);
+  reader.get_int("every", 0, &checkpoint->every);
+  reader.get_int("keep", 1, &checkpoint->keep);
+  if (checkpoint->dir.empty() && checkpoint->every > 0) {
+    reader.fail("every", "checkpoints need a folder; set checkpoint.dir, e.g. dir: runs/ckpt");
+  }
 }
 
 void read_devices(const SectionReader& reader, DevicesConfig* devices) {
@@ -298,6 +313,7 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
   read_optimizer(reader("optimizer"), &recipe.optimizer);
   read_training(reader("training"), &recipe.training);
   if (sections.count("devices")) read_devices(reader("devices"), &recipe.devices);
+  if (sections.count("checkpoint")) read_checkpoint(reader("checkpoint"), &recipe.checkpoint);
   check_model_fits_data(recipe, model);
   check_data_files(recipe.data, data);
   return recipe;

@@ -48,6 +48,8 @@ struct TrainingConfig {
   int64_t max_steps = 0;   // stop after this many steps in total; 0 = run all epochs
   int64_t log_every = 50;  // steps between logged metrics lines
   bool evaluate = true;    // test-set accuracy at the end of each epoch
+  int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (each batch_size rows)
+  double bucket_mb = 25.0;       // gradient allreduce bucket size, MiB (first bucket smaller)
   bool operator==(const TrainingConfig&) const = default;
 };
 
@@ -59,6 +61,14 @@ struct DevicesConfig {
   bool operator==(const DevicesConfig&) const = default;
 };
 
+// Checkpoints (trainer/checkpoint.h). `every` 0 and an empty `dir` turn them off.
+struct CheckpointConfig {
+  std::string dir;     // folder for step-NNNNNNNN.ckpt files; "" = no checkpoints
+  int64_t every = 0;   // steps between checkpoints (0: only at the end)
+  int64_t keep = 3;    // newest checkpoints kept (>= 1)
+  bool operator==(const CheckpointConfig&) const = default;
+};
+
 struct Recipe {
   std::string source;  // file name (or "<string>") for messages
   ModelConfig model;
@@ -66,6 +76,7 @@ struct Recipe {
   OptimizerConfig optimizer;
   TrainingConfig training;
   DevicesConfig devices;
+  CheckpointConfig checkpoint;
   bool operator==(const Recipe&) const = default;
 };
 

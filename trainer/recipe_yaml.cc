@@ -81,7 +81,9 @@ std::string recipe_to_yaml(const Recipe& recipe) {
   out << YAML::Key << "seed" << YAML::Value << training.seed;
   out << YAML::Key << "max_steps" << YAML::Value << training.max_steps;
   out << YAML::Key << "log_every" << YAML::Value << training.log_every;
-  out << YAML::Key << "evaluate" << YAML::Value << bool_text(training.evaluate) << YAML::EndMap;
+  out << YAML::Key << "evaluate" << YAML::Value << bool_text(training.evaluate);
+  out << YAML::Key << "grad_accum_steps" << YAML::Value << training.grad_accum_steps;
+  out << YAML::Key << "bucket_mb" << YAML::Value << number_text(training.bucket_mb) << YAML::EndMap;
 
   const DevicesConfig& devices = recipe.devices;
   out << YAML::Key << "devices" << YAML::Value << YAML::BeginMap;
@@ -89,6 +91,12 @@ std::string recipe_to_yaml(const Recipe& recipe) {
   out << YAML::Key << "count" << YAML::Value << devices.count;
   out << YAML::Key << "memory" << YAML::Value << bytes_text(devices.memory_bytes);
   out << YAML::Key << "threads" << YAML::Value << devices.threads << YAML::EndMap;
+
+  const CheckpointConfig& checkpoint = recipe.checkpoint;
+  out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "dir" << YAML::Value << YAML::DoubleQuoted << checkpoint.dir;
+  out << YAML::Key << "every" << YAML::Value << checkpoint.every;
+  out << YAML::Key << "keep" << YAML::Value << checkpoint.keep << YAML::EndMap;
 
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

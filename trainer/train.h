@@ -1,15 +1,17 @@
-// Data-parallel training of the recipe's MLP on Fashion-MNIST.
+// Data-parallel training of any Model (trainer/model.h) on any DataSource
+// (trainer/data/source.h).
 //
 // One step, as every rank runs it:
-//   next batch (this rank's shard) -> forward -> loss -> backward -> allreduce(average)
-//   of the gradient buffer -> clipping by global norm (optional) -> optimizer update at
-//   the scheduled learning rate.
+//   for each of the recipe's micro-batches (training.grad_accum_steps):
+//     next micro-batch (this rank's share, by global sample index) -> forward -> loss ->
+//     backward, accumulating into the gradient buffer (scaled by 1 / micro-batches)
+//   -> allreduce(average) of the gradient buffer, started only in the last micro-batch
+//   -> clipping by global norm (optional) -> optimizer update at the scheduled rate.
 // Clipping runs after the allreduce, on the whole averaged gradient buffer, so every rank
 // computes the same norm and applies the same update.
-// Sharding: each epoch, the 60,000 training indices are shuffled by (seed, epoch) alone;
-// global batch g is order[g*B*W, (g+1)*B*W) and rank r takes its r-th slice of B. A
-// global batch that would be incomplete is dropped. So W ranks at batch B see exactly the
-// samples of one rank at batch W*B, and average to the same gradient.
+// Sharding (trainer/data/source.h): the samples of a step follow the global sample index
+// in the epoch's permutation, so W ranks at batch B see exactly the samples of one rank at
+// batch W*B, and average to the same gradient.
 #pragma once
 
 #include <cstdint>
@@ -19,8 +21,8 @@
 
 #include "collectives/communicator.h"
 #include "device/device.h"
-#include "trainer/data/fashion_mnist.h"
-#include "trainer/mlp.h"
+#include "trainer/data/source.h"
+#include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/recipe.h"
 
@@ -29,62 +31,74 @@ namespace petaring {
 struct EvalResult {
   double accuracy = 0;
   double loss = 0;
-  int64_t samples = 0;
+  int64_t samples = 0;  // rows (or tokens) evaluated, over all ranks
 };
 
-class MlpTrainer {
+class Trainer {
  public:
-  // `data` and `comm` must outlive the trainer. Parameters are initialized from the
-  // recipe's seed and broadcast from rank 0, like DDP.
-  MlpTrainer(const Recipe& recipe, const FashionMnist& data, Device& device, Communicator& comm);
-  ~MlpTrainer();
+  // `model`, `data` and `comm` must outlive the trainer. Parameters are initialized from
+  // the recipe's seed and broadcast from rank 0, like DDP.
+  Trainer(const Recipe& recipe, Model& model, DataSource& data, Device& device,
+          Communicator& comm);
+  ~Trainer();
 
-  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  // Samples per optimizer step over all ranks and micro-batches.
+  int64_t global_batch() const { return global_batch_; }
+  int64_t micro_batches() const { return micro_batches_; }
   // Updates in the whole run: every epoch, capped by training.max_steps. The schedule
   // decays over this many steps.
   int64_t total_steps() const { return total_steps_; }
-  // Shuffles for `epoch` (0-based).
-  void begin_epoch(int64_t epoch);
-  // Runs global batch `step` (0-based within the epoch) and returns this rank's loss.
-  // Each call is one more update for the optimizer's count and the schedule.
-  float step(int64_t step);
+  // Optimizer steps taken so far.
+  int64_t steps_done() const { return updates_; }
+  const DataPosition& position() const { return position_; }
+  // True once total_steps() steps are done.
+  bool finished() const { return updates_ >= total_steps_; }
+
+  // One optimizer step from the current data position; returns this rank's mean loss
+  // over its micro-batches. Moves the position on (to the next epoch's start when the
+  // epoch has no full step left).
+  float step();
   // The learning rate of the last step (0 before the first).
   double last_lr() const { return last_lr_; }
   // The global gradient norm of the last step, before clipping; computed only when
   // optimizer.clip_grad_norm > 0 (0 otherwise).
   double last_grad_norm() const { return last_grad_norm_; }
-  // Test-set accuracy and loss, each rank on its shard, summed over ranks.
+  // Evaluation-split loss and accuracy, each rank on its contiguous share, summed over
+  // ranks. Blocking collective.
   EvalResult evaluate();
   // Mean of `value` over ranks (blocking collective).
   double average_over_ranks(double value);
 
   std::vector<float> read_params();
   Queue& queue() { return *queue_; }
-  Mlp& model() { return *model_; }
+  Model& model() { return model_; }
+  DataSource& data() { return data_; }
 
  private:
+  // Averages the gradient buffer over ranks after the last micro-batch's backward.
+  void synchronize_gradients();
   // Scales the (averaged) gradients so that their global norm is at most `max_norm`, as
   // torch.nn.utils.clip_grad_norm_; blocks to read the norm.
   void clip_gradients(double max_norm);
+  int64_t count_total_steps() const;
 
   const Recipe& recipe_;
-  const FashionMnist& data_;
-  Device& device_;
+  Model& model_;
+  DataSource& data_;
   Communicator& comm_;
-  PixelScale scale_;
-  int64_t batch_;  // per rank
-  int64_t steps_per_epoch_ = 0;
+  Sampler sampler_;
+  DataPosition position_;
+  int64_t batch_;  // per rank and micro-batch
+  int64_t micro_batches_;
+  int64_t global_batch_;
   int64_t total_steps_ = 0;
   int64_t updates_ = 0;  // optimizer steps taken
   double last_lr_ = 0;
   double last_grad_norm_ = 0;
-  std::vector<int64_t> order_;
   std::unique_ptr<Queue> queue_;
-  std::unique_ptr<Mlp> model_;
   std::unique_ptr<Optimizer> optimizer_;
-  std::unique_ptr<Buffer> input_, labels_, probs_, loss_, norm_;
-  std::vector<float> host_input_;
-  std::vector<int32_t> host_labels_;
+  std::unique_ptr<Buffer> norm_;
+  std::vector<float> micro_losses_;
 };
 
 struct TrainOptions {
@@ -95,13 +109,14 @@ struct TrainResult {
   int64_t steps = 0;
   double loss = 0;           // mean over ranks of the last step's loss
   double samples_per_s = 0;  // global, training steps only (evaluation excluded)
+  double items_per_s = 0;    // the same in the data's unit (samples or tokens)
   double test_accuracy = 0;  // after the last epoch (0 when evaluation is off)
   double elapsed_s = 0;
   int world_size = 1;
 };
 
-// Runs the whole recipe: every epoch, evaluation at the end of each, progress and metrics
-// on rank 0. Loads the data set from recipe.data.path.
+// Runs the whole recipe: the model and data the recipe names (trainer/factory.h), every
+// epoch, evaluation at the end of each, progress and metrics on rank 0.
 TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& device,
                          const TrainOptions& options);
 

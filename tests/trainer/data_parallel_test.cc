@@ -10,6 +10,8 @@
 #include "collectives/communicator.h"
 #include "collectives/transport/local/local_transport.h"
 #include "device/cpu/cpu_device.h"
+#include "trainer/data/fashion_source.h"
+#include "trainer/mlp.h"
 #include "trainer/rng.h"
 #include "trainer/train.h"
 
@@ -47,6 +49,7 @@ Recipe small_recipe(int64_t batch) {
   recipe.optimizer.momentum = 0.9;
   recipe.optimizer.weight_decay = 1e-4;
   recipe.training.batch_size = batch;
+  recipe.training.epochs = 2;
   recipe.training.seed = 0;
   return recipe;
 }
@@ -85,11 +88,11 @@ std::vector<float> train_ranks(const FashionMnist& data, int world, const Recipe
         CpuDeviceOptions options;
         options.threads = 1;
         auto device = std::move(open_cpu_devices(options)[0]);
-        MlpTrainer trainer(recipe, data, *device, comm);
-        for (int s = 0, epoch = -1; s < steps; ++s) {
-          int64_t in_epoch = s % trainer.steps_per_epoch();
-          if (in_epoch == 0) trainer.begin_epoch(++epoch);
-          double loss = trainer.average_over_ranks(trainer.step(in_epoch));
+        FashionMnistSource source(data, false, *device, 500);
+        Mlp model(recipe.model, *device, 500);
+        Trainer trainer(recipe, model, source, *device, comm);
+        for (int s = 0; s < steps; ++s) {
+          double loss = trainer.average_over_ranks(trainer.step());
           if (r == 0 && s == 0) losses[0] = loss;
           if (r == 0 && s == steps - 1) losses[1] = loss;
           if (r == 0 && grad_norms != nullptr) grad_norms->push_back(trainer.last_grad_norm());
@@ -155,6 +158,51 @@ TEST(DataParallelTest, AdamwWithClippingAndCosineMatchesOneRank) {
     clipped += norms1[i] > 0.5 ? 1 : 0;
   }
   EXPECT_GT(clipped, 0) << "no step was clipped; the test no longer covers clipping";
+}
+
+TEST(DataParallelTest, AccumulatingTwoMicroBatchesMatchesTheDoubleBatch) {
+  FashionMnist data = synthetic_data(640, 100);
+  double first1, last1, first2, last2, first3, last3;
+  Recipe accumulated = small_recipe(32);
+  accumulated.training.grad_accum_steps = 2;
+  std::vector<float> one = train_ranks(data, 1, small_recipe(64), 20, &first1, &last1);
+  std::vector<float> micro = train_ranks(data, 1, accumulated, 20, &first2, &last2);
+  EXPECT_LT(relative_difference(one, micro), 1e-5);
+  EXPECT_NEAR(first1, first2, 1e-5);
+  EXPECT_NEAR(last1, last2, 1e-4);
+  // 2 ranks x 2 micro-batches of 16: the same 64 samples per step.
+  accumulated.training.batch_size = 16;
+  std::vector<float> both = train_ranks(data, 2, accumulated, 20, &first3, &last3);
+  EXPECT_LT(relative_difference(one, both), 1e-5);
+  EXPECT_NEAR(last1, last3, 1e-4);
+}
+
+TEST(SamplerTest, StepsFollowTheGlobalSampleIndexWhateverTheWorldSize) {
+  Sampler sampler(5, 100);
+  DataPosition start{2, 40};
+  // One rank x 4 micro-batches of 5 == 2 ranks x 2 micro-batches of 5 == 4 ranks x 1.
+  auto gather = [&](int world, int64_t micro_batches) {
+    std::vector<int64_t> all;
+    for (int64_t m = 0; m < micro_batches; ++m) {
+      for (int r = 0; r < world; ++r) {
+        auto part = sampler.indices(start, 5, world, micro_batches, m, r);
+        all.insert(all.end(), part.begin(), part.end());
+      }
+    }
+    return all;
+  };
+  std::vector<int64_t> one = gather(1, 4);
+  EXPECT_EQ(one.size(), 20u);
+  EXPECT_EQ(one, gather(2, 2));
+  EXPECT_EQ(one, gather(4, 1));
+  // A different epoch shuffles differently; the same epoch the same way.
+  EXPECT_NE(one, Sampler(5, 100).indices(DataPosition{3, 40}, 20, 1, 1, 0, 0));
+  EXPECT_EQ(one, Sampler(5, 100).indices(start, 20, 1, 1, 0, 0));
+  // 100 samples, steps of 20 from 40: 3 full steps left; then the next epoch.
+  EXPECT_EQ(sampler.steps_left_in_epoch(start, 20), 3);
+  EXPECT_EQ(sampler.advance(start, 20), (DataPosition{2, 60}));
+  EXPECT_EQ(sampler.advance(DataPosition{2, 80}, 20), (DataPosition{3, 0}));
+  EXPECT_EQ(sampler.advance(DataPosition{2, 60}, 30), (DataPosition{3, 0}));  // 10 left over
 }
 
 TEST(DataParallelTest, ThreeRanksAgreeWithEachOther) {
