@@ -1,0 +1,166 @@
+// The scheduling pass (tick).
+//
+// Order: priority (higher first); within a priority, tenants by GPU-ms used so far
+// (fewer first: fair share); within a tenant, by submit time then id. A job re-queued
+// after a reclaim or a loss keeps its submit time, so it goes back near the front.
+//
+// EASY backfill: the first job that cannot start is the *head*. It gets a reservation:
+// running jobs are released in the order of their expected ends (start + expected
+// runtime; unknown ends last) until the head fits; that moment is the *shadow time* and
+// the GPUs it would get are *reserved* (those free now are marked). Every later job may
+// start now on unreserved GPUs; it may use reserved ones only when its own expected
+// runtime ends by the shadow time, so as long as estimates hold it never delays the
+// head. Jobs the pool cannot hold at all (more matching GPUs than are lent) never
+// become the head: they wait with kPoolTooSmall and block nobody.
+//
+// Cost: a failed placement is remembered for the rest of the pass (per request shape),
+// and the pass stops as soon as no GPU is free, so a long queue costs little per tick.
+#include <algorithm>
+
+#include "runtime/check.h"
+#include "scheduler/scheduler_impl.h"
+
+namespace petaring::scheduler {
+namespace {
+
+using ShapeKey = std::tuple<int, int64_t, std::string, int, bool>;
+
+ShapeKey shape_key(const Request& req, bool use_reserved) {
+  return {req.min_units, req.memory, *req.kind, req.unit, use_reserved};
+}
+
+}  // namespace
+
+std::vector<Decision> Scheduler::tick(TimeMs now) {
+  impl_->advance(now, "tick");
+  impl_->settle_all();
+  return impl_->pass();
+}
+
+void Scheduler::Impl::clear_reservation() {
+  for (const Slot& slot : reserved) {
+    auto it = nodes.find(slot.node);
+    if (it == nodes.end()) continue;
+    int pos = it->second.position(slot.device);
+    if (pos >= 0) it->second.reserved[pos] = 0;
+  }
+  reserved.clear();
+}
+
+void Scheduler::Impl::reserve_for(const JobRecord& head, const Request& req, TimeMs& shadow) {
+  shadow = kNever;
+  std::vector<std::pair<JobId, std::vector<Slot>>> released;
+  std::optional<Placement> found;
+  for (const auto& [end, id] : ends) {
+    const JobRecord& r = jobs.at(id);
+    released.emplace_back(id, r.held);
+    for (const Slot& slot : r.held) release(slot);
+    if (free_total >= req.min_units * req.unit) {
+      found = place(req, true);
+      if (found) {
+        shadow = std::max(end, now);
+        break;
+      }
+    }
+  }
+  for (const auto& [id, slots] : released) {
+    for (const Slot& slot : slots) hold(slot, id);
+  }
+  if (!found) return;
+  for (const Slot& slot : found->ranks) {
+    NodeRec& rec = nodes.at(slot.node);
+    int pos = rec.position(slot.device);
+    if (rec.usable(pos)) {
+      rec.reserved[pos] = 1;
+      reserved.push_back(slot);
+    }
+  }
+}
+
+std::vector<Decision> Scheduler::Impl::pass() {
+  ++pass_count;
+  clear_reservation();
+  std::vector<Decision> out;
+  std::set<ShapeKey> failed;
+  JobId head = 0;
+  TimeMs shadow = kNever;
+
+  auto try_place = [&](const Request& req, bool use_reserved) -> std::optional<Placement> {
+    ShapeKey key = shape_key(req, use_reserved);
+    if (failed.count(key)) return std::nullopt;
+    auto placement = place(req, use_reserved);
+    if (!placement) failed.insert(std::move(key));
+    return placement;
+  };
+
+  // Returns false when the pass is over.
+  auto consider = [&](JobRecord& j) -> bool {
+    Request req = request_for(j.spec);
+    WaitInfo w;
+    w.needs = req.min_units * req.unit;
+    w.free = free_total;
+    if (head == 0) {
+      Capacity cap = capacity(req);
+      w.exist = cap.gpus;
+      w.reclaimed = cap.reclaimed;
+      if (cap.units < req.min_units) {
+        w.reason = WaitInfo::Reason::kPoolTooSmall;
+        j.wait = w;
+        return true;
+      }
+      if (auto placement = try_place(req, true)) {
+        start(j, std::move(*placement), out, false);
+        return true;
+      }
+      head = j.spec.id;
+      reserve_for(j, req, shadow);
+      w.reason = WaitInfo::Reason::kHeadOfQueue;
+      w.reserved_until = shadow;
+      j.wait = w;
+      return options.backfill;
+    }
+    std::optional<Placement> placement;
+    if (w.needs <= free_total) {
+      placement = try_place(req, false);
+      TimeMs runtime = j.spec.expected_runtime_ms;
+      if (!placement && runtime > 0 && shadow != kNever && runtime <= shadow - now) {
+        placement = try_place(req, true);
+      }
+    }
+    if (placement) {
+      start(j, std::move(*placement), out, true);
+    } else {
+      w.reason = WaitInfo::Reason::kBehindHead;
+      w.head = head;
+      j.wait = w;
+    }
+    return true;
+  };
+
+  std::vector<int> priorities;
+  for (const auto& [priority, tenants] : queue) priorities.push_back(priority);
+  for (int priority : priorities) {
+    auto level = queue.find(priority);
+    if (level == queue.end()) continue;
+    std::vector<std::pair<int64_t, std::string>> tenants;
+    for (const auto& [tenant, waiting] : level->second) {
+      auto used = tenant_usage.find(tenant);
+      tenants.emplace_back(used == tenant_usage.end() ? 0 : used->second.gpu_ms, tenant);
+    }
+    std::sort(tenants.begin(), tenants.end());
+    for (const auto& [used, tenant] : tenants) {
+      level = queue.find(priority);  // starting jobs may have emptied and erased levels
+      if (level == queue.end()) break;
+      auto waiting = level->second.find(tenant);
+      if (waiting == level->second.end()) continue;
+      std::vector<std::pair<TimeMs, JobId>> ids(waiting->second.begin(), waiting->second.end());
+      for (const auto& [submitted, id] : ids) {
+        if (free_total == 0) return out;
+        if (!consider(jobs.at(id))) return out;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace petaring::scheduler
