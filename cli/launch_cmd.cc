@@ -161,6 +161,11 @@ int run_launch(const LaunchArgs& args) {
   auto grace = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(args.grace_seconds));
   while (std::any_of(children.begin(), children.end(), [](const Child& c) { return c.running; })) {
     std::vector<Child*> failures = reap(children);
+    for (const Child* failure : failures) {
+      if (first_failure != nullptr) {  // the later failures, each named once
+        std::fprintf(stderr, "petaring launch: then %s\n", describe(*failure).c_str());
+      }
+    }
     if (!failures.empty() && first_failure == nullptr && forwarded == 0) {
       first_failure = failures.front();
       int others = static_cast<int>(std::count_if(children.begin(), children.end(),

@@ -1,5 +1,6 @@
 #include "collectives/transport/shm/shm_transport.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,6 +26,12 @@ using std::chrono::milliseconds;
 constexpr size_t kFrameHeader = 16;  // [u64 tag][u64 bytes]
 constexpr milliseconds kLivenessPeriod{100};
 constexpr milliseconds kFailedPeerGrace{1000};
+
+std::string local_host_name() {  // every rank of a shm group runs on this host
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
+  return name;
+}
 
 struct SendOp {
   char header[kFrameHeader];
@@ -182,7 +189,8 @@ class ShmRequest : public Request {
     int named = own_peer ? peer_ : dead;
     PR_FAIL(kDisconnected, "rank ", transport_->rank(), ": ", verb(), " rank ", peer_, " (",
             bytes_, " bytes, tag ", tag_, ") cannot complete: the process of rank ", named,
-            " (pid ", transport_->peer(named).pid, ") has exited (shm transport)");
+            " (pid ", transport_->peer(named).pid, " on host ", local_host_name(),
+            ") has exited; see that rank's log for why (shm transport)");
   }
 };
 

@@ -1,5 +1,8 @@
 #include "collectives/transport/tcp/tcp_connect.h"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <thread>
 
 #include "runtime/error.h"
@@ -60,6 +63,12 @@ std::unique_ptr<tcp::socket> connect_to(asio::io_context& io, int rank, int peer
   return socket;
 }
 
+std::string local_host_name() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
+  return name;
+}
+
 }  // namespace
 
 std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int rank, int size,
@@ -72,7 +81,13 @@ std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int ra
   tcp::acceptor acceptor(io, tcp::endpoint(bind_address, 0));
   acceptor.listen(asio::socket_base::max_listen_connections);
   std::string mine = str_cat(options.advertise_host, ":", acceptor.local_endpoint().port());
+  // The host name first: whoever reads "tcp/<rank>" finds it published.
+  store.set(str_cat("tcp/host/", rank), local_host_name());
   store.set(str_cat("tcp/", rank), mine);
+  // "127.0.0.1:4000 on host node7": how errors name a peer.
+  auto where = [&](int peer, const std::string& address) {
+    return str_cat(address, " on host ", store.get(str_cat("tcp/host/", peer), left(deadline)));
+  };
 
   std::vector<PeerSocket> peers(size);
   for (int peer = rank + 1; peer < size; ++peer) {
@@ -86,7 +101,7 @@ std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int ra
               " start? (", error.what(), ")");
     }
     peers[peer].socket = connect_to(io, rank, peer, address, deadline, options);
-    peers[peer].address = address;
+    peers[peer].address = where(peer, address);
   }
 
   acceptor.non_blocking(true);
@@ -115,7 +130,7 @@ std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int ra
       continue;  // not one of ours (or a duplicate): drop it
     }
     configure(*socket, options);
-    peers[peer].address = store.get(str_cat("tcp/", peer), left(deadline));  // published first
+    peers[peer].address = where(peer, store.get(str_cat("tcp/", peer), left(deadline)));
     peers[peer].socket = std::move(socket);
     ++accepted;
   }

@@ -16,7 +16,7 @@ namespace petaring::tcp_detail {
 
 struct PeerSocket {
   std::unique_ptr<boost::asio::ip::tcp::socket> socket;  // null for the rank itself
-  std::string address;                                   // "host:port" of the peer
+  std::string address;  // "ip:port on host NAME" of the peer, for error messages
 };
 
 // Returns one connected, configured socket per peer (element `rank` is empty), bound to

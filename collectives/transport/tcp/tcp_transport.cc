@@ -233,11 +233,13 @@ struct State {
     Peer& peer = peers[p];
     if (peer.failed) return;
     peer.failed = true;
-    peer.failure = message;
+    // A later failure is usually a consequence of the first (a survivor that gave up on a
+    // dead rank and exited): keep naming the first.
+    peer.failure = first_failure.empty() ? message : str_cat(message, "; before that: ", first_failure);
     if (first_failure.empty()) first_failure = message;
     auto fail_op = [&](const OpPtr& op) {
       op->in_flight = false;
-      if (!op->done) op->fail(ErrorKind::kDisconnected, message);
+      if (!op->done) op->fail(ErrorKind::kDisconnected, peer.failure);
     };
     for (auto& [tag, queue] : peer.posted) {
       for (auto& op : queue) fail_op(op);

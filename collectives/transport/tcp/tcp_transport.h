@@ -1,9 +1,10 @@
 // TCP transport: one TCP connection per pair of ranks, driven by Boost.Asio on one I/O
 // thread per transport.
 //
-// Start-up: each rank listens on an ephemeral port and publishes "host:port" in the store
-// under "tcp/<rank>"; the lower rank of each pair connects and sends a hello naming its
-// rank, the higher rank accepts. Sockets use TCP_NODELAY and large kernel buffers.
+// Start-up: each rank listens on an ephemeral port and publishes "ip:port" in the store
+// under "tcp/<rank>" (its host name under "tcp/host/<rank>", for errors naming a peer:
+// "rank 1 (at 10.0.0.2:4000 on host node7)"); the lower rank of each pair connects and
+// sends a hello naming its rank, the higher rank accepts. Sockets use TCP_NODELAY and large kernel buffers.
 //
 // Wire: every message is one frame, [u64 tag][u64 bytes][payload]. The I/O thread reads
 // each peer's stream continuously: a frame whose receive is already posted lands in the
