@@ -13,8 +13,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "runtime/error.h"
 
 namespace petaring::amd {
 
@@ -45,8 +48,13 @@ class SysInterface {
   virtual bool exists(const std::string& path) = 0;
 
   // What the environment knows about the last queue fault beyond what KFD's event data
-  // carries, for error messages. The kernel offers nothing more: RealSys returns "".
-  virtual std::string fault_detail() { return ""; }
+  // carries, for error messages: the kind of error and what went wrong. The kernel
+  // offers nothing more (RealSys returns nullopt); the mock KFD names the packet.
+  struct FaultDetail {
+    ErrorKind kind;
+    std::string message;
+  };
+  virtual std::optional<FaultDetail> fault_detail() { return std::nullopt; }
 };
 
 // The kernel's own system calls.

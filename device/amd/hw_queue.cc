@@ -1,0 +1,158 @@
+#include "device/amd/hw_queue.h"
+
+#include <cstring>
+#include <thread>
+
+#include "device/amd/pm4.h"
+#include "device/amd/sdma.h"
+#include "runtime/check.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+namespace petaring::amd {
+namespace {
+
+// TODO(hw): gfx11 sizes; KFD checks the context-save area against the CU count and wave
+// limits (amdgpu's kfd_queue.c), these are generous placeholders for the mock.
+constexpr size_t kEopBytes = 4096;
+constexpr size_t kContextSaveBytes = 1 << 20;
+
+}  // namespace
+
+HwQueue::HwQueue(GpuAccess& access, HardwareQueueKind kind, size_t ring_bytes, std::string name)
+    : access_(access), kind_(kind), name_(std::move(name)), ring_bytes_(ring_bytes) {
+  PR_CHECK(ring_bytes >= 1024 && (ring_bytes & (ring_bytes - 1)) == 0) << "ring of " << ring_bytes;
+  ring_ = access_.allocate(ring_bytes, MemoryKind::kGtt, true);
+  pointers_ = access_.allocate(4096, MemoryKind::kGtt, true);
+  std::memset(ring_.address, 0, ring_.size);
+  std::memset(pointers_.address, 0, pointers_.size);
+  read_pointer_ = static_cast<volatile uint64_t*>(pointers_.address);
+  write_pointer_ = read_pointer_ + 8;  // its own 64-byte line
+  HardwareQueueSetup setup;
+  setup.kind = kind;
+  setup.ring = ring_;
+  setup.ring.size = ring_bytes_;  // the allocation is rounded up to a page
+  setup.read_pointer = read_pointer_;
+  setup.write_pointer = write_pointer_;
+  if (kind == HardwareQueueKind::kComputePm4) {
+    eop_ = access_.allocate(kEopBytes, MemoryKind::kVram, false);
+    context_save_ = access_.allocate(kContextSaveBytes, MemoryKind::kGtt, true);
+    setup.eop_buffer = eop_;
+    setup.context_save = context_save_;
+  }
+  queue_ = access_.create_queue(setup);
+}
+
+HwQueue::~HwQueue() {
+  try {
+    access_.destroy_queue(queue_);
+    access_.free(context_save_);
+    access_.free(eop_);
+    access_.free(pointers_);
+    access_.free(ring_);
+  } catch (const std::exception& e) {
+    PR_LOG(kWarn) << name_ << ": releasing the hardware queue failed: " << e.what();
+  }
+}
+
+std::string HwQueue::state() const {
+  return str_cat("rptr ", *read_pointer_, ", wptr ", write_pointer_value_, " (ring ", ring_bytes_,
+                 " bytes, ", kind_ == HardwareQueueKind::kSdma ? "SDMA" : "PM4",
+                 " queue), last packets: ", last_what_.empty() ? "none" : last_what_);
+}
+
+void HwQueue::wait_for_space(uint64_t bytes, std::string_view what) {
+  if (write_pointer_value_ + bytes - *read_pointer_ <= ring_bytes_) return;
+  submit();  // the engine can only make room for what it has been told about
+  const auto deadline = std::chrono::steady_clock::now() + kSpaceTimeout;
+  while (write_pointer_value_ + bytes - *read_pointer_ > ring_bytes_) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      PR_FAIL(kTimeout, name_, ": no room in the ring for ", what, " (", bytes, " bytes) after ",
+              kSpaceTimeout.count(), " ms; the engine is not consuming packets: ", state());
+    }
+    access_.sleep_for_event(std::chrono::milliseconds(1));
+  }
+}
+
+void HwQueue::copy_in(std::span<const uint32_t> dwords) {
+  auto* ring = static_cast<uint32_t*>(ring_.address);
+  const size_t ring_dwords = ring_bytes_ / 4;
+  size_t at = (write_pointer_value_ / 4) % ring_dwords;
+  PR_CHECK_LE(at + dwords.size(), ring_dwords) << name_ << " packet straddles the ring end";
+  std::memcpy(ring + at, dwords.data(), dwords.size_bytes());
+  write_pointer_value_ += dwords.size_bytes();
+}
+
+void HwQueue::pad_to_end() {
+  const size_t ring_dwords = ring_bytes_ / 4;
+  const auto left = static_cast<uint32_t>(ring_dwords - (write_pointer_value_ / 4) % ring_dwords);
+  std::vector<uint32_t> nop;
+  if (kind_ == HardwareQueueKind::kSdma) {
+    sdma::encode(sdma::Nop{left}, &nop);
+  } else {
+    pm4::encode(pm4::Nop{left}, &nop);
+  }
+  PR_CHECK_EQ(nop.size(), left) << name_ << " NOP padding";
+  copy_in(nop);
+  ++pads_;
+}
+
+void HwQueue::write(std::span<const uint32_t> dwords, std::string_view what) {
+  const size_t ring_dwords = ring_bytes_ / 4;
+  PR_CHECK_LT(dwords.size(), ring_dwords / 2) << name_ << ": " << what << " is too large for the ring";
+  const size_t at = (write_pointer_value_ / 4) % ring_dwords;
+  if (at + dwords.size() > ring_dwords) {
+    wait_for_space((ring_dwords - at + dwords.size()) * 4, what);
+    pad_to_end();
+  } else {
+    wait_for_space(dwords.size_bytes(), what);
+  }
+  copy_in(dwords);
+  last_what_ = std::string(what);
+}
+
+void HwQueue::submit() {
+  std::atomic_thread_fence(std::memory_order_release);
+  *write_pointer_ = write_pointer_value_;
+  access_.ring_doorbell(queue_, write_pointer_value_);
+}
+
+Signal::Signal(GpuAccess& access) : access_(access) {
+  memory_ = access_.allocate(4096, MemoryKind::kGtt, true);
+  std::memset(memory_.address, 0, memory_.size);
+}
+
+Signal::~Signal() {
+  try {
+    access_.free(memory_);
+  } catch (const std::exception& e) {
+    PR_LOG(kWarn) << "releasing a signal failed: " << e.what();
+  }
+}
+
+void Signal::reset(uint32_t value) {
+  auto* s = static_cast<volatile uint64_t*>(memory_.address);
+  s[0] = value;
+  s[1] = 0;
+}
+
+void Signal::wait(uint32_t target, std::chrono::milliseconds timeout, const std::string& who,
+                  const std::function<std::string()>& state) const {
+  const auto start = std::chrono::steady_clock::now();
+  while (!reached(value(), target)) {  // poll: most waits end here on hardware
+    if (std::chrono::steady_clock::now() - start > kPollTime) break;
+  }
+  const auto deadline = start + timeout;
+  while (!reached(value(), target)) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      PR_FAIL(kTimeout, who, ": signal at ", value_address(), " still ", value(),
+              " after ", timeout.count(), " ms, waiting for ", target,
+              "; the GPU did not finish the work: ", state());
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    access_.sleep_for_event(std::min<std::chrono::milliseconds>(kSleepSlice, left + std::chrono::milliseconds(1)));
+  }
+}
+
+}  // namespace petaring::amd

@@ -1,0 +1,109 @@
+// User-mode hardware queues and signals of the amd backend, over a GpuAccess.
+//
+//   ring        a power-of-two byte buffer in GTT that the engine reads; the host writes
+//               packets at the write pointer, the engine advances the read pointer.
+//   pointers    64-bit byte counts that only grow (the ring offset is pointer mod size),
+//               each in GTT where both sides see it.
+//   padding     a packet never straddles the end of the ring: the rest of the ring is
+//               filled with one NOP packet of the engine's own format first.
+//   signal      16 bytes in GTT: value (u64; the queues use its low 32 bits as a
+//               timeline, compared modulo 2^32 so that it may roll over) and timestamp
+//               (u64, the GPU clock when the value was written).
+//
+// HwQueue is not thread-safe: one AmdQueue worker drives it.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "device/amd/gpu_access.h"
+
+namespace petaring::amd {
+
+class HwQueue {
+ public:
+  // Allocates the ring (`ring_bytes`, a power of two >= 1 KiB), its pointers and, for
+  // compute queues, the EOP buffer and context-save area, then creates the queue.
+  HwQueue(GpuAccess& access, HardwareQueueKind kind, size_t ring_bytes, std::string name);
+  ~HwQueue();
+  HwQueue(const HwQueue&) = delete;
+  HwQueue& operator=(const HwQueue&) = delete;
+
+  // Copies `dwords` (whole packets) into the ring, padding its end first when they would
+  // straddle it, and waiting (after a submit) while the ring has no room. `what` names
+  // the packets for error messages. Does not ring the doorbell.
+  void write(std::span<const uint32_t> dwords, std::string_view what);
+  // Publishes the write pointer and rings the doorbell.
+  void submit();
+
+  uint64_t read_pointer() const { return *read_pointer_; }
+  uint64_t write_pointer() const { return write_pointer_value_; }
+  size_t ring_bytes() const { return ring_bytes_; }
+  HardwareQueueKind kind() const { return kind_; }
+  const std::string& name() const { return name_; }
+  uint64_t pads() const { return pads_; }  // NOP paddings at the ring's end so far
+  // "rptr 1024, wptr 1120 (ring 4096 bytes), last packets: RELEASE_MEM signal 7"
+  std::string state() const;
+
+  // Ring space wait: how long write() waits for the engine before giving up.
+  static constexpr std::chrono::milliseconds kSpaceTimeout{10000};
+
+ private:
+  void copy_in(std::span<const uint32_t> dwords);
+  void pad_to_end();
+  void wait_for_space(uint64_t bytes, std::string_view what);
+
+  GpuAccess& access_;
+  HardwareQueueKind kind_;
+  std::string name_;
+  size_t ring_bytes_;
+  GpuAllocation ring_, pointers_, eop_, context_save_;  // ring_ may be larger than the ring
+  volatile uint64_t* read_pointer_ = nullptr;
+  volatile uint64_t* write_pointer_ = nullptr;
+  uint64_t write_pointer_value_ = 0;
+  uint64_t pads_ = 0;
+  std::string last_what_;
+  HardwareQueue queue_;
+};
+
+// One 16-byte signal slot in its own GTT page.
+class Signal {
+ public:
+  explicit Signal(GpuAccess& access);
+  ~Signal();
+  Signal(const Signal&) = delete;
+  Signal& operator=(const Signal&) = delete;
+
+  uint64_t value_address() const { return memory_.gpu_address(); }
+  uint64_t timestamp_address() const { return memory_.gpu_address() + 8; }
+  uint32_t value() const { return static_cast<uint32_t>(slot()[0]); }
+  uint64_t timestamp() const { return slot()[1]; }
+  void reset(uint32_t value);  // host write, for a fresh timeline
+
+  // True when the 32-bit timeline has reached `target` (modulo 2^32: a target up to 2^31
+  // ahead of the value counts as not reached).
+  static bool reached(uint32_t value, uint32_t target) {
+    return static_cast<int32_t>(value - target) >= 0;
+  }
+  // Waits until reached(value(), target): polls for kPollTime, then sleeps on the GPU's
+  // events (which also turns a GPU fault into an error), until `timeout`. On timeout
+  // throws kTimeout naming `who` and `state` (the queue's pointers and last packets).
+  void wait(uint32_t target, std::chrono::milliseconds timeout, const std::string& who,
+            const std::function<std::string()>& state) const;
+
+  static constexpr std::chrono::microseconds kPollTime{50};
+  static constexpr std::chrono::milliseconds kSleepSlice{2};
+
+ private:
+  const volatile uint64_t* slot() const {
+    return static_cast<const volatile uint64_t*>(memory_.address);
+  }
+  GpuAccess& access_;
+  GpuAllocation memory_;
+};
+
+}  // namespace petaring::amd
