@@ -54,11 +54,13 @@ void Reporter::step(const StepInfo& info, bool logged) {
   const bool refresh = terminal_ && (logged || info.elapsed_s - last_live_s_ >= 0.2);
   if (!refresh && !logged) return;
   char line[256];
+  const bool tokens = info.tokens_per_s >= 0;
   std::snprintf(line, sizeof(line),
-                "epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f samples/s  ETA %s",
+                "epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f %s/s  ETA %s",
                 static_cast<long long>(info.epoch), static_cast<long long>(info.epochs),
                 static_cast<long long>(info.step), static_cast<long long>(info.total_steps),
-                info.loss, info.lr, info.samples_per_s, format_duration(info.eta_s).c_str());
+                info.loss, info.lr, tokens ? info.tokens_per_s : info.samples_per_s,
+                tokens ? "tokens" : "samples", format_duration(info.eta_s).c_str());
   if (terminal_) {
     std::cout << "\r\033[K" << line << std::flush;
     live_line_shown_ = true;
@@ -75,6 +77,8 @@ void Reporter::step(const StepInfo& info, bool logged) {
                              {"samples_per_s", info.samples_per_s},
                              {"elapsed_s", info.elapsed_s}};
     if (info.grad_norm >= 0) record["grad_norm"] = info.grad_norm;
+    if (info.tokens_per_s >= 0) record["tokens_per_s"] = info.tokens_per_s;
+    if (info.comm_s >= 0) record["comm_s"] = info.comm_s;
     write(record);
   }
 }

@@ -34,7 +34,9 @@ struct Batch {
 // is final for this micro-batch: `ready` completes when the kernels writing it have run.
 // Called on the thread that called forward_backward, at enqueue time (the gradient
 // is usually not computed yet: wait on `ready`, e.g. with Queue::wait_for, before reading
-// it). Every parameter element is covered exactly once per call of forward_backward.
+// it). Every parameter element is covered exactly once per call of forward_backward, and
+// the last call ends backward: enqueue nothing after it (the loop takes that moment as
+// backward's end when it measures how much communication was hidden).
 using GradReadyFn =
     std::function<void(int64_t offset, int64_t count, std::shared_ptr<Event> ready)>;
 

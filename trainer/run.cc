@@ -29,6 +29,7 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
   const int64_t total_steps = trainer.total_steps();
   const int64_t global_batch = trainer.global_batch();
   const double items_per_step = static_cast<double>(global_batch * data->items_per_sample());
+  const bool text = data->item_unit() == "tokens";
   if (leader) {
     PR_LOG(kInfo) << "training " << model->describe() << " (" << model->num_params()
                   << " parameters) on " << data->describe() << ", " << comm.size()
@@ -60,6 +61,8 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
     info.lr = trainer.last_lr();
     if (recipe.optimizer.clip_grad_norm > 0) info.grad_norm = trainer.last_grad_norm();
     info.samples_per_s = steps_run * static_cast<double>(global_batch) / elapsed;
+    if (text) info.tokens_per_s = steps_run * items_per_step / elapsed;
+    if (comm.size() > 1) info.comm_s = trainer.last_sync().comm_s;
     info.eta_s = elapsed / steps_run * static_cast<double>(total_steps - done);
     info.elapsed_s = seconds_since(run_start);
     reporter.step(info, logged);
@@ -90,11 +93,15 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
       train_seconds > 0 ? static_cast<double>(steps_run * global_batch) / train_seconds : 0;
   result.items_per_s =
       train_seconds > 0 ? static_cast<double>(steps_run) * items_per_step / train_seconds : 0;
-  char line[200];
+  const SyncStats& sync = trainer.total_sync();
+  const double hidden_fraction = sync.comm_s > 0 ? sync.hidden_s / sync.comm_s : 0.0;
+  char line[240];
   std::snprintf(line, sizeof(line),
-                "final: %lld steps, loss %.4f, %.0f samples/s, test accuracy %.4f, world size %d",
-                static_cast<long long>(result.steps), result.loss, result.samples_per_s,
-                result.test_accuracy, result.world_size);
+                "final: %lld steps, loss %.4f, %.0f %s/s, test accuracy %.4f, world size %d, "
+                "comm %.3f s (%.0f%% hidden behind backward)",
+                static_cast<long long>(result.steps), result.loss,
+                text ? result.items_per_s : result.samples_per_s, text ? "tokens" : "samples",
+                result.test_accuracy, result.world_size, sync.comm_s, 100.0 * hidden_fraction);
   nlohmann::json final_record = {{"event", "final"},
                                  {"steps", result.steps},
                                  {"loss", result.loss},
@@ -103,8 +110,14 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
                                  {"world_size", result.world_size},
                                  {"global_batch", global_batch},
                                  {"train_seconds", train_seconds},
-                                 {"elapsed_s", result.elapsed_s}};
-  if (data->item_unit() == "tokens") final_record["tokens_per_s"] = result.items_per_s;
+                                 {"elapsed_s", result.elapsed_s},
+                                 {"comm_s", sync.comm_s},
+                                 {"comm_exposed_s", sync.exposed_s},
+                                 {"comm_hidden_fraction", hidden_fraction},
+                                 {"buckets_per_step", trainer.gradient_sync()
+                                      ? static_cast<int64_t>(trainer.gradient_sync()->bucket_sizes().size())
+                                      : int64_t{0}}};
+  if (text) final_record["tokens_per_s"] = result.items_per_s;
   reporter.event(final_record, line);
   return result;
 }

@@ -38,6 +38,7 @@ Trainer::Trainer(const Recipe& recipe, Model& model, DataSource& data, Device& d
     void* params = model.params().buffer->host_data();
     PR_CHECK(params != nullptr) << "data parallel needs host-visible parameters for now";
     comm.broadcast(static_cast<char*>(params) + model.params().offset, model.params().bytes(), 0);
+    sync_ = std::make_unique<GradientSync>(comm, model.grads(), recipe.training.bucket_mb);
   }
 }
 
@@ -65,26 +66,31 @@ float Trainer::step() {
         sampler_.indices(position_, batch_, comm_.size(), micro_batches_, m, comm_.rank());
     Batch batch = data_.load(q, Split::kTrain, position_.epoch, indices.data(), batch_);
     options.accumulate = m > 0;
+    const bool last = m + 1 == micro_batches_;
+    if (last && sync_) {
+      sync_->begin(q);
+      options.on_grad_ready = sync_->callback();
+    }
     model_.forward_backward(q, batch, options, &micro_losses_[static_cast<size_t>(m)]);
   }
-  synchronize_gradients();
+  if (sync_) {
+    sync_->end_backward();
+    last_sync_ = sync_->wait();
+    total_sync_.buckets += last_sync_.buckets;
+    total_sync_.comm_s += last_sync_.comm_s;
+    total_sync_.hidden_s += last_sync_.hidden_s;
+    total_sync_.exposed_s += last_sync_.exposed_s;
+  }
   const OptimizerConfig& opt = recipe_.optimizer;
   if (opt.clip_grad_norm > 0) clip_gradients(opt.clip_grad_norm);
   last_lr_ = scheduled_lr(opt, updates_, total_steps_);
   ++updates_;
   optimizer_->step(q, updates_, last_lr_);
   position_ = sampler_.advance(position_, global_batch_);
+  q.synchronize();  // the losses, and errors of this step
   double sum = 0;
   for (float loss : micro_losses_) sum += loss;
   return static_cast<float>(sum / static_cast<double>(micro_batches_));
-}
-
-void Trainer::synchronize_gradients() {
-  queue_->synchronize();
-  if (comm_.size() == 1) return;
-  Tensor grads = model_.grads();
-  comm_.allreduce(static_cast<char*>(grads.buffer->host_data()) + grads.offset,
-                  static_cast<size_t>(grads.numel()), DType::kF32, ReduceOp::kAverage);
 }
 
 void Trainer::clip_gradients(double max_norm) {

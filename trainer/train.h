@@ -5,7 +5,8 @@
 //   for each of the recipe's micro-batches (training.grad_accum_steps):
 //     next micro-batch (this rank's share, by global sample index) -> forward -> loss ->
 //     backward, accumulating into the gradient buffer (scaled by 1 / micro-batches)
-//   -> allreduce(average) of the gradient buffer, started only in the last micro-batch
+//   -> allreduce(average) of the gradient buffer in buckets (trainer/grad_sync.h), each
+//      started during the last micro-batch's backward as soon as its gradients are final
 //   -> clipping by global norm (optional) -> optimizer update at the scheduled rate.
 // Clipping runs after the allreduce, on the whole averaged gradient buffer, so every rank
 // computes the same norm and applies the same update.
@@ -22,6 +23,7 @@
 #include "collectives/communicator.h"
 #include "device/device.h"
 #include "trainer/data/source.h"
+#include "trainer/grad_sync.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/recipe.h"
@@ -68,6 +70,11 @@ class Trainer {
   EvalResult evaluate();
   // Mean of `value` over ranks (blocking collective).
   double average_over_ranks(double value);
+  // Gradient communication of the last step and summed over all steps (zero at 1 rank).
+  const SyncStats& last_sync() const { return last_sync_; }
+  const SyncStats& total_sync() const { return total_sync_; }
+  // nullptr at 1 rank. For tests (bucket sizes, event trace).
+  GradientSync* gradient_sync() { return sync_.get(); }
 
   std::vector<float> read_params();
   Queue& queue() { return *queue_; }
@@ -75,8 +82,6 @@ class Trainer {
   DataSource& data() { return data_; }
 
  private:
-  // Averages the gradient buffer over ranks after the last micro-batch's backward.
-  void synchronize_gradients();
   // Scales the (averaged) gradients so that their global norm is at most `max_norm`, as
   // torch.nn.utils.clip_grad_norm_; blocks to read the norm.
   void clip_gradients(double max_norm);
@@ -97,6 +102,8 @@ class Trainer {
   double last_grad_norm_ = 0;
   std::unique_ptr<Queue> queue_;
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<GradientSync> sync_;
+  SyncStats last_sync_, total_sync_;
   std::unique_ptr<Buffer> norm_;
   std::vector<float> micro_losses_;
 };

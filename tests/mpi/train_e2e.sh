@@ -25,7 +25,7 @@ fail() { echo "FAIL: $*"; status=1; }
 check_final() {
   local final
   final=$(grep '"event":"final"' "$1") || { fail "$1 has no final record"; return; }
-  for key in steps loss samples_per_s test_accuracy world_size; do
+  for key in steps loss samples_per_s test_accuracy world_size comm_s comm_hidden_fraction; do
     grep -q "\"$key\":" <<<"$final" || fail "final record lacks $key: $final"
   done
   grep -q "\"world_size\":$2[,}]" <<<"$final" || fail "world_size is not $2: $final"

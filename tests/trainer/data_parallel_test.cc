@@ -11,6 +11,7 @@
 #include "collectives/transport/local/local_transport.h"
 #include "device/cpu/cpu_device.h"
 #include "trainer/data/fashion_source.h"
+#include "trainer/grad_sync.h"
 #include "trainer/mlp.h"
 #include "trainer/rng.h"
 #include "trainer/train.h"
@@ -175,6 +176,41 @@ TEST(DataParallelTest, AccumulatingTwoMicroBatchesMatchesTheDoubleBatch) {
   std::vector<float> both = train_ranks(data, 2, accumulated, 20, &first3, &last3);
   EXPECT_LT(relative_difference(one, both), 1e-5);
   EXPECT_NEAR(last1, last3, 1e-4);
+}
+
+TEST(DataParallelTest, SmallBucketsGiveTheSameParametersAsOneBucket) {
+  FashionMnist data = synthetic_data(640, 100);
+  double first1, last1, first2, last2;
+  Recipe one_bucket = small_recipe(32);
+  Recipe small_buckets = small_recipe(32);
+  // 1 KiB: [b2, W2, b1, W1] and [b0, W0] for the 784-32-16-10 MLP.
+  small_buckets.training.bucket_mb = 1.0 / 1024;
+  std::vector<float> a = train_ranks(data, 2, one_bucket, 12, &first1, &last1);
+  std::vector<float> b = train_ranks(data, 2, small_buckets, 12, &first2, &last2);
+  // Two ranks: a + b rounds the same whatever the bucket, so the runs agree exactly.
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(last1, last2);
+}
+
+TEST(GradientSyncTest, BucketsFollowBackwardOrderWithASmallFirstBucket) {
+  auto transports = make_local_transports(1);
+  Communicator comm(std::move(transports[0]));
+  auto device = std::move(open_cpu_devices(CpuDeviceOptions{})[0]);
+  auto queue = device->create_queue(QueueKind::kCompute);
+  // 4 MiB of gradients as tensors of 0.75 MiB, reported from the end of the buffer.
+  const int64_t tensor = 3 << 16;  // 196608 floats = 0.75 MiB
+  auto buffer = device->allocate(static_cast<size_t>(6 * tensor) * sizeof(float));
+  Tensor grads(buffer.get(), 0, Shape{6 * tensor}, DType::kF32);
+  GradientSync sync(comm, grads, 2.0);  // 2 MiB buckets
+  sync.begin(*queue);
+  GradReadyFn ready = sync.callback();
+  for (int64_t t = 5; t >= 0; --t) ready(t * tensor, tensor, std::shared_ptr<Event>(queue->record()));
+  sync.end_backward();
+  SyncStats stats = sync.wait();
+  // A bucket closes once it holds at least its cap: the first (cap 1 MiB) after 2 tensors
+  // (1.5 MiB), the next (cap 2 MiB) after 3 (2.25 MiB); end_backward closes the rest.
+  EXPECT_EQ(sync.bucket_sizes(), (std::vector<int64_t>{2 * tensor, 3 * tensor, tensor}));
+  EXPECT_EQ(stats.buckets, 3);
 }
 
 TEST(SamplerTest, StepsFollowTheGlobalSampleIndexWhateverTheWorldSize) {
