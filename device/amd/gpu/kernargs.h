@@ -1,0 +1,176 @@
+/* Kernarg layouts of the GPU kernels in kernels.cl, one struct per kernel of the table
+ * in device/kernels.h. Included by the OpenCL C source (compiled for gfx1100) and by
+ * host C++ (the amd backend writes kernargs with it; the mock KFD's CPU twins read them
+ * back from memory with it), so both sides agree on every byte.
+ *
+ * Each kernel takes its struct by value as its only argument, so the struct sits at
+ * offset 0 of the kernarg segment. Buffers are GPU virtual addresses (8 bytes each),
+ * then scalars. Element counts are 32-bit: one work-item per element, and an AQL grid
+ * is 32-bit too. Tensors are dense, row-major f32 (labels i32).
+ *
+ * Launch shapes (work-items; every kernel has a fixed workgroup size):
+ *   1-D kernels      workgroup PR_BLOCK x 1 x 1, grid round_up(count, PR_BLOCK) x 1 x 1
+ *   gemm             workgroup PR_GEMM_TILE x PR_GEMM_TILE, grid round_up(n) x round_up(m)
+ *   reductions       (softmax_xent_forward's loss, sum_squares) one workgroup of PR_BLOCK
+ */
+#ifndef PETARING_DEVICE_AMD_GPU_KERNARGS_H_
+#define PETARING_DEVICE_AMD_GPU_KERNARGS_H_
+
+#ifdef __OPENCL_C_VERSION__
+typedef ulong pr_u64;
+typedef uint pr_u32;
+#else
+#include <stdint.h>
+typedef uint64_t pr_u64;
+typedef uint32_t pr_u32;
+#endif
+
+#define PR_BLOCK 256     /* workgroup size of the 1-D kernels and reductions */
+#define PR_GEMM_TILE 16  /* gemm workgroups are PR_GEMM_TILE x PR_GEMM_TILE */
+
+/* C = alpha * op(A) @ op(B) + beta * C; op(A): (m, k), op(B): (k, n), C: (m, n).
+ * A is stored (m, k), or (k, m) when trans_a; B (k, n), or (n, k) when trans_b.
+ * beta == 0 ignores C's old contents. Grid: round_up(n, 16) x round_up(m, 16). */
+typedef struct {
+  pr_u64 a, b, c;
+  pr_u32 m, n, k;
+  pr_u32 trans_a, trans_b;
+  float alpha, beta;
+} PrGemmArgs;
+
+/* y[i, j] += bias[j]; y: (rows, cols). Grid: rows * cols. */
+typedef struct {
+  pr_u64 y, bias;
+  pr_u32 rows, cols;
+} PrBiasAddArgs;
+
+/* dbias[j] = beta * dbias[j] + sum_i dy[i, j] (beta == 0 ignores dbias). Grid: cols. */
+typedef struct {
+  pr_u64 dy, dbias;
+  pr_u32 rows, cols;
+  float beta;
+} PrBiasGradArgs;
+
+/* y = max(x, 0), y may alias x. Grid: count. */
+typedef struct {
+  pr_u64 x, y;
+  pr_u32 count;
+} PrReluArgs;
+
+/* dx = y > 0 ? dy : 0, dx may alias dy. Grid: count. */
+typedef struct {
+  pr_u64 y, dy, dx;
+  pr_u32 count;
+} PrReluBackwardArgs;
+
+/* probs = row-wise softmax(logits), loss[0] = mean_i -log(probs[i, labels[i]]).
+ * One workgroup of PR_BLOCK; work-item t handles rows t, t + PR_BLOCK, ...
+ * `status` (0 = none) is the address of a u64 the host zeroes before the launch; a row
+ * with a label outside [0, cols) stores (label << 32 | row + 1) there and is skipped. */
+typedef struct {
+  pr_u64 logits, labels, probs, loss, status;
+  pr_u32 rows, cols;
+} PrSoftmaxXentForwardArgs;
+
+/* dlogits = (probs - onehot(labels)) * scale. Grid: rows * cols. `status` as above. */
+typedef struct {
+  pr_u64 probs, labels, dlogits, status;
+  pr_u32 rows, cols;
+  float scale;
+} PrSoftmaxXentBackwardArgs;
+
+/* PyTorch's SGD with momentum (see device/kernels.h). Grid: count. */
+typedef struct {
+  pr_u64 param, grad, velocity;
+  pr_u32 count;
+  float lr, momentum, weight_decay;
+  pr_u32 nesterov;
+} PrSgdMomentumArgs;
+
+/* PyTorch's AdamW with the per-step scalars computed on the host in double (as PyTorch
+ * does; pr_make_adamw_args below):
+ *   keep = 1 - lr * weight_decay, step_size = lr / (1 - beta1^t),
+ *   bias2_sqrt = sqrt(1 - beta2^t)
+ *   param = param * keep - step_size * m / (sqrt(v) / bias2_sqrt + eps). Grid: count. */
+typedef struct {
+  pr_u64 param, grad, m, v;
+  pr_u32 count;
+  float beta1, beta2, eps;
+  float keep, step_size, bias2_sqrt;
+} PrAdamwArgs;
+
+/* out[0] = sum x[i]^2 in double, rounded once. One workgroup of PR_BLOCK. */
+typedef struct {
+  pr_u64 x, out;
+  pr_u32 count;
+} PrSumSquaresArgs;
+
+/* x[i] = value. Grid: count. */
+typedef struct {
+  pr_u64 x;
+  pr_u32 count;
+  float value;
+} PrFillArgs;
+
+/* y = x as bytes (any dtype); x and y must not overlap. Work-item i copies bytes
+ * [4i, 4i + 4) that lie below `bytes`. Grid: ceil(bytes / 4). */
+typedef struct {
+  pr_u64 x, y;
+  pr_u32 bytes;
+} PrCopyArgs;
+
+/* x *= alpha. Grid: count. */
+typedef struct {
+  pr_u64 x;
+  pr_u32 count;
+  float alpha;
+} PrScaleArgs;
+
+#ifdef __cplusplus
+#include <cmath>
+#include <cstddef>
+
+namespace petaring::amd::gpu {
+
+// Layout checks: these offsets are what the GPU code reads.
+static_assert(sizeof(PrGemmArgs) == 56 && offsetof(PrGemmArgs, m) == 24 &&
+              offsetof(PrGemmArgs, alpha) == 44);
+static_assert(sizeof(PrBiasAddArgs) == 24);
+static_assert(sizeof(PrBiasGradArgs) == 32 && offsetof(PrBiasGradArgs, beta) == 24);
+static_assert(sizeof(PrReluArgs) == 24);
+static_assert(sizeof(PrReluBackwardArgs) == 32);
+static_assert(sizeof(PrSoftmaxXentForwardArgs) == 48 &&
+              offsetof(PrSoftmaxXentForwardArgs, rows) == 40);
+static_assert(sizeof(PrSoftmaxXentBackwardArgs) == 48 &&
+              offsetof(PrSoftmaxXentBackwardArgs, scale) == 40);
+static_assert(sizeof(PrSgdMomentumArgs) == 48 && offsetof(PrSgdMomentumArgs, nesterov) == 40);
+static_assert(sizeof(PrAdamwArgs) == 64 && offsetof(PrAdamwArgs, bias2_sqrt) == 56);
+static_assert(sizeof(PrSumSquaresArgs) == 24);
+static_assert(sizeof(PrFillArgs) == 16 && offsetof(PrFillArgs, value) == 12);
+static_assert(sizeof(PrCopyArgs) == 24);
+static_assert(sizeof(PrScaleArgs) == 16 && offsetof(PrScaleArgs, alpha) == 12);
+
+// AdamW's per-step scalars from the contract's (lr, beta1, beta2, eps, weight_decay, t),
+// computed in double exactly as the cpu backend does.
+inline PrAdamwArgs pr_make_adamw_args(pr_u64 param, pr_u64 grad, pr_u64 m, pr_u64 v,
+                                      pr_u32 count, double lr, double beta1, double beta2,
+                                      double eps, double weight_decay, long long t) {
+  PrAdamwArgs args{};
+  args.param = param;
+  args.grad = grad;
+  args.m = m;
+  args.v = v;
+  args.count = count;
+  args.beta1 = static_cast<float>(beta1);
+  args.beta2 = static_cast<float>(beta2);
+  args.eps = static_cast<float>(eps);
+  args.keep = static_cast<float>(1.0 - lr * weight_decay);
+  args.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1, static_cast<double>(t))));
+  args.bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, static_cast<double>(t))));
+  return args;
+}
+
+}  // namespace petaring::amd::gpu
+#endif  // __cplusplus
+
+#endif  /* PETARING_DEVICE_AMD_GPU_KERNARGS_H_ */
