@@ -1,5 +1,6 @@
 #include "collectives/communicator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -197,6 +198,40 @@ void Communicator::abort() {
       job.work->finish(std::current_exception());
     }
   }
+}
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  std::unique_ptr<Communicator> sub;
+  run_in_order([&] {
+    const int n = size();
+    std::vector<int64_t> mine = {color < 0 ? kNoColor : color, key};
+    std::vector<int64_t> all(2 * static_cast<size_t>(n));
+    run_allgather(mine.data(), all.data(), 2, DType::kI64);
+    // Members in sub-group rank order: by key, then by rank here.
+    std::vector<int> members;
+    for (int r = 0; r < n && color >= 0; ++r) {
+      if (all[2 * r] == color) members.push_back(r);
+    }
+    std::stable_sort(members.begin(), members.end(),
+                     [&](int a, int b) { return all[2 * a + 1] < all[2 * b + 1]; });
+    // The group id: the same on every member, distinct (up to a 2^-31 chance) from this
+    // group's, its other splits' and the other colors'.
+    uint64_t mix = group_id_ * 0x9e3779b97f4a7c15ull ^ (split_count_ + 1) * 0xbf58476d1ce4e5b9ull ^
+                   static_cast<uint64_t>(color + 1) * 0x94d049bb133111ebull;
+    mix ^= mix >> 31;
+    mix *= 0xd6e8feb86659fd93ull;
+    mix ^= mix >> 32;
+    const uint64_t group_id = (mix & 0x7fff'ffffull) | 1;
+    ++split_count_;
+    std::unique_ptr<Transport> transport = transport_->split(members, group_id, color, key);
+    if (transport == nullptr) return;
+    sub = std::make_unique<Communicator>(std::move(transport));
+    sub->group_id_ = group_id;
+    sub->timeout_ = timeout_;
+    sub->check_signatures_ = check_signatures_;
+    sub->small_message_threshold_ = small_message_threshold_;
+  });
+  return sub;
 }
 
 std::shared_ptr<Work> Communicator::allreduce_async(void* data, size_t count, DType dtype,

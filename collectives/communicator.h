@@ -103,6 +103,17 @@ class Communicator {
   void broadcast(void* data, size_t bytes, int root);
   void barrier();
 
+  // Sub-groups (tensor- and data-parallel groups). Collective over this communicator (every
+  // rank calls it, in issue order with its other calls): the ranks passing the same color
+  // (>= 0) form one new communicator, ranked by (key, rank here); a negative color
+  // (kNoColor) returns null. The result shares this communicator's transport
+  // (Transport::split: the same connections with a tag space of its own; MPI:
+  // MPI_Comm_split), inherits its timeout, threshold and signature setting, and must not
+  // outlive it. This communicator and its sub-communicators may run operations at the same
+  // time, each from its own issuing thread; within one communicator the rules below hold.
+  static constexpr int kNoColor = -1;
+  std::unique_ptr<Communicator> split(int color, int key);
+
   // Asynchronous forms: they return at once with a Work handle; the operation runs on the
   // communicator's progress thread (started at the first *_async call). Every operation of
   // a communicator, asynchronous or blocking, collective or point to point, runs in the
@@ -179,6 +190,8 @@ class Communicator {
   void throw_if_aborted() const;
 
   std::unique_ptr<Transport> transport_;
+  uint64_t group_id_ = 0;      // 0 for a world communicator; split() derives its children's
+  uint64_t split_count_ = 0;   // split() calls so far, the same on every rank
   std::chrono::milliseconds timeout_{kDefaultTimeout};
   uint64_t sequence_ = 0;  // one per collective call, the same on every rank
   bool check_signatures_ = true;

@@ -6,7 +6,11 @@
 // receive must name the exact size of the matching send. isend/irecv return at once; the
 // buffers must stay valid and untouched until the request completes. Destroying a request
 // that has not completed withdraws it where the transport can (receives stop writing into
-// their buffer). Requests must not outlive their transport.
+// their buffer). Requests must not outlive their transport. Tags below 2^32 are the
+// caller's; split() uses the bits above.
+//
+// Threads: every member and every request may be used from several threads at once (the
+// communicators of sub-groups share their parent's transport, each from its own thread).
 #pragma once
 
 #include <chrono>
@@ -14,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace petaring {
 
@@ -43,6 +48,16 @@ class Transport {
   // kFailedPrecondition (naming the rank and "aborted") instead of blocking. Irreversible.
   // Unlike the other members it may be called from any thread, at any time.
   virtual void abort() = 0;
+
+  // The transport of a sub-group (Communicator::split): `members` lists the ranks of this
+  // group that form it, in sub-group rank order (empty: this rank is in no sub-group, and
+  // the call returns null). Collective over this transport's group: every rank calls it,
+  // in the same order, with its own members, `color` (negative when not in any) and `key`;
+  // `group_id` (non-zero, the same on every member) keeps the sub-group's messages apart
+  // from this group's and from other sub-groups'. The default shares this transport
+  // (sub_transport.h); this transport must outlive the result.
+  virtual std::unique_ptr<Transport> split(const std::vector<int>& members, uint64_t group_id,
+                                           int color, int key);
 };
 
 // The message every transport's requests throw once abort() was called.

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <exception>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "collectives/bootstrap.h"
@@ -364,6 +365,63 @@ void bench(Communicator& comm, const std::vector<size_t>& segment_sizes) {
 
 // The last rank never calls the allreduce: every other rank must get kTimeout, and rank 0,
 // which receives from the last rank, must name it.
+// Sub-groups through MPI_Comm_split: parity groups (keys reversing the order) and halves,
+// with allreduces on both sub-groups from two threads and asynchronous ones on the world
+// at the same time; then asynchronous allreduces and abort-free Work handles on the world.
+void check_split_and_async(Communicator& comm) {
+  const int n = comm.size(), r = comm.rank();
+  std::unique_ptr<Communicator> parity = comm.split(r % 2, -r);
+  std::unique_ptr<Communicator> halves = comm.split(r < n / 2 ? 0 : 1, r);
+  std::unique_ptr<Communicator> none = comm.split(Communicator::kNoColor, 0);
+  if (!parity || !halves || none) return fail(r, "split: unexpected null / non-null result");
+  int expected_parity_size = (n - r % 2 + 1) / 2;
+  if (parity->size() != expected_parity_size || parity->rank() != (n - 1 - r) / 2) {
+    fail(r, str_cat("split: parity group rank ", parity->rank(), " of ", parity->size()));
+  }
+  auto run = [&](Communicator& group, int64_t expected, std::string* error) {
+    try {
+      for (int round = 0; round < 10; ++round) {
+        std::vector<int64_t> data(round % 2 ? 3 : 40000, r);
+        group.allreduce(data.data(), data.size(), DType::kI64, ReduceOp::kSum);
+        if (data.front() != expected || data.back() != expected) {
+          *error = str_cat("round ", round, ": ", data.front(), " != ", expected);
+          return;
+        }
+      }
+    } catch (const std::exception& e) {
+      *error = e.what();
+    }
+  };
+  int64_t parity_sum = 0, halves_sum = 0;
+  for (int w = 0; w < n; ++w) {
+    if (w % 2 == r % 2) parity_sum += w;
+    if ((w < n / 2) == (r < n / 2)) halves_sum += w;
+  }
+  std::string parity_error, halves_error;
+  std::thread parity_thread([&] { run(*parity, parity_sum, &parity_error); });
+  std::thread halves_thread([&] { run(*halves, halves_sum, &halves_error); });
+  std::vector<std::vector<float>> buffers(8, std::vector<float>(30000, 1.0f));
+  std::vector<std::shared_ptr<Work>> works;
+  for (auto& buffer : buffers) {
+    works.push_back(comm.allreduce_async(buffer.data(), buffer.size(), DType::kF32, ReduceOp::kSum));
+  }
+  try {
+    for (auto& work : works) work->wait();
+  } catch (const std::exception& e) {
+    fail(r, str_cat("async allreduce: ", e.what()));
+  }
+  parity_thread.join();
+  halves_thread.join();
+  if (!parity_error.empty()) fail(r, "parity group: " + parity_error);
+  if (!halves_error.empty()) fail(r, "halves group: " + halves_error);
+  for (auto& buffer : buffers) {
+    if (buffer.front() != static_cast<float>(n) || buffer.back() != static_cast<float>(n)) {
+      fail(r, str_cat("async allreduce gave ", buffer.front()));
+      break;
+    }
+  }
+}
+
 void check_missing_rank(Communicator& comm) {
   const int n = comm.size(), r = comm.rank();
   comm.set_timeout(std::chrono::milliseconds(500));
@@ -414,6 +472,7 @@ int run(int argc, char** argv) {
   check_point_to_point(*comm);
   check_broadcast_every_root(*comm);
   check_split_messages(r);
+  check_split_and_async(*comm);
   if (mode == "--missing-rank" && n > 1) check_missing_rank(*comm);
   int failures = g_failures, total = 0;
   MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

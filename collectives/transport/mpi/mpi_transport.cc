@@ -1,6 +1,7 @@
 #include "collectives/transport/mpi/mpi_transport.h"
 
 #include <algorithm>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -25,6 +26,12 @@ bool mpi_finalized() {
   return finalized != 0;
 }
 
+// Every MPI call of the transports goes through this lock (MPI_THREAD_SERIALIZED).
+std::mutex& mpi_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 // One send or receive, as one MPI request per piece.
 class MpiRequest : public Request {
  public:
@@ -34,6 +41,7 @@ class MpiRequest : public Request {
         aborted_(aborted) {}
 
   ~MpiRequest() override {
+    std::lock_guard<std::mutex> lock(mpi_mutex());
     if (pending_ == 0 || mpi_finalized()) return;
     // Abandoned (an error unwound past it): receives are cancelled so MPI stops writing
     // into their buffer; sends can only be released.
@@ -50,6 +58,7 @@ class MpiRequest : public Request {
 
   // Posts MPI_Isend or MPI_Irecv for each piece of the buffer.
   void post(char* data, int mpi_tag, MPI_Comm comm) {
+    std::lock_guard<std::mutex> lock(mpi_mutex());
     size_t left = bytes_;
     do {  // a zero-byte message is still one message
       size_t piece = std::min(left, options_.max_piece_bytes);
@@ -71,6 +80,7 @@ class MpiRequest : public Request {
     if (aborted_->load(std::memory_order_relaxed)) {
       throw Error(ErrorKind::kFailedPrecondition, transport_aborted_message(rank_, peer_, "mpi"));
     }
+    std::lock_guard<std::mutex> lock(mpi_mutex());
     for (size_t i = 0; i < pieces_.size(); ++i) {
       if (pieces_[i] == MPI_REQUEST_NULL) continue;
       int done = 0;
@@ -152,6 +162,7 @@ MpiTransport::MpiTransport(MPI_Comm comm, MpiTransportOptions options, bool fina
     : options_(options), finalize_mpi_(finalize_mpi) {
   PR_CHECK(options_.max_piece_bytes >= 1 && options_.max_piece_bytes <= size_t{INT_MAX})
       << "max_piece_bytes " << options_.max_piece_bytes;
+  std::lock_guard<std::mutex> lock(mpi_mutex());
   int code = MPI_Comm_dup(comm, &comm_);
   if (code != MPI_SUCCESS) PR_FAIL(kInternal, "MPI_Comm_dup failed: ", mpi_error_text(code));
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
@@ -164,6 +175,7 @@ MpiTransport::MpiTransport(MPI_Comm comm, MpiTransportOptions options, bool fina
 }
 
 MpiTransport::~MpiTransport() {
+  std::lock_guard<std::mutex> lock(mpi_mutex());
   if (mpi_finalized()) return;
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
   if (finalize_mpi_) MPI_Finalize();
@@ -185,6 +197,23 @@ std::unique_ptr<Request> MpiTransport::isend(int peer, const void* data, size_t 
   // post() serves both directions; MPI_Isend only reads the buffer.
   request->post(static_cast<char*>(const_cast<void*>(data)), mpi_tag(tag), comm_);
   return request;
+}
+
+std::unique_ptr<Transport> MpiTransport::split(const std::vector<int>& members,
+                                              uint64_t /*group_id*/, int color, int key) {
+  MPI_Comm sub = MPI_COMM_NULL;
+  {
+    std::lock_guard<std::mutex> lock(mpi_mutex());
+    int code = MPI_Comm_split(comm_, members.empty() ? MPI_UNDEFINED : color, key, &sub);
+    if (code != MPI_SUCCESS) PR_FAIL(kInternal, "MPI_Comm_split failed: ", mpi_error_text(code));
+  }
+  if (sub == MPI_COMM_NULL) return nullptr;
+  auto transport = std::make_unique<MpiTransport>(sub, options_);
+  std::lock_guard<std::mutex> lock(mpi_mutex());
+  MPI_Comm_free(&sub);
+  PR_CHECK(transport->size() == static_cast<int>(members.size()))
+      << "MPI_Comm_split made a group of " << transport->size() << ", expected " << members.size();
+  return transport;
 }
 
 std::unique_ptr<Request> MpiTransport::irecv(int peer, void* data, size_t bytes, uint64_t tag) {

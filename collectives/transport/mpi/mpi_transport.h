@@ -13,7 +13,9 @@
 // as several MPI messages with the same tag, which MPI keeps in order; both sides must use
 // the same max_piece_bytes.
 //
-// Threads: one thread at a time may use the transport (MPI_THREAD_SERIALIZED or better).
+// Threads: any thread may use the transport: every MPI call of the transports in this
+// process is made under one process-wide mutex (so MPI_THREAD_SERIALIZED is enough).
+// split() is MPI_Comm_split over this transport's communicator.
 #pragma once
 
 #include <mpi.h>
@@ -24,6 +26,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "collectives/transport.h"
 
@@ -52,6 +55,8 @@ class MpiTransport : public Transport {
   std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override;
 
   void abort() override { aborted_.store(true); }
+  std::unique_ptr<Transport> split(const std::vector<int>& members, uint64_t group_id, int color,
+                                   int key) override;
 
   MPI_Comm comm() const { return comm_; }
 

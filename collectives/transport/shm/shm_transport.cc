@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -99,9 +100,19 @@ class ShmTransport : public Transport {
                                  uint64_t tag) override;
   std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override;
 
-  // Pushes every pending send and drains every incoming ring.
+  // Pushes every pending send and drains every incoming ring. mutex() held.
   void progress();
-  Peer& peer(int rank) { return peers_[rank]; }
+  // Everything below locks mutex() itself, except where it says "held".
+  std::mutex& mutex() { return mutex_; }
+  Clock::time_point last_progress(int p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peers_[p].last_progress;
+  }
+  bool dead(int p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peers_[p].dead;
+  }
+  int64_t pid(int p) const { return peers_[p].pid; }  // fixed at start-up
   const ShmTransportOptions& options() const { return options_; }
   // Marks peers whose process is gone; returns the lowest dead rank, or -1.
   int check_liveness();
@@ -128,6 +139,7 @@ class ShmTransport : public Transport {
   int size_;
   ShmTransportOptions options_;
   std::atomic<bool> aborted_{false};
+  std::mutex mutex_;  // guards peers_' queues and rings: requests may be used from any thread
 };
 
 // Common waiting loop; subclasses say when they are done.
@@ -138,6 +150,7 @@ class ShmRequest : public Request {
 
   bool test() override {
     transport_->check_aborted(peer_);
+    std::lock_guard<std::mutex> lock(transport_->mutex());
     transport_->progress();
     return finished();
   }
@@ -149,7 +162,7 @@ class ShmRequest : public Request {
     for (int polls = 0;; ++polls) {
       if (test()) return;
       Clock::time_point now = Clock::now();
-      auto idle = now - std::max(start, transport_->peer(peer_).last_progress);
+      auto idle = now - std::max(start, transport_->last_progress(peer_));
       if (polls > options.spin_polls) {
         if (idle < options.yield_window) {
           std::this_thread::yield();
@@ -171,7 +184,7 @@ class ShmRequest : public Request {
   }
 
  protected:
-  virtual bool finished() = 0;  // throws when the request failed
+  virtual bool finished() = 0;  // throws when the request failed; mutex() held
   virtual const char* verb() const = 0;
 
   ShmTransport* transport_;
@@ -183,13 +196,13 @@ class ShmRequest : public Request {
   void check_dead_peers(Clock::duration idle) {
     int dead = transport_->check_liveness();
     if (dead < 0) return;
-    bool own_peer = transport_->peer(peer_).dead;
+    bool own_peer = transport_->dead(peer_);
     if (!own_peer && idle < kFailedPeerGrace) return;
     if (test()) return;  // what it wrote before dying may complete this request
     int named = own_peer ? peer_ : dead;
     PR_FAIL(kDisconnected, "rank ", transport_->rank(), ": ", verb(), " rank ", peer_, " (",
             bytes_, " bytes, tag ", tag_, ") cannot complete: the process of rank ", named,
-            " (pid ", transport_->peer(named).pid, " on host ", local_host_name(),
+            " (pid ", transport_->pid(named), " on host ", local_host_name(),
             ") has exited; see that rank's log for why (shm transport)");
   }
 };
@@ -199,6 +212,7 @@ class SendRequest : public ShmRequest {
   SendRequest(ShmTransport* transport, int peer, uint64_t tag, std::shared_ptr<SendOp> op)
       : ShmRequest(transport, peer, tag, op->bytes), op_(std::move(op)) {}
   ~SendRequest() override {
+    std::lock_guard<std::mutex> lock(transport_->mutex());
     if (op_->done() || op_->bytes == 0) return;
     op_->owned.assign(op_->data, op_->data + op_->bytes);  // the stream must stay whole
     op_->data = op_->owned.data();
@@ -244,6 +258,7 @@ ShmTransport::ShmTransport(std::vector<shm::Segment> segments, int rank, int siz
 std::unique_ptr<Request> ShmTransport::isend(int peer, const void* data, size_t bytes,
                                              uint64_t tag) {
   check_peer(peer);
+  std::lock_guard<std::mutex> lock(mutex_);
   auto op = std::make_shared<SendOp>();
   uint64_t length = bytes;
   std::memcpy(op->header, &tag, 8);
@@ -257,6 +272,7 @@ std::unique_ptr<Request> ShmTransport::isend(int peer, const void* data, size_t 
 
 std::unique_ptr<Request> ShmTransport::irecv(int peer, void* data, size_t bytes, uint64_t tag) {
   check_peer(peer);
+  std::lock_guard<std::mutex> lock(mutex_);
   auto op = std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes, false, {}});
   Peer& source = peers_[peer];
   auto found = std::find_if(source.arrived.begin(), source.arrived.end(),
@@ -384,12 +400,14 @@ void ShmTransport::finish_message(int source) {
 }
 
 void ShmTransport::cancel(int source, const std::shared_ptr<RecvOp>& op) {
+  std::lock_guard<std::mutex> lock(mutex_);
   Peer& peer = peers_[source];
   std::erase(peer.posted, op);
   if (peer.incoming.target == op) peer.incoming.target.reset();  // the rest is dropped
 }
 
 int ShmTransport::check_liveness() {
+  std::lock_guard<std::mutex> lock(mutex_);
   int first_dead = -1;
   for (int p = size_ - 1; p >= 0; --p) {
     Peer& peer = peers_[p];

@@ -27,8 +27,8 @@
 // Destroying an incomplete receive withdraws it (its message is dropped when it arrives);
 // destroying an incomplete send copies its unsent bytes, so the message still goes out.
 //
-// Threads: one caller thread at a time per transport. Several transports in one process
-// (ranks as threads) work.
+// Threads: any threads (one mutex per transport guards its queues; whichever thread polls
+// makes progress for all). Several transports in one process (ranks as threads) work.
 #pragma once
 
 #include <chrono>

@@ -21,7 +21,7 @@
 // no bytes moving to or from the peer for its timeout throws kTimeout naming the peer. A
 // receive whose size differs from the matching send gets kFailedPrecondition.
 //
-// Threads: one caller thread at a time per transport (the I/O thread is internal).
+// Threads: any threads (one mutex guards the state shared with the internal I/O thread).
 #pragma once
 
 #include <chrono>
