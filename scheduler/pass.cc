@@ -23,17 +23,39 @@
 namespace petaring::scheduler {
 namespace {
 
-using ShapeKey = std::tuple<int, int64_t, std::string, int, bool>;
+// Placements that failed during this pass. The free set only shrinks within a pass, so
+// a failure also rules out every request at least as hard: same unit and reserved-GPU
+// access (or less), same or more memory, same kind (or any kind failed), as many units.
+class Failures {
+ public:
+  bool known(const Request& req, bool use_reserved) const {
+    for (const Entry& f : entries_) {
+      if (f.unit == req.unit && (f.use_reserved || !use_reserved) && f.memory <= req.memory &&
+          f.min_units <= req.min_units && (f.kind.empty() || f.kind == *req.kind)) {
+        return true;
+      }
+    }
+    return false;
+  }
+  void add(const Request& req, bool use_reserved) {
+    entries_.push_back({req.unit, use_reserved, req.memory, req.min_units, *req.kind});
+  }
 
-ShapeKey shape_key(const Request& req, bool use_reserved) {
-  return {req.min_units, req.memory, *req.kind, req.unit, use_reserved};
-}
+ private:
+  struct Entry {
+    int unit;
+    bool use_reserved;
+    int64_t memory;
+    int min_units;
+    std::string kind;
+  };
+  std::vector<Entry> entries_;
+};
 
 }  // namespace
 
 std::vector<Decision> Scheduler::tick(TimeMs now) {
   impl_->advance(now, "tick");
-  impl_->settle_all();
   return impl_->pass();
 }
 
@@ -47,20 +69,36 @@ void Scheduler::Impl::clear_reservation() {
   reserved.clear();
 }
 
+// Releases running jobs in the order of their expected ends, keeping count of the units
+// the head could use (only the nodes a released job touched are counted again), and
+// places the head once, when enough units are free. Every hold is then restored.
 void Scheduler::Impl::reserve_for(const JobRecord& head, const Request& req, TimeMs& shadow) {
   shadow = kNever;
+  std::unordered_map<NodeId, int> units;
+  int total = 0;
+  for (const auto& [free, id] : by_free) {  // nodes with nothing free hold 0 units
+    int u = units_on(nodes.at(id), req, true);
+    units[id] = u;
+    total += u;
+  }
   std::vector<std::pair<JobId, std::vector<Slot>>> released;
   std::optional<Placement> found;
   for (const auto& [end, id] : ends) {
     const JobRecord& r = jobs.at(id);
     released.emplace_back(id, r.held);
     for (const Slot& slot : r.held) release(slot);
-    if (free_total >= req.min_units * req.unit) {
+    for (size_t k = 0; k < r.held.size(); ++k) {
+      NodeId node_id = r.held[k].node;
+      if (k > 0 && r.held[k - 1].node == node_id) continue;  // held is sorted by node
+      int u = units_on(nodes.at(node_id), req, true);
+      total += u - units[node_id];
+      units[node_id] = u;
+    }
+    if (total >= req.min_units) {
       found = place(req, true);
-      if (found) {
-        shadow = std::max(end, now);
-        break;
-      }
+      PR_CHECK(found.has_value()) << "job " << head.spec.id << ": " << total << " units free";
+      shadow = std::max(end, now);
+      break;
     }
   }
   for (const auto& [id, slots] : released) {
@@ -81,15 +119,14 @@ std::vector<Decision> Scheduler::Impl::pass() {
   ++pass_count;
   clear_reservation();
   std::vector<Decision> out;
-  std::set<ShapeKey> failed;
+  Failures failed;
   JobId head = 0;
   TimeMs shadow = kNever;
 
   auto try_place = [&](const Request& req, bool use_reserved) -> std::optional<Placement> {
-    ShapeKey key = shape_key(req, use_reserved);
-    if (failed.count(key)) return std::nullopt;
+    if (failed.known(req, use_reserved)) return std::nullopt;
     auto placement = place(req, use_reserved);
-    if (!placement) failed.insert(std::move(key));
+    if (!placement) failed.add(req, use_reserved);
     return placement;
   };
 
@@ -144,8 +181,7 @@ std::vector<Decision> Scheduler::Impl::pass() {
     if (level == queue.end()) continue;
     std::vector<std::pair<int64_t, std::string>> tenants;
     for (const auto& [tenant, waiting] : level->second) {
-      auto used = tenant_usage.find(tenant);
-      tenants.emplace_back(used == tenant_usage.end() ? 0 : used->second.gpu_ms, tenant);
+      tenants.emplace_back(tenant_gpu_ms(tenant), tenant);
     }
     std::sort(tenants.begin(), tenants.end());
     for (const auto& [used, tenant] : tenants) {

@@ -91,7 +91,7 @@ void Scheduler::Impl::start(JobRecord& j, Placement placement, std::vector<Decis
   j.billed_until = now;
   j.stop_cause = StopCause::kNone;
   j.wait = WaitInfo{};
-  billing.insert(j.spec.id);
+  start_billing(j);
   ends.insert({expected_end(j), j.spec.id});
   std::set<NodeId> node_ids;
   for (const Slot& s : j.placement.ranks) node_ids.insert(s.node);
@@ -148,7 +148,7 @@ Scheduler::Scheduler(const SchedulerState& state, SchedulerOptions options) : Sc
     } else if (j.state == JobState::kRunning || j.state == JobState::kStopping) {
       for (const Slot& slot : j.held) s.hold(slot, j.spec.id);
       s.ends.insert({s.expected_end(j), j.spec.id});
-      if (j.billing) s.billing.insert(j.spec.id);
+      if (j.billing) s.start_billing(j);
     }
   }
   for (const LedgerRow& row : state.tenants) s.tenant_usage[row.key] = row.usage;

@@ -95,7 +95,7 @@ class Scheduler {
   std::vector<Decision> job_failed(JobId job, TimeMs now, const std::string& reason);
 
   // ---- scheduling ----
-  // Advances the clock, settles usage, places what can start. Returns kStart decisions.
+  // Advances the clock and places what can start. Returns kStart decisions.
   std::vector<Decision> tick(TimeMs now);
 
   // ---- queries (as of the last event) ----

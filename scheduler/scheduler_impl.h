@@ -100,10 +100,31 @@ struct Scheduler::Impl {
   // ---- ledger (ledger.cc) ----
   std::map<std::string, Usage> tenant_usage;
   std::map<NodeId, Usage> node_usage;
-  std::set<JobId> billing;  // jobs whose held GPUs accrue usage
+  // Jobs whose held GPUs accrue usage, with where the usage goes (built when billing
+  // starts; a job's held GPUs only change when billing stops).
+  struct Billing {
+    struct Part {
+      Usage* node;  // into node_usage (std::map: stable addresses)
+      int gpus;
+      double flops_per_s;
+    };
+    Usage* tenant = nullptr;
+    std::vector<Part> parts;
+    double flops_per_s = 0;
+  };
+  std::map<JobId, Billing> billing;
+  // Per tenant, what its billing jobs accrue but have not settled: usage at time t is
+  // tenant_usage.gpu_ms + gpus * t - since_sum (so fair share needs no settling).
+  struct Accruing {
+    int64_t gpus = 0;
+    int64_t since_sum = 0;  // sum over billing jobs of GPUs held x billed_until
+  };
+  std::map<std::string, Accruing> accruing;
+  int64_t tenant_gpu_ms(const std::string& tenant) const;  // up to now, settled or not
+
+  void start_billing(JobRecord& job);
 
   void settle(JobRecord& job);  // accrue job's usage up to now
-  void settle_all();
   void stop_billing(JobRecord& job);
   double flops_rate(const Slot& slot) const;
 };
