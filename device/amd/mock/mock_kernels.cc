@@ -1,0 +1,245 @@
+#include "device/amd/mock/mock_kernels.h"
+
+#include <cmath>
+#include <cstring>
+#include <string_view>
+
+#include "device/amd/gpu/kernargs.h"
+#include "device/cpu/cpu_kernels.h"
+#include "runtime/check.h"
+
+namespace petaring::amd {
+namespace {
+
+std::string hex(uint64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof(text), "0x%llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+// GPU memory seen as a Buffer, so the cpu kernels can run over it (GPU VA = CPU VA).
+class MockBuffer : public Buffer {
+ public:
+  MockBuffer(uint64_t address, size_t size) : address_(address), size_(size) {}
+  size_t size() const override { return size_; }
+  void* host_data() override { return reinterpret_cast<void*>(address_); }
+  std::string device_name() const override { return "mock KFD GPU"; }
+
+ private:
+  uint64_t address_;
+  size_t size_;
+};
+
+class Twin {
+ public:
+  Twin(MockKfd& kfd, std::string_view kernel) : kfd_(kfd), kernel_(kernel) {}
+
+  // A tensor over `count` elements at `address`, after checking the range is mapped.
+  Tensor tensor(uint64_t address, Shape shape, DType dtype, const char* role) {
+    const size_t bytes = static_cast<size_t>(shape.numel()) * dtype_size(dtype);
+    if (bytes > 0 && kfd_.find_gpu_mapped(address, bytes) == nullptr) {
+      throw MockQueueFault{address, ErrorKind::kFailedPrecondition,
+                           str_cat(kernel_, ": ", role, " [", hex(address), ", +", bytes,
+                                   ") is not inside memory mapped for the GPU")};
+    }
+    buffers_.push_back(std::make_unique<MockBuffer>(address == 0 ? 64 : address,
+                                                    std::max<size_t>(bytes, 1)));
+    return Tensor(buffers_.back().get(), 0, shape, dtype);
+  }
+  Tensor f32(uint64_t address, Shape shape, const char* role) {
+    return tensor(address, shape, DType::kF32, role);
+  }
+  void expect_grid(const MockDispatch& d, uint64_t work_items) {
+    const uint64_t covered = uint64_t{d.grid[0]} * d.workgroup_size[0] * d.grid[1] *
+                             std::max<uint32_t>(d.workgroup_size[1], 1) * d.grid[2];
+    if (covered < work_items) {
+      throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                           str_cat(kernel_, ": the grid covers ", covered, " work-items but the ",
+                                   "kernargs ask for ", work_items)};
+    }
+  }
+  void run(const KernelArgs& args) {
+    static const std::vector<CpuKernel> table = make_cpu_kernels();
+    for (const CpuKernel& k : table) {
+      if (k.name() == kernel_) return k.run(args);
+    }
+    throw MockQueueFault{0, ErrorKind::kUnimplemented, str_cat(kernel_, ": no CPU twin")};
+  }
+
+ private:
+  MockKfd& kfd_;
+  std::string_view kernel_;
+  std::vector<std::unique_ptr<MockBuffer>> buffers_;
+};
+
+template <typename Args>
+Args read_args(MockKfd& kfd, uint64_t address, const KernelInfo& kernel) {
+  if (kernel.kernarg_size < sizeof(Args)) {
+    throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                         str_cat(kernel.name, ": the descriptor's kernarg_size ",
+                                 kernel.kernarg_size, " is smaller than its arguments (",
+                                 sizeof(Args), " bytes)")};
+  }
+  if (kfd.find_gpu_mapped(address, sizeof(Args)) == nullptr) {
+    throw MockQueueFault{address, ErrorKind::kFailedPrecondition,
+                         str_cat(kernel.name, ": kernargs at ", hex(address),
+                                 " are not inside memory mapped for the GPU")};
+  }
+  Args args;
+  std::memcpy(&args, reinterpret_cast<const void*>(address), sizeof(Args));
+  return args;
+}
+
+// Writes a softmax label error to the status word, as the GPU kernel does; true if any.
+bool label_status(MockKfd& kfd, uint64_t status, const int32_t* labels, uint32_t rows,
+                  uint32_t cols) {
+  for (uint32_t i = 0; i < rows; ++i) {
+    if (labels[i] >= 0 && static_cast<uint32_t>(labels[i]) < cols) continue;
+    if (status != 0) {
+      if (kfd.find_gpu_mapped(status, 8) == nullptr) {
+        throw MockQueueFault{status, ErrorKind::kFailedPrecondition,
+                             "softmax status word is not inside memory mapped for the GPU"};
+      }
+      *reinterpret_cast<volatile uint64_t*>(status) =
+          uint64_t{static_cast<uint32_t>(labels[i])} << 32 | (i + 1);
+    }
+    return true;
+  }
+  return false;
+}
+
+void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const MockDispatch& d) {
+  const std::string_view k = kernel.name;
+  Twin t(kfd, k);
+  if (k == "gemm") {
+    auto g = read_args<PrGemmArgs>(kfd, kernargs, kernel);
+    const int64_t m = g.m, n = g.n, kk = g.k;
+    Shape a_shape = g.trans_a ? Shape{kk, m} : Shape{m, kk};
+    Shape b_shape = g.trans_b ? Shape{n, kk} : Shape{kk, n};
+    if (uint64_t{d.grid[0]} * d.workgroup_size[0] < g.n || uint64_t{d.grid[1]} * d.workgroup_size[1] < g.m) {
+      t.expect_grid(d, uint64_t{g.m} * g.n);
+    }
+    t.run({{t.f32(g.a, a_shape, "A"), t.f32(g.b, b_shape, "B"), t.f32(g.c, {m, n}, "C")},
+           {g.alpha, g.beta}, {g.trans_a, g.trans_b}});
+  } else if (k == "bias_add") {
+    auto g = read_args<PrBiasAddArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, uint64_t{g.rows} * g.cols);
+    t.run({{t.f32(g.y, {g.rows, g.cols}, "Y"), t.f32(g.bias, {g.cols}, "bias")}, {}, {}});
+  } else if (k == "bias_grad") {
+    auto g = read_args<PrBiasGradArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.cols);
+    t.run({{t.f32(g.dy, {g.rows, g.cols}, "dY"), t.f32(g.dbias, {g.cols}, "dbias")}, {g.beta}, {}});
+  } else if (k == "relu") {
+    auto g = read_args<PrReluArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.run({{t.f32(g.x, {g.count}, "X"), t.f32(g.y, {g.count}, "Y")}, {}, {}});
+  } else if (k == "relu_backward") {
+    auto g = read_args<PrReluBackwardArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.run({{t.f32(g.y, {g.count}, "Y"), t.f32(g.dy, {g.count}, "dY"), t.f32(g.dx, {g.count}, "dX")},
+           {}, {}});
+  } else if (k == "softmax_xent_forward") {
+    auto g = read_args<PrSoftmaxXentForwardArgs>(kfd, kernargs, kernel);
+    Tensor labels = t.tensor(g.labels, {g.rows}, DType::kI32, "labels");
+    if (label_status(kfd, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
+    t.run({{t.f32(g.logits, {g.rows, g.cols}, "logits"), labels,
+            t.f32(g.probs, {g.rows, g.cols}, "probs"), t.f32(g.loss, {1}, "loss")}, {}, {}});
+  } else if (k == "softmax_xent_backward") {
+    auto g = read_args<PrSoftmaxXentBackwardArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, uint64_t{g.rows} * g.cols);
+    Tensor labels = t.tensor(g.labels, {g.rows}, DType::kI32, "labels");
+    if (label_status(kfd, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
+    t.run({{t.f32(g.probs, {g.rows, g.cols}, "probs"), labels,
+            t.f32(g.dlogits, {g.rows, g.cols}, "dlogits")}, {g.scale}, {}});
+  } else if (k == "sgd_momentum") {
+    auto g = read_args<PrSgdMomentumArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.run({{t.f32(g.param, {g.count}, "param"), t.f32(g.grad, {g.count}, "grad"),
+            t.f32(g.velocity, {g.count}, "velocity")},
+           {g.lr, g.momentum, g.weight_decay}, {g.nesterov}});
+  } else if (k == "adamw") {
+    // The GPU receives the per-step scalars, not lr and t: the cpu kernel's loop over them.
+    auto g = read_args<PrAdamwArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    float* param = t.f32(g.param, {g.count}, "param").data<float>();
+    const float* grad = t.f32(g.grad, {g.count}, "grad").data<float>();
+    float* m = t.f32(g.m, {g.count}, "m").data<float>();
+    float* v = t.f32(g.v, {g.count}, "v").data<float>();
+    for (uint32_t i = 0; i < g.count; ++i) {
+      const float p = param[i] * g.keep;
+      const float mi = g.beta1 * m[i] + (1.0f - g.beta1) * grad[i];
+      const float vi = g.beta2 * v[i] + (1.0f - g.beta2) * grad[i] * grad[i];
+      m[i] = mi;
+      v[i] = vi;
+      param[i] = p - g.step_size * (mi / (std::sqrt(vi) / g.bias2_sqrt + g.eps));
+    }
+  } else if (k == "sum_squares") {
+    auto g = read_args<PrSumSquaresArgs>(kfd, kernargs, kernel);
+    t.run({{t.f32(g.x, {g.count}, "X"), t.f32(g.out, {1}, "out")}, {}, {}});
+  } else if (k == "fill") {
+    auto g = read_args<PrFillArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.run({{t.f32(g.x, {g.count}, "X")}, {g.value}, {}});
+  } else if (k == "copy") {
+    auto g = read_args<PrCopyArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, (uint64_t{g.bytes} + 3) / 4);
+    t.run({{t.tensor(g.x, {g.bytes}, DType::kU8, "X"), t.tensor(g.y, {g.bytes}, DType::kU8, "Y")},
+           {}, {}});
+  } else if (k == "scale") {
+    auto g = read_args<PrScaleArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.run({{t.f32(g.x, {g.count}, "X")}, {g.alpha}, {}});
+  } else {
+    throw MockQueueFault{0, ErrorKind::kUnimplemented, str_cat(k, ": the mock has no CPU twin")};
+  }
+}
+
+// The kernel whose descriptor and code sit at the dispatched program address.
+const KernelInfo* identify(MockKfd& kfd, const CodeObject& code, uint64_t program) {
+  const auto& image = code.image();
+  for (const KernelInfo& k : code.kernels()) {
+    const uint64_t descriptor = program - static_cast<uint64_t>(k.entry_byte_offset);
+    const size_t code_bytes = std::min<size_t>(256, image.size() - k.entry_offset);
+    if (kfd.find_gpu_mapped(descriptor, 64) == nullptr ||
+        kfd.find_gpu_mapped(program, code_bytes) == nullptr) {
+      continue;
+    }
+    if (std::memcmp(reinterpret_cast<const void*>(descriptor), image.data() + k.descriptor_offset,
+                    64) == 0 &&
+        std::memcmp(reinterpret_cast<const void*>(program), image.data() + k.entry_offset,
+                    code_bytes) == 0) {
+      return &k;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+MockDispatchHandler make_mock_kernel_runner(std::shared_ptr<const CodeObject> code_object) {
+  return [code = std::move(code_object)](MockKfd& kfd, const MockDispatch& d) {
+    const KernelInfo* kernel = identify(kfd, *code, d.program_address);
+    if (kernel == nullptr) {
+      throw MockQueueFault{d.program_address, ErrorKind::kFailedPrecondition,
+                           str_cat("DISPATCH_DIRECT: no kernel of ", code->origin(),
+                                   " has its descriptor and code at COMPUTE_PGM ",
+                                   hex(d.program_address))};
+    }
+    if ((d.rsrc1 & ~(1u << 20)) != (kernel->rsrc1 & ~(1u << 20)) || d.rsrc2 != kernel->rsrc2) {
+      throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                           str_cat(kernel->name, ": COMPUTE_PGM_RSRC1/2 ", hex(d.rsrc1), "/",
+                                   hex(d.rsrc2), " differ from the descriptor's ",
+                                   hex(kernel->rsrc1), "/", hex(kernel->rsrc2))};
+    }
+    const int index = kernel->user_sgprs.kernarg_segment_ptr_index();
+    if (index < 0 || index + 1 >= static_cast<int>(d.user_data.size())) {
+      throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                           str_cat(kernel->name, ": the descriptor enables no kernarg pointer")};
+    }
+    const uint64_t kernargs = uint64_t{d.user_data[static_cast<size_t>(index) + 1]} << 32 |
+                              d.user_data[static_cast<size_t>(index)];
+    run_twin(kfd, *kernel, kernargs, d);
+  };
+}
+
+}  // namespace petaring::amd
