@@ -408,6 +408,13 @@ const KernelInfo* CodeObject::find_by_descriptor(uint64_t descriptor_offset) con
   return nullptr;
 }
 
+const KernelInfo* CodeObject::find_by_entry(uint64_t entry_offset) const {
+  for (const KernelInfo& k : kernels_) {
+    if (k.entry_offset == entry_offset) return &k;
+  }
+  return nullptr;
+}
+
 std::string code_object_dir() {
   if (const char* dir = std::getenv("PETARING_AMD_CODE_OBJECT_DIR"); dir != nullptr && *dir) {
     return dir;

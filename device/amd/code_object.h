@@ -109,6 +109,9 @@ class CodeObject {
   const KernelInfo& kernel(std::string_view name) const;
   // The kernel whose descriptor sits at `descriptor_offset` in the image; nullptr if none.
   const KernelInfo* find_by_descriptor(uint64_t descriptor_offset) const;
+  // The kernel whose code starts at `entry_offset` in the image (what COMPUTE_PGM_LO/HI
+  // point at, minus the image's GPU address); nullptr if none.
+  const KernelInfo* find_by_entry(uint64_t entry_offset) const;
   // How many relocations were applied while loading.
   size_t relocations_applied() const { return relocations_applied_; }
 

@@ -136,6 +136,7 @@ TEST_F(AmdCodeObjectTest, DescriptorsGiveDispatchParameters) {
     EXPECT_EQ(k.entry_offset % 256, 0u);
     EXPECT_EQ(static_cast<int64_t>(k.entry_offset - k.descriptor_offset), k.entry_byte_offset);
     EXPECT_EQ(code.find_by_descriptor(k.descriptor_offset), &k);
+    EXPECT_EQ(code.find_by_entry(k.entry_offset), &k);
   }
   // LDS: gemm's two 16x16 f32 tiles; the reductions' PR_BLOCK doubles.
   EXPECT_EQ(code.kernel("gemm").group_segment_size, 2u * PR_GEMM_TILE * PR_GEMM_TILE * 4);
@@ -145,6 +146,7 @@ TEST_F(AmdCodeObjectTest, DescriptorsGiveDispatchParameters) {
   EXPECT_EQ(code.kernel("gemm").workitem_id_dimensions, 2);
   EXPECT_TRUE(code.kernel("gemm").workgroup_id_enabled[1]);
   EXPECT_EQ(code.kernel("relu").workitem_id_dimensions, 1);
+  EXPECT_EQ(code.find_by_entry(code.kernel("relu").entry_offset + 4), nullptr);
 }
 
 TEST_F(AmdCodeObjectTest, RelocatableFormAppliesRel64ToTheSameCode) {

@@ -7,11 +7,16 @@
  * workgroup size; counts and launch shapes are documented there. None of this has run
  * on a real GPU yet: TODO(hw): run on a gfx1100 board; the mock KFD runs CPU twins.
  */
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-
 #include "device/amd/gpu/kernargs.h"
 
-#define BLOCK_1D __attribute__((reqd_work_group_size(PR_BLOCK, 1, 1)))
+/* host_kernels.cc compiles this file as C++ for the CPU and defines these first. */
+#ifdef __OPENCL_C_VERSION__
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#define PR_LDS local /* a workgroup-shared (LDS) array */
+#define PR_WORKGROUP_SIZE(x, y, z) __attribute__((reqd_work_group_size(x, y, z)))
+#endif
+
+#define BLOCK_1D PR_WORKGROUP_SIZE(PR_BLOCK, 1, 1)
 
 static inline uint local_id_x(void) { return __builtin_amdgcn_workitem_id_x(); }
 static inline uint local_id_y(void) { return __builtin_amdgcn_workitem_id_y(); }
@@ -36,10 +41,10 @@ static inline void reduce_block(local double* partial, uint t) {
   }
 }
 
-kernel __attribute__((reqd_work_group_size(PR_GEMM_TILE, PR_GEMM_TILE, 1)))
+kernel PR_WORKGROUP_SIZE(PR_GEMM_TILE, PR_GEMM_TILE, 1)
 void gemm(PrGemmArgs args) {
-  local float tile_a[PR_GEMM_TILE][PR_GEMM_TILE];
-  local float tile_b[PR_GEMM_TILE][PR_GEMM_TILE];
+  PR_LDS float tile_a[PR_GEMM_TILE][PR_GEMM_TILE];
+  PR_LDS float tile_b[PR_GEMM_TILE][PR_GEMM_TILE];
   const global float* a = (const global float*)args.a;  /* (m, k) or (k, m) */
   const global float* b = (const global float*)args.b;  /* (k, n) or (n, k) */
   global float* c = (global float*)args.c;              /* (m, n) */
@@ -107,7 +112,7 @@ static inline void report_label(ulong status, uint row, int label) {
 }
 
 kernel BLOCK_1D void softmax_xent_forward(PrSoftmaxXentForwardArgs args) {
-  local double partial[PR_BLOCK];
+  PR_LDS double partial[PR_BLOCK];
   const uint t = local_id_x();
   const global float* logits = (const global float*)args.logits;
   const global int* labels = (const global int*)args.labels;
@@ -183,7 +188,7 @@ kernel BLOCK_1D void adamw(PrAdamwArgs args) {
 }
 
 kernel BLOCK_1D void sum_squares(PrSumSquaresArgs args) {
-  local double partial[PR_BLOCK];
+  PR_LDS double partial[PR_BLOCK];
   const uint t = local_id_x();
   const global float* x = (const global float*)args.x;
   double sum = 0.0;
