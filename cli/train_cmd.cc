@@ -1,4 +1,4 @@
-// petaring train RECIPE [--set key.path=value]... [--metrics FILE]
+// petaring train RECIPE [--set key.path=value]... [--metrics FILE] [--resume [DIR]]
 //
 // Runs one rank: alone (no mpirun) or as one of the ranks of an mpirun job, each rank
 // driving one virtual GPU (device index = local rank on its host).
@@ -20,6 +20,8 @@ struct TrainArgs {
   std::string recipe;
   std::vector<std::string> overrides;
   std::string metrics;
+  std::vector<std::string> resume;  // --resume given: empty or {DIR}
+  bool resume_given = false;
 };
 
 std::unique_ptr<Device> open_rank_device(const DevicesConfig& config, const WorldInfo& world) {
@@ -53,6 +55,8 @@ int run_train(const TrainArgs& args) {
     std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
     TrainOptions options;
     options.metrics_path = world.rank == 0 ? args.metrics : "";
+    options.resume = args.resume_given;
+    if (!args.resume.empty()) options.resume_dir = args.resume.front();
     run_training(recipe, *comm, *device, options);
   };
   if (world.size == 1) {  // errors reach main(), which prints them and exits
@@ -87,7 +91,14 @@ void register_train(CLI::App& app, CommandTable& table) {
   sub->add_option("--set", args->overrides,
                   "override a recipe field, e.g. --set training.batch_size=32 (repeatable)");
   sub->add_option("--metrics", args->metrics, "write metrics as JSONL to this file (rank 0)");
-  table.entries.emplace_back(sub, [args] { return run_train(*args); });
+  CLI::Option* resume = sub->add_option(
+      "--resume", args->resume,
+      "continue from the newest intact checkpoint in DIR (default: the recipe's checkpoint.dir)");
+  resume->expected(0, 1)->type_name("[DIR]");
+  table.entries.emplace_back(sub, [args, resume] {
+    args->resume_given = resume->count() > 0;
+    return run_train(*args);
+  });
 }
 
 }  // namespace petaring::cli

@@ -22,10 +22,10 @@ std::string format_duration(double seconds) {
   return text;
 }
 
-Reporter::Reporter(bool active, const std::string& metrics_path)
+Reporter::Reporter(bool active, const std::string& metrics_path, bool append)
     : active_(active), terminal_(active && ::isatty(STDOUT_FILENO)), metrics_path_(metrics_path) {
   if (active_ && !metrics_path.empty()) {
-    metrics_.open(metrics_path, std::ios::out | std::ios::trunc);
+    metrics_.open(metrics_path, std::ios::out | (append ? std::ios::app : std::ios::trunc));
     if (!metrics_) {
       PR_FAIL(kNotFound, "--metrics ", metrics_path,
               ": cannot open for writing; check that the folder exists and is writable");

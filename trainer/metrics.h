@@ -12,8 +12,9 @@ namespace petaring {
 
 class Reporter {
  public:
-  // `metrics_path` empty: no file. `active` false: prints and writes nothing.
-  Reporter(bool active, const std::string& metrics_path);
+  // `metrics_path` empty: no file. `active` false: prints and writes nothing. `append`:
+  // add to an existing file (a resumed run) instead of starting it afresh.
+  Reporter(bool active, const std::string& metrics_path, bool append = false);
   ~Reporter();
 
   struct StepInfo {

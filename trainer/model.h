@@ -87,6 +87,11 @@ class Model {
 
   // Forward and loss only; blocks on `q` and returns the batch's sums.
   virtual EvalSums evaluate(Queue& q, const Batch& batch) = 0;
+
+  // Optional: a model that draws random numbers while training (dropout) returns its
+  // generator's state here, and takes it back from a checkpoint. Default: none.
+  virtual std::string rng_state() const { return {}; }
+  virtual void restore_rng_state(const std::string& /*state*/) {}
 };
 
 }  // namespace petaring

@@ -29,6 +29,9 @@ class Sgd : public Optimizer {
                           static_cast<float>(config_.momentum),
                           static_cast<float>(config_.weight_decay), config_.nesterov);
   }
+  std::vector<std::pair<std::string, Tensor>> state() const override {
+    return {{"velocity", whole(*velocity_, params_)}};
+  }
 
  private:
   OptimizerConfig config_;
@@ -48,6 +51,9 @@ class AdamW : public Optimizer {
                    static_cast<float>(lr), static_cast<float>(config_.betas[0]),
                    static_cast<float>(config_.betas[1]), static_cast<float>(config_.eps),
                    static_cast<float>(config_.weight_decay), t);
+  }
+  std::vector<std::pair<std::string, Tensor>> state() const override {
+    return {{"m", whole(*m_, params_)}, {"v", whole(*v_, params_)}};
   }
 
  private:

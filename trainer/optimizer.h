@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "device/device.h"
 #include "trainer/recipe.h"
@@ -17,6 +20,9 @@ class Optimizer {
   // One update, asynchronous on `q`: `t` counts updates from 1, `lr` is this update's
   // (scheduled) rate. Reads the gradients, writes the parameters and the state.
   virtual void step(Queue& q, int64_t t, double lr) = 0;
+  // The state buffers by name ("velocity"; "m", "v"), each shaped like the parameters:
+  // what a checkpoint saves and restores.
+  virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
 };
 
 // The optimizer of `config.type` ("sgd" or "adamw") for `params` and `grads`, same shape

@@ -1,8 +1,15 @@
 // run_training: the whole recipe, step by step, with progress, evaluation and metrics.
 #include <chrono>
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <sstream>
 
+#include <yaml-cpp/yaml.h>
+
+#include "runtime/error.h"
 #include "runtime/log.h"
+#include "trainer/checkpoint.h"
 #include "trainer/factory.h"
 #include "trainer/metrics.h"
 #include "trainer/train.h"
@@ -16,16 +23,95 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// "section.key" -> the value's YAML text, for a recipe_to_yaml document.
+std::map<std::string, std::string> flat_keys(const std::string& yaml) {
+  std::map<std::string, std::string> out;
+  YAML::Node root = YAML::Load(yaml);
+  for (auto section = root.begin(); section != root.end(); ++section) {
+    for (auto key = section->second.begin(); key != section->second.end(); ++key) {
+      YAML::Emitter value;
+      value << YAML::Flow << key->second;
+      out[section->first.Scalar() + "." + key->first.Scalar()] = value.c_str();
+    }
+  }
+  return out;
+}
+
+// "training.batch_size 64 -> 32, ..." for the keys whose values differ.
+std::string recipe_changes(const std::string& then, const std::string& now) {
+  const std::map<std::string, std::string> old_keys = flat_keys(then), new_keys = flat_keys(now);
+  std::string out;
+  for (const auto& [key, value] : new_keys) {
+    auto old = old_keys.find(key);
+    const std::string was = old == old_keys.end() ? "(absent)" : old->second;
+    if (was != value) out += str_cat(out.empty() ? "" : ", ", key, " ", was, " -> ", value);
+  }
+  return out;
+}
+
+// Rank 0 picks the checkpoint (newest intact one) and tells the others its path, so that
+// every rank loads the same one; each rank then reads and verifies it.
+CheckpointState load_for_resume(const std::string& dir, Communicator& comm, std::string* path) {
+  std::string chosen;
+  int64_t length = -1;
+  if (comm.rank() == 0) {
+    try {
+      read_latest_checkpoint(dir, &chosen);
+      length = static_cast<int64_t>(chosen.size());
+    } catch (...) {
+      if (comm.size() == 1) throw;
+      comm.broadcast(&length, sizeof(length), 0);  // tell the others before failing
+      throw;
+    }
+  }
+  if (comm.size() > 1) {
+    comm.broadcast(&length, sizeof(length), 0);
+    if (length < 0) PR_FAIL(kNotFound, "rank 0 found no usable checkpoint in ", dir);
+    chosen.resize(static_cast<size_t>(length));
+    comm.broadcast(chosen.data(), chosen.size(), 0);
+  }
+  *path = chosen;
+  return read_checkpoint(chosen);
+}
+
 }  // namespace
 
 TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& device,
                          const TrainOptions& options) {
   const bool leader = comm.rank() == 0;
-  Reporter reporter(leader, options.metrics_path);
+  Reporter reporter(leader, options.metrics_path, options.resume);
   std::unique_ptr<DataSource> data = make_data_source(recipe, device);
   std::unique_ptr<Model> model = make_model(recipe, *data, device);
   Trainer trainer(recipe, *model, *data, device, comm);
   const TrainingConfig& cfg = recipe.training;
+  const std::string checkpoint_dir =
+      !recipe.checkpoint.dir.empty() ? recipe.checkpoint.dir : options.resume_dir;
+  TrainResult result;
+  if (options.resume) {
+    const std::string dir = !options.resume_dir.empty() ? options.resume_dir : recipe.checkpoint.dir;
+    if (dir.empty()) {
+      PR_FAIL(kInvalidArgument, "--resume needs a folder: give --resume DIR or set checkpoint.dir in ",
+              recipe.source);
+    }
+    std::string path;
+    CheckpointState state = load_for_resume(dir, comm, &path);
+    std::vector<std::string> changes = trainer.restore(state);
+    if (state.recipe_hash != recipe_hash(recipe)) {
+      changes.push_back(str_cat("recipe: ", recipe_changes(state.recipe_yaml, recipe_to_yaml(recipe))));
+    }
+    result.resumed_from = state.step;
+    std::string line = str_cat("resumed from ", path, " at step ", state.step, " (epoch ",
+                               state.position.epoch + 1, ", sample ", state.position.sample, ")");
+    for (size_t i = 0; i < changes.size(); ++i) line += (i == 0 ? "; changed: " : ", ") + changes[i];
+    if (changes.empty()) line += "; nothing changed";
+    reporter.event({{"event", "resume"}, {"step", state.step}, {"path", path}, {"changes", changes}}, line);
+  }
+  auto save = [&] {
+    if (checkpoint_dir.empty() || !leader) return;  // every rank holds the same state
+    CheckpointState state = trainer.save_state();
+    write_checkpoint(checkpoint_dir, state, recipe.checkpoint.keep);
+    PR_LOG(kInfo) << "checkpoint " << checkpoint_path(checkpoint_dir, state.step);
+  };
   const int64_t total_steps = trainer.total_steps();
   const int64_t global_batch = trainer.global_batch();
   const double items_per_step = static_cast<double>(global_batch * data->items_per_sample());
@@ -37,7 +123,6 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
                   << " micro-batch(es) per rank), " << total_steps << " steps";
   }
 
-  TrainResult result;
   result.world_size = comm.size();
   double train_seconds = 0;  // steps only, evaluation excluded
   const Clock::time_point run_start = Clock::now();
@@ -67,6 +152,7 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
     info.elapsed_s = seconds_since(run_start);
     reporter.step(info, logged);
     if (logged) result.loss = info.loss;
+    if (recipe.checkpoint.every > 0 && done % recipe.checkpoint.every == 0 && !trainer.finished()) save();
     if (!epoch_ended) continue;
     trainer.queue().synchronize();
     train_seconds += seconds_since(since);
@@ -86,6 +172,7 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
     }
     since = Clock::now();
   }
+  if (trainer.steps_done() > done_at_start || !options.resume) save();
   const int64_t steps_run = trainer.steps_done() - done_at_start;
   result.steps = trainer.steps_done();
   result.elapsed_s = seconds_since(run_start);

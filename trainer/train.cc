@@ -148,6 +148,67 @@ double Trainer::average_over_ranks(double value) {
   return v;
 }
 
+CheckpointState Trainer::save_state() {
+  CheckpointState state;
+  state.step = updates_;
+  state.position = position_;
+  state.seed = recipe_.training.seed;
+  state.world_size = comm_.size();
+  state.global_batch = global_batch_;
+  state.total_steps = total_steps_;
+  state.recipe_hash = recipe_hash(recipe_);
+  state.recipe_yaml = recipe_to_yaml(recipe_);
+  state.model = model_.describe();
+  state.rng_state = model_.rng_state();
+  std::vector<std::pair<std::string, Tensor>> tensors = {{"params", model_.params()}};
+  for (auto& named : optimizer_->state()) tensors.push_back(named);
+  for (const auto& [name, tensor] : tensors) {
+    std::vector<float> values(static_cast<size_t>(tensor.numel()));
+    queue_->read(values.data(), tensor);
+    state.tensors.emplace_back(name, std::move(values));
+  }
+  queue_->synchronize();
+  return state;
+}
+
+std::vector<std::string> Trainer::restore(const CheckpointState& state) {
+  if (state.model != model_.describe()) {
+    PR_FAIL(kFailedPrecondition, "the checkpoint holds a ", state.model, " but the recipe builds a ",
+            model_.describe(), "; resume with the recipe that wrote it");
+  }
+  std::vector<std::pair<std::string, Tensor>> tensors = {{"params", model_.params()}};
+  for (auto& named : optimizer_->state()) tensors.push_back(named);
+  std::string expected, found;
+  for (const auto& [name, tensor] : tensors) expected += " " + name;
+  for (const auto& [name, values] : state.tensors) found += " " + name;
+  if (expected != found) {
+    PR_FAIL(kFailedPrecondition, "the checkpoint holds tensors [", found, " ] but optimizer ",
+            recipe_.optimizer.type, " needs [", expected,
+            " ]; resume with the optimizer that wrote it");
+  }
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const std::vector<float>& values = state.tensors[i].second;
+    PR_CHECK_EQ(static_cast<int64_t>(values.size()), tensors[i].second.numel()) << tensors[i].first;
+    queue_->write(tensors[i].second, values.data());
+  }
+  queue_->synchronize();  // `state` may die after return
+  model_.restore_rng_state(state.rng_state);
+  updates_ = state.step;
+  position_ = state.position;
+  // A larger global batch may not fit in the rest of the epoch.
+  if (!sampler_.fits(position_, global_batch_)) position_ = DataPosition{position_.epoch + 1, 0};
+  total_steps_ = count_total_steps();
+  std::vector<std::string> changes;
+  if (state.world_size != comm_.size()) changes.push_back(str_cat("world size ", state.world_size, " -> ", comm_.size()));
+  if (state.global_batch != global_batch_) changes.push_back(str_cat("global batch ", state.global_batch, " -> ", global_batch_));
+  if (state.total_steps != total_steps_) changes.push_back(str_cat("total steps ", state.total_steps, " -> ", total_steps_));
+  if (state.position != position_) {
+    changes.push_back(str_cat("data position (epoch ", state.position.epoch, ", sample ", state.position.sample,
+                              ") -> (epoch ", position_.epoch, ", sample 0)"));
+  }
+  return changes;
+}
+
 std::vector<float> Trainer::read_params() {
   std::vector<float> host(static_cast<size_t>(model_.num_params()));
   queue_->read(host.data(), model_.params());

@@ -22,6 +22,7 @@
 
 #include "collectives/communicator.h"
 #include "device/device.h"
+#include "trainer/checkpoint.h"
 #include "trainer/data/source.h"
 #include "trainer/grad_sync.h"
 #include "trainer/model.h"
@@ -76,6 +77,16 @@ class Trainer {
   // nullptr at 1 rank. For tests (bucket sizes, event trace).
   GradientSync* gradient_sync() { return sync_.get(); }
 
+  // Everything a checkpoint holds (parameters, optimizer state, step, data position, RNG,
+  // recipe hash). Blocks on the queue.
+  CheckpointState save_state();
+  // Continues from `state`: parameters, optimizer state, step count and data position.
+  // At another world size the data position carries over (samples follow the global
+  // index) and total_steps() is recounted. Returns what changed, one clause each
+  // ("world size 2 -> 1", ...), empty when nothing did. Throws kFailedPrecondition when
+  // the model or optimizer does not match the checkpoint's.
+  std::vector<std::string> restore(const CheckpointState& state);
+
   std::vector<float> read_params();
   Queue& queue() { return *queue_; }
   Model& model() { return model_; }
@@ -109,7 +120,11 @@ class Trainer {
 };
 
 struct TrainOptions {
-  std::string metrics_path;  // JSONL; empty = none
+  std::string metrics_path;  // JSONL; empty = none (appended to when resuming)
+  // Continue from the newest good checkpoint of resume_dir (empty: the recipe's
+  // checkpoint.dir). Checkpoints are written to checkpoint.dir, else to resume_dir.
+  bool resume = false;
+  std::string resume_dir;
 };
 
 struct TrainResult {
@@ -120,6 +135,7 @@ struct TrainResult {
   double test_accuracy = 0;  // after the last epoch (0 when evaluation is off)
   double elapsed_s = 0;
   int world_size = 1;
+  int64_t resumed_from = -1;  // the checkpoint's step when resumed
 };
 
 // Runs the whole recipe: the model and data the recipe names (trainer/factory.h), every
