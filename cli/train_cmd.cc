@@ -3,10 +3,13 @@
 // Runs one rank: alone (no mpirun) or as one of the ranks of an mpirun job, each rank
 // driving one virtual GPU (device index = local rank on its host).
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "cli/commands.h"
 #include "collectives/bootstrap.h"
+#include "device/amd/amd_device.h"
+#include "device/amd/mock/mock_devices.h"
 #include "device/cpu/cpu_device.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -24,7 +27,22 @@ struct TrainArgs {
   bool resume_given = false;
 };
 
+// devices.kind amd: the GPU numbered by the local rank in KFD's topology. With
+// PETARING_AMD_MOCK_SYSFS naming a sysfs tree (tests/fixtures/amd/<box>/sys), that tree's
+// GPUs over the mock KFD instead: the amd driver runs, no GPU is used.
+std::unique_ptr<Device> open_amd_rank_device(const WorldInfo& world) {
+  const char* mock = std::getenv(amd::kMockSysfsVariable);
+  if (mock != nullptr && *mock != '\0') {
+    PR_LOG(kWarn) << "devices.kind amd over the mock KFD (" << amd::kMockSysfsVariable << "="
+                  << mock << "): kernels run on the CPU, no GPU is used";
+    return std::move(amd::open_mock_amd_devices(mock, {}, {}, world.local_rank).front());
+  }
+  return std::move(
+      amd::open_amd_devices(amd::make_real_sys(), amd::kSysfsRoot, {}, world.local_rank).front());
+}
+
 std::unique_ptr<Device> open_rank_device(const DevicesConfig& config, const WorldInfo& world) {
+  if (config.kind == "amd") return open_amd_rank_device(world);
   if (config.kind != "cpu") {
     PR_FAIL(kUnimplemented, "devices.kind '", config.kind, "' is not available in this build; use cpu");
   }

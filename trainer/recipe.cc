@@ -245,7 +245,7 @@ void read_checkpoint(const SectionReader& reader, CheckpointConfig* checkpoint) 
 }
 
 void read_devices(const SectionReader& reader, DevicesConfig* devices) {
-  reader.get_enum("kind", {"cpu"}, &devices->kind);
+  reader.get_enum("kind", {"cpu", "amd"}, &devices->kind);
   reader.get_int("count", 0, &devices->count);
   reader.get_bytes("memory", kMinDeviceMemory, &devices->memory_bytes);
   reader.get_int("threads", 0, &devices->threads);

@@ -54,7 +54,7 @@ struct TrainingConfig {
 };
 
 struct DevicesConfig {
-  std::string kind = "cpu";  // "cpu" (virtual GPUs)
+  std::string kind = "cpu";  // "cpu" (virtual GPUs), "amd" (AMD GPUs through KFD)
   int64_t count = 0;         // virtual GPUs per host; 0 = one per local rank
   uint64_t memory_bytes = 2ull << 30;  // budget per virtual GPU
   int64_t threads = 0;       // GEMM threads per rank; 0 = cores / local ranks

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "device/amd/kfd_access.h"
 #include "device/amd/mock/mock_devices.h"
 #include "device/cpu/cpu_device.h"
 #include "device/device.h"
@@ -26,6 +27,20 @@ struct DeviceFactory {
 };
 // gtest prints the parameter of a failed test with this.
 inline void PrintTo(const DeviceFactory& factory, std::ostream* out) { *out << factory.name; }
+
+// Why the amd hardware cases cannot run here ("" when they can): they need a readable
+// /dev/kfd and a gfx11 GPU in KFD's topology.
+inline std::string amd_hardware_skip_reason() {
+  auto sys = amd::make_real_sys();
+  if (!sys->exists(amd::kKfdPath)) return "no /dev/kfd on this host (no amdgpu kernel driver)";
+  const int fd = sys->open(amd::kKfdPath, 02 /* O_RDWR */);
+  if (fd < 0) return "/dev/kfd cannot be opened: " + amd::errno_text(fd);
+  sys->close(fd);
+  for (const auto& gpu : amd::discover_amd_gpus(*sys)) {
+    if (gpu.arch.rfind("gfx11", 0) == 0) return "";
+  }
+  return "KFD's topology lists no gfx11 GPU";
+}
 
 inline std::vector<DeviceFactory> conformance_backends() {
   return {
@@ -50,6 +65,15 @@ inline std::vector<DeviceFactory> conformance_backends() {
                                                      "/tests/fixtures/amd/7900xtx/sys",
                                                      options)
                               .front());
+       }},
+      // The amd backend on a real GPU: skips with the reason when there is none.
+      {"amd_hardware", []() -> std::unique_ptr<Device> {
+         const std::string reason = amd_hardware_skip_reason();
+         if (!reason.empty()) {
+           [&] { GTEST_SKIP() << "amd hardware cases skipped: " << reason; }();
+           return nullptr;
+         }
+         return std::move(amd::open_amd_devices(amd::make_real_sys(), amd::kSysfsRoot).front());
        }},
   };
 }
