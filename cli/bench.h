@@ -17,5 +17,7 @@ void register_bench_train(CLI::App& bench, CommandTable& table);
 // `petaring bench allreduce | broadcast | reduce_scatter | allgather`: collectives over
 // sizes, nccl-tests style, beside MPI (cli/bench_collectives.cc).
 void register_bench_collectives(CLI::App& bench, CommandTable& table);
+// `petaring bench scheduler`: pool scheduler decisions per second (cli/bench_scheduler.cc).
+void register_bench_scheduler(CLI::App& bench, CommandTable& table);
 
 }  // namespace petaring::cli

@@ -79,6 +79,24 @@ int Scheduler::Impl::units_on(const NodeRec& rec, const Request& req, bool use_r
   return count / req.unit;
 }
 
+namespace {
+
+// One node's share of a capacity count (see Capacity).
+Capacity node_capacity(const NodeRec& rec, int64_t memory, const std::string& kind, int unit) {
+  Capacity cap;
+  for (const DeviceInfo& d : rec.info.devices) {
+    bool fits = d.memory_bytes >= memory && (kind.empty() || d.kind == kind) &&
+                (unit == 1 || d.link == Link::kPcie);
+    if (!fits) continue;
+    if (d.availability == Availability::kLent) ++cap.gpus;
+    if (d.availability == Availability::kReclaimed) ++cap.reclaimed;
+  }
+  cap.units = cap.gpus / unit;
+  return cap;
+}
+
+}  // namespace
+
 Capacity Scheduler::Impl::capacity(const Request& req) {
   auto key = std::make_tuple(req.memory, *req.kind, req.unit);
   auto it = capacity_cache.find(key);
@@ -88,19 +106,24 @@ Capacity Scheduler::Impl::capacity(const Request& req) {
   return cap;
 }
 
+// Keeps the cached counts true across an inventory change: called with -1 before a node
+// changes and +1 after.
+void Scheduler::Impl::adjust_capacity(const NodeRec& rec, int sign) {
+  for (auto& [key, cap] : capacity_cache) {
+    Capacity part = node_capacity(rec, std::get<0>(key), std::get<1>(key), std::get<2>(key));
+    cap.units += sign * part.units;
+    cap.gpus += sign * part.gpus;
+    cap.reclaimed += sign * part.reclaimed;
+  }
+}
+
 Capacity Scheduler::Impl::count_capacity(const Request& req) const {
   Capacity cap;
   for (const auto& [id, rec] : nodes) {  // order does not matter: sums only
-    int matching = 0;
-    for (const DeviceInfo& d : rec.info.devices) {
-      bool fits = d.memory_bytes >= req.memory && (req.kind->empty() || d.kind == *req.kind) &&
-                  (!req.pcie_only || d.link == Link::kPcie);
-      if (!fits) continue;
-      if (d.availability == Availability::kLent) ++matching;
-      if (d.availability == Availability::kReclaimed) ++cap.reclaimed;
-    }
-    cap.gpus += matching;
-    cap.units += matching / req.unit;
+    Capacity part = node_capacity(rec, req.memory, *req.kind, req.unit);
+    cap.units += part.units;
+    cap.gpus += part.gpus;
+    cap.reclaimed += part.reclaimed;
   }
   return cap;
 }
@@ -111,10 +134,11 @@ std::vector<Decision> Scheduler::Impl::device_changed(NodeRec& rec, size_t pos,
   std::vector<Decision> out;
   DeviceInfo& d = rec.info.devices[pos];
   if (d.availability == availability) return out;
-  capacity_cache.clear();
   JobId holder_id = rec.holder[pos];
   bool was_free = rec.usable(pos);
+  adjust_capacity(rec, -1);
   d.availability = availability;
+  adjust_capacity(rec, +1);
   if (holder_id == 0) {
     set_free(rec, rec.free + (rec.usable(pos) ? 1 : 0) - (was_free ? 1 : 0));
     return out;
@@ -171,6 +195,7 @@ std::vector<Decision> Scheduler::add_node(const NodeInfo& info, TimeMs now) {
       }
     }
     impl_->set_free(it->second, 0);
+    impl_->adjust_capacity(it->second, -1);
     impl_->nodes.erase(it);
   }
   NodeRec rec;
@@ -181,7 +206,7 @@ std::vector<Decision> Scheduler::add_node(const NodeInfo& info, TimeMs now) {
   int free = 0;
   for (size_t i = 0; i < info.devices.size(); ++i) free += stored.usable(i);
   impl_->set_free(stored, free);
-  impl_->capacity_cache.clear();
+  impl_->adjust_capacity(stored, +1);
   return {};
 }
 
@@ -194,8 +219,8 @@ std::vector<Decision> Scheduler::remove_node(NodeId id, TimeMs now) {
     out.insert(out.end(), more.begin(), more.end());
   }
   impl_->set_free(rec, 0);
+  impl_->adjust_capacity(rec, -1);
   impl_->nodes.erase(id);
-  impl_->capacity_cache.clear();
   for (Decision& d : out) d.reason = str_cat("node ", id, " left the pool: restart from the last checkpoint");
   return out;
 }

@@ -67,7 +67,8 @@ struct Scheduler::Impl {
   void release(const Slot& slot);
   bool eligible(const NodeRec& rec, size_t pos, const Request& req, bool use_reserved) const;
   int units_on(const NodeRec& rec, const Request& req, bool use_reserved) const;
-  Capacity capacity(const Request& req);  // cached until the inventory changes
+  Capacity capacity(const Request& req);  // cached, kept true by adjust_capacity
+  void adjust_capacity(const NodeRec& rec, int sign);
   Capacity count_capacity(const Request& req) const;
   std::vector<Decision> device_changed(NodeRec& rec, size_t pos, Availability availability);
 

@@ -76,7 +76,9 @@ TEST(Placement, TensorParallelGroupsStayOnOneNodeOffUsb3) {
   EXPECT_EQ(nodes_of(d->placement), (std::set<NodeId>{1, 3}));
   testing::expect_valid_placement(s.snapshot(), tp, d->placement);
   for (const Slot& slot : d->placement.ranks) {
-    if (slot.node == 1) EXPECT_GE(slot.device, 2);  // the PCIe ones
+    if (slot.node == 1) {
+      EXPECT_GE(slot.device, 2);  // the PCIe ones
+    }
   }
 }
 
@@ -179,6 +181,32 @@ TEST(Placement, PoolTooSmallSaysHowManyAreNeededAndExist) {
   // The job starts once the pool grows.
   s.add_node(make_node(4, 8), 1);
   EXPECT_NE(find_start(s.tick(1), 1), std::nullopt);
+}
+
+}  // namespace
+}  // namespace petaring::scheduler
+
+namespace petaring::scheduler {
+namespace {
+
+// The pass caches "how many matching GPUs exist" per request shape; every inventory
+// change must keep that count true, or a job would wait forever or block the queue.
+TEST(Placement, PoolSizeFollowsEveryInventoryChange) {
+  Scheduler s;
+  s.add_node(testing::make_node(1, 4), 0);
+  s.add_node(testing::make_node(2, 4), 0);
+  s.submit(testing::make_job(1, 8), 0);
+  s.set_device_availability(1, 0, Availability::kReclaimed, 0);
+  EXPECT_TRUE(s.tick(0).empty());
+  EXPECT_EQ(s.job(1).wait.reason, WaitInfo::Reason::kPoolTooSmall);
+  EXPECT_EQ(s.job(1).wait.exist, 7);
+  s.remove_node(2, 1);
+  s.tick(1);
+  EXPECT_EQ(s.job(1).wait.exist, 3);
+  EXPECT_EQ(s.job(1).wait.reclaimed, 1);
+  s.add_node(testing::make_node(2, 4), 2);
+  s.set_device_availability(1, 0, Availability::kLent, 3);
+  EXPECT_TRUE(testing::find_start(s.tick(3), 1));
 }
 
 }  // namespace

@@ -325,7 +325,9 @@ class PoolSimulation {
       }
       ASSERT_NE(dev, nullptr);
       EXPECT_GE(dev->memory_bytes, spec.memory_per_gpu_bytes) << "job " << spec.id;
-      if (!spec.device_kind.empty()) EXPECT_EQ(dev->kind, spec.device_kind) << "job " << spec.id;
+      if (!spec.device_kind.empty()) {
+        EXPECT_EQ(dev->kind, spec.device_kind) << "job " << spec.id;
+      }
       if (spec.tp_size > 1) {
         EXPECT_EQ(dev->link, Link::kPcie) << "job " << spec.id << ": tensor-parallel rank on USB3";
         EXPECT_EQ(slot.node, p.ranks[r - r % spec.tp_size].node)

@@ -74,7 +74,9 @@ inline void expect_valid_placement(const SchedulerState& state, const JobSpec& s
     }
     ASSERT_NE(dev, nullptr) << "job " << spec.id << " rank " << r;
     EXPECT_GE(dev->memory_bytes, spec.memory_per_gpu_bytes) << "job " << spec.id;
-    if (!spec.device_kind.empty()) EXPECT_EQ(dev->kind, spec.device_kind);
+    if (!spec.device_kind.empty()) {
+      EXPECT_EQ(dev->kind, spec.device_kind);
+    }
     if (spec.tp_size > 1) {
       EXPECT_EQ(dev->link, Link::kPcie) << "job " << spec.id << " rank " << r << " tp group on USB3";
       EXPECT_EQ(s.node, p.ranks[r - r % spec.tp_size].node)
