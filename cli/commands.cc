@@ -7,6 +7,9 @@ void register_commands(CLI::App& app, CommandTable& table) {
   register_train(app, table);
   register_bench(app, table);
   register_launch(app, table);
+  register_coordinator(app, table);
+  register_worker(app, table);
+  register_pool_clients(app, table);
 }
 
 }  // namespace petaring::cli

@@ -27,5 +27,8 @@ void register_devices(CLI::App& app, CommandTable& table);
 void register_train(CLI::App& app, CommandTable& table);
 void register_bench(CLI::App& app, CommandTable& table);
 void register_launch(CLI::App& app, CommandTable& table);
+void register_coordinator(CLI::App& app, CommandTable& table);
+void register_worker(CLI::App& app, CommandTable& table);
+void register_pool_clients(CLI::App& app, CommandTable& table);
 
 }  // namespace petaring::cli

@@ -1,0 +1,48 @@
+// Coordinator: the pool's one server. Owns the durable state (state.h), serves workers,
+// clients and ranks over authenticated frames (server.h), places queued jobs on free
+// devices (placement.h), and watches heartbeats.
+//
+// Job life: submit -> queued -> (placed: attempt n, running) -> finished | failed |
+// cancelled. An attempt ends early when a rank exits non-zero, a node of the attempt
+// stops heartbeating for `heartbeat_timeout`, or its owner reclaims it: the surviving
+// ranks are told to stop, GPU-seconds go to the ledger, and the job is queued again
+// (the next attempt resumes from the job's checkpoint) until `max_attempts` is reached.
+// A job that needs more GPUs than the pool has waits with a reason saying both numbers.
+// Ranks of a running attempt meet through a TCP store the coordinator serves for that
+// attempt; a rank gets its address by authenticating with the attempt's token (JoinJob).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "cluster/server.h"
+
+namespace petaring::cluster {
+
+struct CoordinatorOptions {
+  std::string listen = "127.0.0.1:7070";
+  std::string state_path;  // SQLite file
+  std::string secret;      // the pool secret
+  std::chrono::milliseconds heartbeat_timeout{10000};
+  uint32_t max_attempts = 4;
+};
+
+class Coordinator {
+ public:
+  // Opens the state (re-attaching running jobs), starts serving and watching heartbeats.
+  explicit Coordinator(CoordinatorOptions options);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  std::string address() const;
+  int64_t rejected_connections() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace petaring::cluster

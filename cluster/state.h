@@ -1,0 +1,104 @@
+// PoolState: the coordinator's durable state in SQLite (WAL journal, synchronous=FULL):
+// nodes, their devices, jobs, assignments (which rank of which attempt runs where) and
+// the ledger of GPU-seconds delivered. Every call is one transaction and is on disk when
+// it returns, so a coordinator killed with -9 and restarted loses no submitted job and
+// no ledger row. Heartbeat times are not written (they change every second); a restarted
+// coordinator gives every node a fresh heartbeat deadline instead.
+// Not thread-safe: the coordinator calls it under its lock.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace petaring::cluster {
+
+struct DeviceRow {
+  uint32_t index = 0;
+  std::string kind;
+  uint64_t memory_bytes = 0;
+};
+
+struct NodeRow {
+  int64_t id = 0;
+  std::string name;
+  std::string state;  // alive, dead, reclaimed
+  std::vector<DeviceRow> devices;
+};
+
+struct JobRow {
+  int64_t id = 0;
+  std::string name;
+  std::string recipe_yaml;
+  uint32_t gpus = 1;
+  int32_t priority = 0;
+  std::string tenant;
+  std::string state = "queued";  // queued, running, finished, failed, cancelled
+  uint32_t attempt = 0;          // 0 until first placed
+  std::string reason;
+  std::string last_metrics;
+  int64_t submitted_ms = 0;
+  int64_t started_ms = 0;        // start of the current attempt
+  int64_t finished_ms = 0;
+};
+
+struct AssignmentRow {
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  uint32_t rank = 0;
+  int64_t node_id = 0;
+  uint32_t device_index = 0;
+  std::string state = "running";  // running, exited
+  int32_t exit_code = 0;
+};
+
+struct LedgerRow {
+  int64_t id = 0;
+  int64_t job_id = 0;
+  uint32_t attempt = 0;
+  std::string tenant;
+  int64_t node_id = 0;
+  double gpu_seconds = 0;
+  int64_t recorded_ms = 0;
+};
+
+class PoolState {
+ public:
+  // Opens (creating when missing) the database at `path`. Throws kFailedPrecondition
+  // naming the file when SQLite cannot open it or set WAL.
+  explicit PoolState(const std::string& path);
+  ~PoolState();
+  PoolState(const PoolState&) = delete;
+  PoolState& operator=(const PoolState&) = delete;
+
+  // Inserts the node or, when its name exists, marks it alive and replaces its devices.
+  int64_t upsert_node(const std::string& name, const std::vector<DeviceRow>& devices);
+  void set_node_state(int64_t node_id, const std::string& state);
+  std::vector<NodeRow> nodes();
+
+  // Inserts `job` (its id is ignored) and returns the new id.
+  int64_t add_job(const JobRow& job);
+  void update_job(const JobRow& job);
+  std::vector<JobRow> jobs();
+
+  // Records a new attempt of `job` (already updated) and its placement, in one transaction.
+  void start_attempt(const JobRow& job, const std::vector<AssignmentRow>& assignments);
+  void set_assignment_exit(int64_t job_id, uint32_t attempt, uint32_t rank, int32_t exit_code);
+  std::vector<AssignmentRow> assignments(int64_t job_id, uint32_t attempt);
+  // Every assignment of every running job's current attempt.
+  std::vector<AssignmentRow> running_assignments();
+
+  // Updates `job` and appends `entries` to the ledger in one transaction.
+  void end_attempt(const JobRow& job, const std::vector<LedgerRow>& entries);
+  std::vector<LedgerRow> ledger();
+
+  struct Db;  // the implementation's (state.cc)
+
+ private:
+  std::unique_ptr<Db> db_;
+};
+
+int64_t now_ms();  // wall clock, milliseconds since the epoch
+
+}  // namespace petaring::cluster

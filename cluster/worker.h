@@ -1,0 +1,60 @@
+// Worker: lends one node's devices to a pool.
+//
+// run() connects to the coordinator (role worker, pool secret), registers the node's
+// devices, then heartbeats every `heartbeat_interval` until the node is reclaimed or
+// request_stop() is called. Each heartbeat reports the ranks running here, the ranks
+// that exited since the last acknowledged heartbeat (exit code, 128+signal when killed)
+// and rank 0's last metrics line; the reply brings assignments to start and ranks to
+// stop. A rank is a child process in its own process group, started in the job's own
+// working directory (`workdir`/job-ID) as
+//   petaring pool-rank -- petaring train recipe.yaml --metrics ... [--resume]
+// `pool-rank` authenticates with the job attempt's token (PETARING_JOB_TOKEN), gets the
+// attempt's rendezvous store from the coordinator, and execs `petaring train` with
+// PETARING_RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE/STORE and PETARING_TRANSPORT=tcp.
+// Ranks die with the worker (PR_SET_PDEATHSIG), so a lost node takes its ranks with it.
+// A lost coordinator connection is retried; running ranks are kept and re-reported.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace petaring::cluster {
+
+struct WorkerOptions {
+  std::string coordinator;   // host:port
+  std::string secret;
+  std::string name;          // node name; default: host name
+  std::string devices = "cpu:2";  // KIND:COUNT
+  std::string workdir = "petaring-work";
+  std::string petaring = "/proc/self/exe";  // the program to start ranks with
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds stop_grace{3000};  // SIGTERM, then SIGKILL after this
+  std::chrono::milliseconds reconnect_timeout{60000};
+};
+
+class Worker {
+ public:
+  explicit Worker(WorkerOptions options);
+  ~Worker();
+  // Blocks; returns when reclaimed or stopped. Throws when the coordinator stays
+  // unreachable for reconnect_timeout or rejects the secret.
+  void run();
+  void request_stop();  // thread-safe; ranks are stopped before run() returns
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// The `petaring pool-rank` step: joins job attempt (PETARING_JOB_ID, PETARING_JOB_ATTEMPT,
+// PETARING_JOB_TOKEN hex) at PETARING_COORDINATOR and returns the store address.
+std::string join_job_store(const std::string& coordinator, int64_t job_id, uint32_t attempt,
+                           const std::string& token);
+
+std::string to_hex(const std::string& bytes);
+std::string from_hex(const std::string& hex);
+
+}  // namespace petaring::cluster

@@ -1,0 +1,271 @@
+// The coordinator in-process, on loopback, with fake workers speaking the real protocol:
+// placement and reasons, exits and the ledger, lost nodes, reclaim, cancel, and a restart
+// on the same state file.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cluster/auth.h"
+#include "cluster/client.h"
+#include "cluster/connection.h"
+#include "cluster/coordinator.h"
+#include "runtime/error.h"
+#include "trainer/recipe.h"
+
+namespace petaring::cluster {
+namespace {
+
+const std::string kSecret = "pool secret for the coordinator tests";
+
+std::string recipe_text() {
+  std::ifstream in(std::string(PETARING_SOURCE_DIR) + "/examples/recipes/fashion_mlp_small.yaml");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+struct Beat {
+  struct Start {
+    int64_t job;
+    uint32_t attempt;
+    std::vector<uint32_t> ranks;
+    bool resume;
+  };
+  std::vector<Start> starts;
+  std::vector<std::tuple<int64_t, uint32_t, uint32_t>> stops;
+  bool reclaimed = false;
+};
+
+// A worker without processes: registers, then heartbeats what the test says runs.
+class FakeWorker {
+ public:
+  FakeWorker(const std::string& address, const std::string& name, int devices) {
+    ConnectOptions options;
+    options.address = address;
+    options.role = wire::Role::WORKER;
+    options.name = name;
+    options.key = kSecret;
+    connection_ = std::make_unique<Connection>(options);
+    capnp::MallocMessageBuilder message;
+    auto reg = message.initRoot<wire::Envelope>().initRegisterNode();
+    reg.setName(name);
+    auto list = reg.initDevices(static_cast<unsigned>(devices));
+    for (int i = 0; i < devices; ++i) {
+      list[i].setIndex(static_cast<uint32_t>(i));
+      list[i].setKind("cpu");
+    }
+    id_ = connection_->call(message)->envelope().getRegistered().getNodeId();
+  }
+
+  Beat beat(const std::vector<std::tuple<int64_t, uint32_t, uint32_t>>& running = {},
+            const std::vector<std::tuple<int64_t, uint32_t, uint32_t, int32_t>>& exits = {}) {
+    capnp::MallocMessageBuilder message;
+    auto beat = message.initRoot<wire::Envelope>().initHeartbeat();
+    beat.setNodeId(id_);
+    auto r = beat.initRunning(static_cast<unsigned>(running.size()));
+    for (size_t i = 0; i < running.size(); ++i) {
+      r[i].setJobId(std::get<0>(running[i]));
+      r[i].setAttempt(std::get<1>(running[i]));
+      r[i].setRank(std::get<2>(running[i]));
+    }
+    auto e = beat.initExits(static_cast<unsigned>(exits.size()));
+    for (size_t i = 0; i < exits.size(); ++i) {
+      e[i].setJobId(std::get<0>(exits[i]));
+      e[i].setAttempt(std::get<1>(exits[i]));
+      e[i].setRank(std::get<2>(exits[i]));
+      e[i].setExitCode(std::get<3>(exits[i]));
+    }
+    auto reply = connection_->call(message);
+    auto hb = reply->envelope().getHeartbeatReply();
+    Beat out;
+    for (auto s : hb.getStart()) {
+      Beat::Start start{s.getJobId(), s.getAttempt(), {}, s.getResume()};
+      for (uint32_t rank : s.getRanks()) start.ranks.push_back(rank);
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(s.getToken().begin()), s.getToken().size()),
+                job_token(kSecret, s.getJobId(), s.getAttempt()));
+      out.starts.push_back(start);
+    }
+    for (auto s : hb.getStop()) out.stops.emplace_back(s.getJobId(), s.getAttempt(), s.getRank());
+    out.reclaimed = hb.getReclaimed();
+    return out;
+  }
+
+ private:
+  std::unique_ptr<Connection> connection_;
+  int64_t id_ = 0;
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  CoordinatorTest() {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("coordinator-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    start();
+  }
+  ~CoordinatorTest() override {
+    coordinator_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void start() {
+    CoordinatorOptions options;
+    options.listen = "127.0.0.1:0";
+    options.state_path = (dir_ / "state.db").string();
+    options.secret = kSecret;
+    options.heartbeat_timeout = std::chrono::milliseconds(300);
+    options.max_attempts = 3;
+    coordinator_ = std::make_unique<Coordinator>(options);
+  }
+
+  PoolClient client() { return PoolClient({coordinator_->address(), kSecret}); }
+
+  nlohmann::json wait_for_job(int64_t id, const std::string& state) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      nlohmann::json job = client().job(id);
+      if (job["state"] == state || std::chrono::steady_clock::now() > deadline) return job;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Coordinator> coordinator_;
+};
+
+TEST_F(CoordinatorTest, BadRecipeIsRejectedAtSubmit) {
+  std::string bad = recipe_text();
+  bad.replace(bad.find("momentum: 0.9"), 13, "momentum: 1.5");
+  std::string train_error;  // what `petaring train` says about the same text
+  try {
+    parse_recipe(bad, "bad.yaml");
+  } catch (const Error& e) {
+    train_error = e.what();
+  }
+  ASSERT_NE(train_error.find("optimizer.momentum"), std::string::npos) << train_error;
+  try {
+    client().submit_text(bad, "bad.yaml", 1, 0, "t");
+    ADD_FAILURE() << "a bad recipe was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+    EXPECT_EQ(std::string(e.what()), train_error);
+  }
+  EXPECT_TRUE(client().jobs().empty());
+}
+
+TEST_F(CoordinatorTest, GangPlacementExitsAndLedger) {
+  FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 2);
+  int64_t big = client().submit_text(recipe_text(), "r.yaml", 9, 0, "t");
+  int64_t job = client().submit_text(recipe_text(), "r.yaml", 3, 0, "alice");
+  EXPECT_EQ(client().job(big)["reason"], "needs 9 GPUs; the pool has 4");
+  EXPECT_EQ(client().job(job)["state"], "running");
+  EXPECT_EQ(client().job(job)["placement"], "a:0,a:1,b:0");  // all or nothing, packed
+  Beat beat_a = a.beat(), beat_b = b.beat();
+  ASSERT_EQ(beat_a.starts.size(), 1u);
+  EXPECT_EQ(beat_a.starts[0].ranks, (std::vector<uint32_t>{0, 1}));
+  EXPECT_FALSE(beat_a.starts[0].resume);
+  ASSERT_EQ(beat_b.starts.size(), 1u);
+  EXPECT_EQ(beat_b.starts[0].ranks, (std::vector<uint32_t>{2}));
+  EXPECT_TRUE(a.beat({{job, 1, 0}, {job, 1, 1}}).starts.empty());  // not sent twice
+  b.beat({}, {{job, 1, 2, 0}});
+  a.beat({}, {{job, 1, 0, 0}, {job, 1, 1, 0}});
+  EXPECT_EQ(client().job(job)["state"], "finished");
+  nlohmann::json ledger = client().ledger();
+  ASSERT_EQ(ledger.size(), 2u);  // one row per node
+  EXPECT_EQ(ledger[0]["tenant"], "alice");
+  EXPECT_EQ(client().job(big)["state"], "queued");
+}
+
+TEST_F(CoordinatorTest, FailedRankRestartsTheJobThenGivesUp) {
+  FakeWorker a(coordinator_->address(), "a", 2);
+  int64_t job = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
+  Beat beat = a.beat();
+  for (uint32_t attempt = 1; attempt <= 3; ++attempt) {
+    ASSERT_EQ(beat.starts.size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(beat.starts[0].attempt, attempt);
+    EXPECT_EQ(beat.starts[0].resume, attempt > 1);
+    // Rank 1 fails: rank 0 is told to stop, and the next attempt comes in the same reply.
+    beat = a.beat({{job, attempt, 0}}, {{job, attempt, 1, 1}});
+    ASSERT_EQ(beat.stops.size(), 1u);
+    EXPECT_EQ(beat.stops[0], std::make_tuple(job, attempt, 0u));
+  }
+  EXPECT_TRUE(beat.starts.empty());
+  nlohmann::json state = client().job(job);
+  EXPECT_EQ(state["state"], "failed");
+  EXPECT_NE(state["reason"].get<std::string>().find("rank 1 on node a exited with code 1"), std::string::npos);
+  EXPECT_NE(state["reason"].get<std::string>().find("gave up after 3 attempts"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, LostNodeRestartsItsJobsElsewhere) {
+  FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 2);
+  int64_t job = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
+  EXPECT_EQ(client().job(job)["placement"], "a:0,a:1");
+  a.beat();
+  // b keeps beating, a falls silent: within the timeout the job moves to b.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  Beat beat;
+  while (beat.starts.empty() && std::chrono::steady_clock::now() < deadline) {
+    beat = b.beat();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(beat.starts.size(), 1u);
+  EXPECT_EQ(beat.starts[0].attempt, 2u);
+  EXPECT_TRUE(beat.starts[0].resume);
+  EXPECT_EQ(client().job(job)["placement"], "b:0,b:1");
+  EXPECT_EQ(client().nodes()[0]["state"], "dead");
+  // a comes back still running the old attempt: told to stop it.
+  Beat late = a.beat({{job, 1, 0}});
+  ASSERT_EQ(late.stops.size(), 2u);
+  EXPECT_EQ(late.stops[0], std::make_tuple(job, 1u, 0u));
+  EXPECT_EQ(late.stops[1], std::make_tuple(job, 1u, 1u));
+}
+
+TEST_F(CoordinatorTest, ReclaimAndCancel) {
+  FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 1);
+  int64_t job = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
+  a.beat();
+  client().reclaim("a");
+  Beat beat = a.beat({{job, 1, 0}, {job, 1, 1}});
+  EXPECT_TRUE(beat.reclaimed);
+  EXPECT_EQ(beat.stops.size(), 2u);
+  EXPECT_EQ(client().job(job)["reason"], "needs 2 GPUs; the pool has 1");  // a is gone
+  client().cancel(job);
+  EXPECT_EQ(client().job(job)["state"], "cancelled");
+  EXPECT_THROW(client().cancel(job), Error);
+  EXPECT_THROW(client().reclaim("nobody"), Error);
+}
+
+TEST_F(CoordinatorTest, RestartKeepsJobsLedgerAndRunningAttempts) {
+  int64_t done = 0, running = 0;
+  {
+    FakeWorker a(coordinator_->address(), "a", 2);
+    done = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
+    a.beat();
+    a.beat({}, {{done, 1, 0, 0}, {done, 1, 1, 0}});
+    running = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
+    a.beat();
+  }
+  nlohmann::json jobs = client().jobs(), ledger = client().ledger();
+  coordinator_.reset();
+  start();
+  nlohmann::json jobs_after = client().jobs();
+  for (auto& j : jobs_after) j["last_metrics"] = nullptr;
+  for (auto& j : jobs) j["last_metrics"] = nullptr;
+  EXPECT_EQ(jobs_after, jobs);
+  EXPECT_EQ(client().ledger(), ledger);
+  // The worker re-registers and reports the running attempt: it is kept, not restarted.
+  FakeWorker a(coordinator_->address(), "a", 2);
+  Beat beat = a.beat({{running, 1, 0}, {running, 1, 1}});
+  EXPECT_TRUE(beat.stops.empty());
+  EXPECT_TRUE(beat.starts.empty());
+  a.beat({}, {{running, 1, 0, 0}, {running, 1, 1, 0}});
+  EXPECT_EQ(client().job(running)["state"], "finished");
+}
+
+}  // namespace
+}  // namespace petaring::cluster

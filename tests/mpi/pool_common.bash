@@ -1,0 +1,51 @@
+# Helpers for the pool tests (tests/mpi/pool_*.sh); sourced, not run.
+# Expects $petaring, $work; defines $secret and the PETARING_* client variables.
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+status=0
+fail() { echo "FAIL: $*"; status=1; }
+
+secret="$work/secret"
+head -c 32 /dev/urandom | base64 >"$secret"
+export PETARING_SECRET_FILE="$secret"
+
+# start_coordinator LISTEN [args...]: starts it, waits for its address, sets $coordinator_pid
+# and PETARING_COORDINATOR.
+start_coordinator() {
+  local listen=$1; shift
+  rm -f "$work/address"
+  "$petaring" coordinator --listen "$listen" --state "$work/state.db" --secret-file "$secret" \
+    --address-file "$work/address" "$@" 2>>"$work/coordinator.log" &
+  coordinator_pid=$!
+  pids+=("$coordinator_pid")
+  wait_for 20 "coordinator address" test -s "$work/address" || return 1
+  export PETARING_COORDINATOR=$(cat "$work/address")
+}
+
+# start_worker NAME DEVICES [args...]
+start_worker() {
+  local name=$1 devices=$2; shift 2
+  "$petaring" worker --name "$name" --devices "$devices" --workdir "$work/jobs" --heartbeat-ms 100 "$@" \
+    2>>"$work/worker-$name.log" &
+  pids+=("$!")
+  eval "worker_$name=$!"
+}
+
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND until it succeeds or time runs out.
+wait_for() {
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then fail "timed out waiting for $what"; return 1; fi
+    sleep 0.05
+  done
+}
+
+# job_state ID: prints the job's state.
+job_state() { "$petaring" job "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])'; }
+job_is() { [[ $(job_state "$1") == "$2" ]]; }
