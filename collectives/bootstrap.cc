@@ -192,6 +192,7 @@ std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info) {
     world->host = host_name();
     communicator = std::make_unique<Communicator>(std::move(make_local_transports(1)[0]));
   }
+  communicator->init_hosts();  // PETARING_HOST_ID, else this host's name
   if (world->rank == 0) {
     PR_LOG(kInfo) << "collectives: " << world->size << " rank(s) over the "
                   << communicator->transport().name() << " transport"

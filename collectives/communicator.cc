@@ -1,5 +1,8 @@
 #include "collectives/communicator.h"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -9,6 +12,7 @@
 #include "collectives/allgather.h"
 #include "collectives/barrier.h"
 #include "collectives/broadcast.h"
+#include "collectives/hierarchical.h"
 #include "collectives/recursive_doubling.h"
 #include "collectives/reduce_scatter.h"
 #include "collectives/ring.h"
@@ -66,6 +70,12 @@ std::chrono::milliseconds parse_timeout(const char* text) {
   return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
 }
 
+std::string local_host_name() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
+  return name;
+}
+
 }  // namespace
 
 void Work::wait() {
@@ -97,6 +107,17 @@ Communicator::Communicator(std::unique_ptr<Transport> transport)
   }
   if (const char* text = std::getenv("PETARING_COLLECTIVE_TIMEOUT")) {
     timeout_ = parse_timeout(text);
+  }
+  if (const char* text = std::getenv("PETARING_HIERARCHICAL")) {
+    const std::string value = text;
+    if (value == "on") {
+      hierarchical_ = Hierarchical::kOn;
+    } else if (value == "off") {
+      hierarchical_ = Hierarchical::kOff;
+    } else if (value != "auto" && !value.empty()) {
+      PR_FAIL(kInvalidArgument, "PETARING_HIERARCHICAL='", value,
+              "' is not a mode; set it to auto, on or off, or unset it");
+    }
   }
   sends_to_.assign(static_cast<size_t>(size()), 0);
   receives_from_.assign(static_cast<size_t>(size()), 0);
@@ -200,6 +221,74 @@ void Communicator::abort() {
   }
 }
 
+// The same on every member, distinct (up to a 2^-31 chance) from this group's, its other
+// splits' and the other colors'.
+uint64_t Communicator::next_group_id(int color) {
+  uint64_t mix = group_id_ * 0x9e3779b97f4a7c15ull ^ (split_count_ + 1) * 0xbf58476d1ce4e5b9ull ^
+                 static_cast<uint64_t>(color + 1) * 0x94d049bb133111ebull;
+  mix ^= mix >> 31;
+  mix *= 0xd6e8feb86659fd93ull;
+  mix ^= mix >> 32;
+  ++split_count_;
+  return (mix & 0x7fff'ffffull) | 1;
+}
+
+void Communicator::init_hosts(const std::string& host) {
+  run_in_order([&] {
+    std::string name = host;
+    if (name.empty()) {
+      const char* fake = std::getenv("PETARING_HOST_ID");
+      name = fake != nullptr && *fake != '\0' ? fake : local_host_name();
+    }
+    uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a
+    for (unsigned char c : name) hash = (hash ^ c) * 0x100000001b3ull;
+    const int n = size();
+    std::vector<uint64_t> hashes(static_cast<size_t>(n));
+    run_allgather(&hash, hashes.data(), 1, DType::kI64);
+    // Host index: order of first appearance; local rank: order within the host.
+    std::vector<int> host_of(n), local_of(n);
+    std::vector<uint64_t> hosts;
+    std::vector<int> counts;
+    for (int r = 0; r < n; ++r) {
+      auto found = std::find(hosts.begin(), hosts.end(), hashes[r]);
+      int index = static_cast<int>(found - hosts.begin());
+      if (found == hosts.end()) hosts.push_back(hashes[r]), counts.push_back(0);
+      host_of[r] = index;
+      local_of[r] = counts[index]++;
+    }
+    hosts_known_ = true;
+    host_ = name;
+    num_hosts_ = static_cast<int>(hosts.size());
+    bool even = std::all_of(counts.begin(), counts.end(), [&](int c) { return c == counts[0]; });
+    local_size_ = even ? counts[0] : 0;
+    if (!even) return;
+    const int me = rank();
+    std::vector<int> intra, inter;
+    for (int r = 0; r < n; ++r) {
+      if (host_of[r] == host_of[me]) intra.push_back(r);    // by rank = by local rank
+      if (local_of[r] == local_of[me]) inter.push_back(r);  // by rank = by host index
+    }
+    uint64_t intra_id = next_group_id(host_of[me]);
+    intra_host_ = transport_->split(intra, intra_id, host_of[me], me);
+    uint64_t inter_id = next_group_id(num_hosts_ + local_of[me]);
+    inter_host_ = transport_->split(inter, inter_id, local_of[me], host_of[me]);
+    if (me == 0) {
+      PR_LOG(kInfo) << "collectives: " << num_hosts_ << " host(s) of " << local_size_
+                    << " rank(s) each; hierarchical allreduce "
+                    << (hierarchical_ == Hierarchical::kOff ? "off"
+                        : hierarchical_ == Hierarchical::kOn ? "forced on"
+                        : num_hosts_ > 1 && local_size_ > 1 ? "on (automatic)"
+                                                            : "off (automatic: needs several hosts of several ranks)");
+    }
+  });
+}
+
+bool Communicator::use_hierarchical(size_t bytes) const {
+  if (bytes <= small_message_threshold_ || hierarchical_ == Hierarchical::kOff) return false;
+  if (hierarchical_ == Hierarchical::kOn) return true;
+  return intra_host_ != nullptr && num_hosts_ > 1 && local_size_ > 1;
+}
+
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   std::unique_ptr<Communicator> sub;
   run_in_order([&] {
@@ -214,15 +303,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
     }
     std::stable_sort(members.begin(), members.end(),
                      [&](int a, int b) { return all[2 * a + 1] < all[2 * b + 1]; });
-    // The group id: the same on every member, distinct (up to a 2^-31 chance) from this
-    // group's, its other splits' and the other colors'.
-    uint64_t mix = group_id_ * 0x9e3779b97f4a7c15ull ^ (split_count_ + 1) * 0xbf58476d1ce4e5b9ull ^
-                   static_cast<uint64_t>(color + 1) * 0x94d049bb133111ebull;
-    mix ^= mix >> 31;
-    mix *= 0xd6e8feb86659fd93ull;
-    mix ^= mix >> 32;
-    const uint64_t group_id = (mix & 0x7fff'ffffull) | 1;
-    ++split_count_;
+    const uint64_t group_id = next_group_id(color);
     std::unique_ptr<Transport> transport = transport_->split(members, group_id, color, key);
     if (transport == nullptr) return;
     sub = std::make_unique<Communicator>(std::move(transport));
@@ -230,6 +311,8 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
     sub->timeout_ = timeout_;
     sub->check_signatures_ = check_signatures_;
     sub->small_message_threshold_ = small_message_threshold_;
+    sub->hierarchical_ = hierarchical_;
+    if (hosts_known_) sub->init_hosts(host_);  // collective over the sub-group
   });
   return sub;
 }
@@ -310,6 +393,7 @@ void Communicator::set_small_message_threshold(size_t bytes) {
 }
 
 const char* Communicator::allreduce_algorithm(size_t bytes) const {
+  if (use_hierarchical(bytes)) return "hierarchical";
   return bytes <= small_message_threshold_ ? "recursive-doubling" : "ring";
 }
 
@@ -324,6 +408,21 @@ void Communicator::run_allreduce(const void* send, void* recv, size_t count, DTy
                     << small_message_threshold_ << " bytes and the ring above, over "
                     << size() << " rank(s)";
     }
+  }
+  if (use_hierarchical(count * dtype_size(dtype))) {
+    if (intra_host_ == nullptr) {
+      PR_FAIL(kFailedPrecondition, "rank ", rank(), ": the hierarchical allreduce is forced on (",
+              "PETARING_HIERARCHICAL or set_hierarchical) but ",
+              hosts_known_ ? "the hosts hold different numbers of ranks"
+                           : "the hosts are not known (call init_hosts first)",
+              "; set PETARING_HIERARCHICAL=auto or off");
+    }
+    HierarchicalOptions options;
+    options.tag = tag;
+    options.timeout = timeout_;
+    options.small_message_threshold = small_message_threshold_;
+    hierarchical_allreduce(*intra_host_, *inter_host_, send, recv, count, dtype, op, options);
+    return;
   }
   if (count * dtype_size(dtype) <= small_message_threshold_) {
     recursive_doubling_allreduce(*transport_, send, recv, count, dtype, op,

@@ -85,8 +85,25 @@ class Communicator {
   static constexpr size_t kDefaultSmallMessageThreshold = 32 * 1024;
   void set_small_message_threshold(size_t bytes);
   size_t small_message_threshold() const { return small_message_threshold_; }
-  // The allreduce algorithm for a call of `bytes`: "recursive-doubling" or "ring".
+  // The allreduce algorithm for a call of `bytes`: "recursive-doubling", "ring" or
+  // "hierarchical".
   const char* allreduce_algorithm(size_t bytes) const;
+
+  // Hosts and the hierarchical allreduce (hierarchical.h). init_hosts is collective: every
+  // rank passes the name of its host (empty: the environment variable PETARING_HOST_ID,
+  // else gethostname(); tests fake hosts with it) and learns everyone's; when every host
+  // holds the same number of ranks it also builds the intra-host and inter-host groups
+  // (Transport::split). make_world_communicator calls it. Above the small-message
+  // threshold, allreduce then runs hierarchically when the mode says so: kAuto (default)
+  // when there are several hosts with several ranks each, kOn always (kFailedPrecondition
+  // when the hosts hold different numbers of ranks, or before init_hosts), kOff never.
+  // PETARING_HIERARCHICAL=auto|on|off (read by the constructor) sets the mode, as does
+  // set_hierarchical; every rank must use the same mode.
+  enum class Hierarchical { kAuto, kOn, kOff };
+  void init_hosts(const std::string& host = "");
+  void set_hierarchical(Hierarchical mode) { hierarchical_ = mode; }
+  int num_hosts() const { return num_hosts_; }    // 1 before init_hosts
+  int local_size() const { return local_size_; }  // ranks per host; 0 when uneven
 
   // In place: data holds count values of dtype; afterwards the reduction over all ranks.
   void allreduce(void* data, size_t count, DType dtype, ReduceOp op);
@@ -169,6 +186,9 @@ class Communicator {
   // Takes the next sequence number and, when enabled, checks `signature` (whose sequence
   // it fills in) against every rank's. Returns the call's tag.
   uint64_t begin_collective(CollectiveSignature signature);
+  // A group id for the next sub-group of this communicator (split(), init_hosts()).
+  uint64_t next_group_id(int color);
+  bool use_hierarchical(size_t bytes) const;
   void check_peer(int peer, const char* what) const;
 
   // The bodies of the collectives, run in issue order (on the caller or the progress thread).
@@ -193,6 +213,13 @@ class Communicator {
   uint64_t group_id_ = 0;      // 0 for a world communicator; split() derives its children's
   uint64_t split_count_ = 0;   // split() calls so far, the same on every rank
   std::chrono::milliseconds timeout_{kDefaultTimeout};
+  Hierarchical hierarchical_ = Hierarchical::kAuto;
+  bool hosts_known_ = false;
+  std::string host_;  // this rank's host name, once init_hosts ran
+  int num_hosts_ = 1;
+  int local_size_ = 0;
+  std::unique_ptr<Transport> intra_host_;  // this rank's host, by local rank
+  std::unique_ptr<Transport> inter_host_;  // this local rank on every host, by host
   uint64_t sequence_ = 0;  // one per collective call, the same on every rank
   bool check_signatures_ = true;
   size_t small_message_threshold_ = kDefaultSmallMessageThreshold;

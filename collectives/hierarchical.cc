@@ -1,0 +1,51 @@
+#include "collectives/hierarchical.h"
+
+#include <cstring>
+
+#include "collectives/recursive_doubling.h"
+#include "collectives/ring.h"
+#include "collectives/ring_steps.h"
+#include "runtime/check.h"
+
+namespace petaring {
+
+void hierarchical_allreduce(Transport& intra, Transport& inter, const void* send, void* recv,
+                            size_t count, DType dtype, ReduceOp op,
+                            const HierarchicalOptions& options) {
+  validate_reduction(dtype, op, "allreduce");
+  const size_t element_bytes = dtype_size(dtype);
+  if (count == 0) return;
+  const char* in = static_cast<const char*>(send);
+  char* out = static_cast<char*>(recv);
+  const size_t bytes = count * element_bytes;
+  if (in != out) {
+    PR_CHECK(in + bytes <= out || out + bytes <= in)
+        << "allreduce send and recv buffers overlap without being the same buffer";
+    std::memcpy(out, in, bytes);
+  }
+  const int local = intra.size(), hosts = inter.size();
+  if (local * hosts == 1) return;
+  // Average: sums all the way, one division by the world size on each shard.
+  const ReduceOp combine = op == ReduceOp::kAverage ? ReduceOp::kSum : op;
+  RingLayout layout(count, local, element_bytes, ring_segment_bytes(count, local, element_bytes));
+  RingStepOptions steps{options.timeout, options.tag};
+  if (local > 1) ring_reduce_scatter_steps(intra, out, layout, dtype, combine, steps);
+
+  Span shard = layout.chunk(intra.rank());
+  char* shard_data = out + shard.begin * element_bytes;
+  if (hosts > 1 && shard.size() > 0) {
+    if (shard.size() * element_bytes <= options.small_message_threshold) {
+      recursive_doubling_allreduce(inter, shard_data, shard_data, shard.size(), dtype, combine,
+                                   RecursiveDoublingOptions{options.timeout, options.tag});
+    } else {
+      RingOptions ring;
+      ring.timeout = options.timeout;
+      ring.tag = options.tag;
+      ring_allreduce(inter, shard_data, shard_data, shard.size(), dtype, combine, ring);
+    }
+  }
+  if (op == ReduceOp::kAverage) average_in_place(shard_data, shard.size(), dtype, local * hosts);
+  if (local > 1) ring_allgather_steps(intra, out, layout, steps);
+}
+
+}  // namespace petaring
