@@ -97,12 +97,19 @@ Workload make_workload(int node_count, int rounds, uint32_t seed) {
 struct PhaseResult {
   double seconds = 0;
   int64_t starts = 0, stops = 0;
+  int64_t queued_after = 0;  // jobs waiting when the phase ends
+  double busy = 0;           // share of lent GPUs held by jobs when the phase ends
 };
 
 struct RepeatResult {
   PhaseResult fill, churn;
-  int64_t queued_after = 0;
 };
+
+void finish_phase(const sch::Scheduler& s, PhaseResult& r) {
+  r.queued_after = static_cast<int64_t>(s.jobs_in_state(sch::JobState::kQueued).size());
+  sch::Scheduler::PoolCounts pool = s.pool();
+  r.busy = pool.lent > 0 ? static_cast<double>(pool.lent - pool.free) / pool.lent : 0;
+}
 
 void count(const std::vector<sch::Decision>& decisions, PhaseResult& r, std::vector<sch::JobId>& started,
            std::vector<sch::JobId>& stopped) {
@@ -134,6 +141,7 @@ RepeatResult run_once(const Workload& w, bool backfill, int rounds, uint32_t see
   }
   count(s.tick(0), result.fill, running, stopping);
   result.fill.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  finish_phase(s, result.fill);
 
   // Churn. What is measured is the scheduler's work; choosing victims is cheap and the
   // same for both policies.
@@ -173,7 +181,7 @@ RepeatResult run_once(const Workload& w, bool backfill, int rounds, uint32_t see
     count(s.tick(now), result.churn, running, stopping);
   }
   result.churn.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  result.queued_after = static_cast<int64_t>(s.jobs_in_state(sch::JobState::kQueued).size());
+  finish_phase(s, result.churn);
   return result;
 }
 
@@ -195,7 +203,7 @@ struct Row {
   int64_t gpus = 0;
   std::string policy, phase;
   int64_t starts = 0, stops = 0, queued_after = 0;
-  double median_ms = 0, iqr = 0, decisions_per_s = 0, vs_backfill = 0;
+  double busy = 0, median_ms = 0, iqr = 0, decisions_per_s = 0, vs_backfill = 0;
 };
 
 std::string first_line(const char* path) {
@@ -234,10 +242,12 @@ std::vector<Row> run_bench(const SchedulerBenchOptions& options) {
       }
       // Same seed, same events: every repeat makes the same decisions.
       std::string policy = backfill ? "backfill" : "strict";
-      group.push_back({node_count, w.gpus, policy, "fill", last.fill.starts, last.fill.stops, 0,
-                       median(fill_ms), iqr_percent(fill_rate), median(fill_rate), 0});
+      group.push_back({node_count, w.gpus, policy, "fill", last.fill.starts, last.fill.stops,
+                       last.fill.queued_after, last.fill.busy, median(fill_ms), iqr_percent(fill_rate),
+                       median(fill_rate), 0});
       group.push_back({node_count, w.gpus, policy, "churn", last.churn.starts, last.churn.stops,
-                       last.queued_after, median(churn_ms), iqr_percent(churn_rate), median(churn_rate), 0});
+                       last.churn.queued_after, last.churn.busy, median(churn_ms),
+                       iqr_percent(churn_rate), median(churn_rate), 0});
     }
     for (Row& row : group) {
       for (const Row& base : group) {
@@ -259,14 +269,17 @@ void print_table(const std::vector<Row>& rows, const SchedulerBenchOptions& opti
               "2%% of running jobs finishing, as many arriving, a reclaim, a tick\n",
               options.rounds);
   std::printf("# /proc/loadavg when done: %s\n", first_line("/proc/loadavg").c_str());
-  std::printf("%-7s %7s %-8s %-5s %7s %6s %7s %10s %5s %12s %11s\n", "# nodes", "gpus", "policy",
-              "phase", "starts", "stops", "queued", "median_ms", "iqr%", "decisions/s", "vs_backfill");
+  std::printf("# queued, busy%%: jobs waiting and share of lent GPUs held when the phase ends; "
+              "vs_backfill: decisions/s over the backfill row's\n");
+  std::printf("%-7s %7s %-8s %-5s %7s %6s %7s %6s %10s %5s %12s %11s\n", "# nodes", "gpus", "policy",
+              "phase", "starts", "stops", "queued", "busy%", "median_ms", "iqr%", "decisions/s",
+              "vs_backfill");
   for (const Row& r : rows) {
-    std::printf("%7d %7lld %-8s %-5s %7lld %6lld %7lld %10.2f %5.1f %12.0f %11.2f\n", r.nodes,
+    std::printf("%7d %7lld %-8s %-5s %7lld %6lld %7lld %6.1f %10.2f %5.1f %12.0f %11.2f\n", r.nodes,
                 static_cast<long long>(r.gpus), r.policy.c_str(), r.phase.c_str(),
                 static_cast<long long>(r.starts), static_cast<long long>(r.stops),
-                static_cast<long long>(r.queued_after), r.median_ms, r.iqr, r.decisions_per_s,
-                r.vs_backfill);
+                static_cast<long long>(r.queued_after), 100 * r.busy, r.median_ms, r.iqr,
+                r.decisions_per_s, r.vs_backfill);
   }
 }
 
@@ -274,7 +287,7 @@ void print_json(const std::vector<Row>& rows) {
   for (const Row& r : rows) {
     nlohmann::json line = {{"bench", "scheduler"}, {"nodes", r.nodes},         {"gpus", r.gpus},
                            {"policy", r.policy},   {"phase", r.phase},         {"starts", r.starts},
-                           {"stops", r.stops},     {"queued", r.queued_after}, {"median_ms", r.median_ms},
+                           {"stops", r.stops},     {"queued", r.queued_after}, {"busy", r.busy}, {"median_ms", r.median_ms},
                            {"iqr_percent", r.iqr}, {"decisions_per_s", r.decisions_per_s},
                            {"vs_backfill", r.vs_backfill}};
     std::cout << line.dump() << "\n";
