@@ -11,7 +11,10 @@
 //   churn  `rounds` rounds of: 2% of the running jobs finish, as many new jobs arrive,
 //          one device is reclaimed and one given back, then tick(). The pool stays full
 //          and the queue long, as in a busy pool.
-// Rate = (kStart + kStop decisions) / time of the phase; median over repeats.
+// Rate = (kStart + kStop decisions) / time of the phase; median over runs. A row gets at
+// least `repeats` runs, and more (up to 500) until its churn phases add up to `min_ms`,
+// so that the small pools, whose phases last a millisecond or two, are not one noisy
+// sample.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -35,6 +38,7 @@ namespace sch = petaring::scheduler;
 struct SchedulerBenchOptions {
   std::vector<int> nodes = {100, 1000, 10000};
   int repeats = 5;
+  double min_ms = 300;
   int rounds = 50;
   uint32_t seed = 1;
 };
@@ -204,6 +208,7 @@ struct Row {
   std::string policy, phase;
   int64_t starts = 0, stops = 0, queued_after = 0;
   double busy = 0, median_ms = 0, iqr = 0, decisions_per_s = 0, vs_backfill = 0;
+  int runs = 0;
 };
 
 std::string first_line(const char* path) {
@@ -233,10 +238,12 @@ std::vector<Row> run_bench(const SchedulerBenchOptions& options) {
     for (bool backfill : {true, false}) {
       std::vector<double> fill_rate, churn_rate, fill_ms, churn_ms;
       RepeatResult last;
-      for (int r = 0; r < options.repeats; ++r) {
+      double churn_total_ms = 0;
+      for (int r = 0; r < 500 && (r < options.repeats || churn_total_ms < options.min_ms); ++r) {
         last = run_once(w, backfill, options.rounds, options.seed);
         fill_ms.push_back(1e3 * last.fill.seconds);
         churn_ms.push_back(1e3 * last.churn.seconds);
+        churn_total_ms += 1e3 * last.churn.seconds;
         fill_rate.push_back(static_cast<double>(last.fill.starts + last.fill.stops) / last.fill.seconds);
         churn_rate.push_back(static_cast<double>(last.churn.starts + last.churn.stops) / last.churn.seconds);
       }
@@ -244,10 +251,10 @@ std::vector<Row> run_bench(const SchedulerBenchOptions& options) {
       std::string policy = backfill ? "backfill" : "strict";
       group.push_back({node_count, w.gpus, policy, "fill", last.fill.starts, last.fill.stops,
                        last.fill.queued_after, last.fill.busy, median(fill_ms), iqr_percent(fill_rate),
-                       median(fill_rate), 0});
+                       median(fill_rate), 0, static_cast<int>(fill_ms.size())});
       group.push_back({node_count, w.gpus, policy, "churn", last.churn.starts, last.churn.stops,
                        last.churn.queued_after, last.churn.busy, median(churn_ms),
-                       iqr_percent(churn_rate), median(churn_rate), 0});
+                       iqr_percent(churn_rate), median(churn_rate), 0, static_cast<int>(churn_ms.size())});
     }
     for (Row& row : group) {
       for (const Row& base : group) {
@@ -262,23 +269,23 @@ std::vector<Row> run_bench(const SchedulerBenchOptions& options) {
 }
 
 void print_table(const std::vector<Row>& rows, const SchedulerBenchOptions& options) {
-  std::printf("# petaring bench scheduler: decisions (kStart + kStop) per second, median of %d repeats; "
-              "%s, %u cpus\n",
-              options.repeats, cpu_model().c_str(), std::thread::hardware_concurrency());
+  std::printf("# petaring bench scheduler: decisions (kStart + kStop) per second, median of >= %d runs "
+              "(more until the churn phases add up to %.0f ms); %s, %u cpus\n",
+              options.repeats, options.min_ms, cpu_model().c_str(), std::thread::hardware_concurrency());
   std::printf("# fill: 1.3x the pool's GPUs submitted to an empty pool + one tick; churn: %d rounds of "
               "2%% of running jobs finishing, as many arriving, a reclaim, a tick\n",
               options.rounds);
   std::printf("# /proc/loadavg when done: %s\n", first_line("/proc/loadavg").c_str());
   std::printf("# queued, busy%%: jobs waiting and share of lent GPUs held when the phase ends; "
               "vs_backfill: decisions/s over the backfill row's\n");
-  std::printf("%-7s %7s %-8s %-5s %7s %6s %7s %6s %10s %5s %12s %11s\n", "# nodes", "gpus", "policy",
-              "phase", "starts", "stops", "queued", "busy%", "median_ms", "iqr%", "decisions/s",
-              "vs_backfill");
+  std::printf("%-7s %7s %-8s %-5s %7s %6s %7s %6s %4s %10s %5s %12s %11s\n", "# nodes", "gpus",
+              "policy", "phase", "starts", "stops", "queued", "busy%", "runs", "median_ms", "iqr%",
+              "decisions/s", "vs_backfill");
   for (const Row& r : rows) {
-    std::printf("%7d %7lld %-8s %-5s %7lld %6lld %7lld %6.1f %10.2f %5.1f %12.0f %11.2f\n", r.nodes,
-                static_cast<long long>(r.gpus), r.policy.c_str(), r.phase.c_str(),
+    std::printf("%7d %7lld %-8s %-5s %7lld %6lld %7lld %6.1f %4d %10.2f %5.1f %12.0f %11.2f\n",
+                r.nodes, static_cast<long long>(r.gpus), r.policy.c_str(), r.phase.c_str(),
                 static_cast<long long>(r.starts), static_cast<long long>(r.stops),
-                static_cast<long long>(r.queued_after), 100 * r.busy, r.median_ms, r.iqr,
+                static_cast<long long>(r.queued_after), 100 * r.busy, r.runs, r.median_ms, r.iqr,
                 r.decisions_per_s, r.vs_backfill);
   }
 }
@@ -287,7 +294,7 @@ void print_json(const std::vector<Row>& rows) {
   for (const Row& r : rows) {
     nlohmann::json line = {{"bench", "scheduler"}, {"nodes", r.nodes},         {"gpus", r.gpus},
                            {"policy", r.policy},   {"phase", r.phase},         {"starts", r.starts},
-                           {"stops", r.stops},     {"queued", r.queued_after}, {"busy", r.busy}, {"median_ms", r.median_ms},
+                           {"stops", r.stops},     {"queued", r.queued_after}, {"busy", r.busy}, {"runs", r.runs}, {"median_ms", r.median_ms},
                            {"iqr_percent", r.iqr}, {"decisions_per_s", r.decisions_per_s},
                            {"vs_backfill", r.vs_backfill}};
     std::cout << line.dump() << "\n";
@@ -302,7 +309,8 @@ void register_bench_scheduler(CLI::App& bench, CommandTable& table) {
   CLI::App* sub = bench.add_subcommand(
       "scheduler", "placement decisions per second of the pool scheduler at several pool sizes");
   sub->add_option("--nodes", options->nodes, "pool sizes in nodes, e.g. 100,1000,10000")->delimiter(',');
-  sub->add_option("--repeats", options->repeats, "runs per row (median reported)");
+  sub->add_option("--repeats", options->repeats, "least runs per row (median reported)");
+  sub->add_option("--min-ms", options->min_ms, "run a row again until its churn phases add up to this");
   sub->add_option("--rounds", options->rounds, "churn rounds per run");
   sub->add_option("--seed", options->seed, "workload seed");
   sub->add_flag("--json", *json, "one JSON object per line instead of a table");
