@@ -190,6 +190,7 @@ class CodeObjectParser {
   }
 
   std::string string_at(size_t table, uint64_t index) const {
+    if (table >= sections_.size()) fail("string table index ", table, " out of range");
     const Elf64_Shdr& s = sections_[table];
     check_range(s.sh_offset, s.sh_size, "string table");
     if (index >= s.sh_size) fail("string index ", index, " outside its table");
@@ -201,9 +202,12 @@ class CodeObjectParser {
     return string_at(header_.e_shstrndx, sections_[i].sh_name);
   }
 
-  void grow_image(uint64_t end, const std::string& what) {
-    if (end > kMaxImageBytes) fail(what, " ends at ", hex(end), ", beyond the 256 MiB limit");
-    if (end > code_.image_.size()) code_.image_.resize(end, 0);
+  // Makes the image cover [start, start + size); overflow-safe.
+  void grow_image(uint64_t start, uint64_t size, const std::string& what) {
+    if (size > kMaxImageBytes || start > kMaxImageBytes - size) {
+      fail(what, " at ", hex(start), " of ", size, " bytes lies beyond the 256 MiB limit");
+    }
+    if (start + size > code_.image_.size()) code_.image_.resize(start + size, 0);
   }
 
   // Relocatable: allocatable sections one after another, each at its own alignment.
@@ -213,11 +217,13 @@ class CodeObjectParser {
       const Elf64_Shdr& s = sections_[i];
       if ((s.sh_flags & SHF_ALLOC) == 0) continue;
       const uint64_t align = std::max<uint64_t>(s.sh_addralign, 1);
-      if ((align & (align - 1)) != 0) fail("section ", section_name(i), " alignment ", align);
+      if ((align & (align - 1)) != 0 || align > kMaxImageBytes) {
+        fail("section ", section_name(i), " has alignment ", align);
+      }
       offset = (offset + align - 1) / align * align;
       image_offset_[i] = offset;
-      grow_image(offset + s.sh_size, "section " + section_name(i));
-      if (s.sh_type != SHT_NOBITS) {
+      grow_image(offset, s.sh_size, "section " + section_name(i));
+      if (s.sh_type != SHT_NOBITS && s.sh_size > 0) {
         check_range(s.sh_offset, s.sh_size, "section " + section_name(i));
         std::memcpy(code_.image_.data() + offset, elf_.data() + s.sh_offset, s.sh_size);
       }
@@ -234,9 +240,11 @@ class CodeObjectParser {
       if (ph.p_type != PT_LOAD) continue;
       const std::string what = "PT_LOAD segment " + std::to_string(i);
       if (ph.p_filesz > ph.p_memsz) fail(what, " has more file bytes than memory bytes");
-      grow_image(ph.p_vaddr + ph.p_memsz, what);
+      grow_image(ph.p_vaddr, ph.p_memsz, what);
       check_range(ph.p_offset, ph.p_filesz, what);
-      std::memcpy(code_.image_.data() + ph.p_vaddr, elf_.data() + ph.p_offset, ph.p_filesz);
+      if (ph.p_filesz > 0) {
+        std::memcpy(code_.image_.data() + ph.p_vaddr, elf_.data() + ph.p_offset, ph.p_filesz);
+      }
     }
     for (size_t i = 0; i < sections_.size(); ++i) {
       if ((sections_[i].sh_flags & SHF_ALLOC) != 0) image_offset_[i] = sections_[i].sh_addr;
@@ -337,12 +345,13 @@ class CodeObjectParser {
     std::memcpy(&kd, code_.image_.data() + address, sizeof kd);
     KernelInfo k = describe_kernel(std::move(name), kd);
     k.descriptor_offset = address;
-    const int64_t entry = static_cast<int64_t>(address) + k.entry_byte_offset;
-    if (entry < 0 || static_cast<uint64_t>(entry) >= code_.image_.size() || entry % 256 != 0) {
+    // Unsigned arithmetic wraps instead of overflowing; the bounds check catches both.
+    const uint64_t entry = address + static_cast<uint64_t>(k.entry_byte_offset);
+    if (entry >= code_.image_.size() || entry % 256 != 0) {
       fail(what, " has entry byte offset ", k.entry_byte_offset, ": its code would start at ",
            entry, ", outside the image or not 256-byte aligned");
     }
-    k.entry_offset = static_cast<uint64_t>(entry);
+    k.entry_offset = entry;
     if (k.kernarg_size > 4096) fail(what, " asks for ", k.kernarg_size, " kernarg bytes");
     if (const uint64_t code = function_address(table, k.name);
         code != kNotLoaded && code != k.entry_offset) {

@@ -301,6 +301,48 @@ TEST(SdmaDecode, RejectsUnknownTruncatedAndOversized) {
   EXPECT_THAT(error_of([&] { sdma::decode_stream(nop); }), HasSubstr("truncated"));
 }
 
+// Random streams, some built from valid packets and then corrupted: the decoders either
+// decode or throw an Error that names the stream and a dword offset inside it.
+TEST(PacketDecodeFuzz, NeverReadsPastTheStream) {
+  uint32_t state = 777;
+  auto next = [&state] {
+    state = state * 1664525u + 1013904223u;
+    return state;
+  };
+  int decoded = 0, rejected = 0;
+  for (int round = 0; round < 2000; ++round) {
+    std::vector<uint32_t> pm4_stream = every_pm4_packet().dwords();
+    sdma::Writer sdma_writer;
+    sdma_writer.copy(0x2000, 0x1000, 64).fence(0x100, 7).poll_regmem(0x100, 7).timestamp(0x200)
+        .write(0x40, {1, 2}).trap(3);
+    std::vector<uint32_t> sdma_stream = sdma_writer.dwords();
+    for (std::vector<uint32_t>* s : {&pm4_stream, &sdma_stream}) {
+      if (round % 5 == 0) {  // pure noise
+        for (uint32_t& dw : *s) dw = next();
+      } else {
+        for (int f = 0; f < 1 + round % 3; ++f) (*s)[next() % s->size()] ^= 1u << (next() % 32);
+      }
+      s->resize(s->size() - next() % 3);  // sometimes cut the last packet short
+    }
+    try {
+      pm4::decode_stream(pm4_stream, "fuzz");
+      ++decoded;
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("fuzz: packet at dword "));
+      ++rejected;
+    }
+    try {
+      sdma::decode_stream(sdma_stream, "fuzz");
+      ++decoded;
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("fuzz: packet at dword "));
+      ++rejected;
+    }
+  }
+  EXPECT_GT(decoded, 0);
+  EXPECT_GT(rejected, 0);
+}
+
 // ---- AQL
 
 TEST(Aql, DispatchPacketBytes) {
