@@ -86,6 +86,14 @@ std::string last_line(const std::string& path) {
   return nl == std::string::npos ? (start == 0 ? tail : "") : tail.substr(nl + 1);
 }
 
+bool has_checkpoint(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".ckpt") return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 struct Worker::Impl {
@@ -187,7 +195,11 @@ struct Worker::Impl {
         args.push_back("--metrics");
         args.push_back(process.metrics_path);
       }
-      if (a.getResume()) args.push_back("--resume");
+      // Checkpoints go to the job's own folder; a later attempt resumes from the newest.
+      std::string checkpoints = (dir / "checkpoints").string();
+      args.push_back("--set");
+      args.push_back("checkpoint.dir=" + checkpoints);
+      if (a.getResume() && has_checkpoint(checkpoints)) args.push_back("--resume");
       std::map<std::string, std::string> env = {
           {"PETARING_COORDINATOR", options.coordinator},
           {"PETARING_JOB_ID", std::to_string(job)},

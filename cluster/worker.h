@@ -7,7 +7,8 @@
 // and rank 0's last metrics line; the reply brings assignments to start and ranks to
 // stop. A rank is a child process in its own process group, started in the job's own
 // working directory (`workdir`/job-ID) as
-//   petaring pool-rank -- petaring train recipe.yaml --metrics ... [--resume]
+//   petaring pool-rank -- petaring train recipe.yaml --set checkpoint.dir=JOBDIR/checkpoints
+//       [--metrics ...] [--resume]   (--resume on a later attempt when a checkpoint exists)
 // `pool-rank` authenticates with the job attempt's token (PETARING_JOB_TOKEN), gets the
 // attempt's rendezvous store from the coordinator, and execs `petaring train` with
 // PETARING_RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE/STORE and PETARING_TRANSPORT=tcp.
