@@ -35,7 +35,14 @@ std::string Scheduler::describe_wait(JobId id) const {
     if (cap.reclaimed > 0) out += str_cat(" and ", cap.reclaimed, " reclaimed by their owners");
     return out + "; it starts when enough GPUs join the pool";
   }
-  switch (j.wait.reason) {
+  // A pass stops early once no GPU is free, so a job's WaitInfo may predate the current
+  // head; only the current head and the jobs behind it get the specific sentences.
+  WaitInfo::Reason reason = j.wait.reason;
+  if ((reason == WaitInfo::Reason::kHeadOfQueue && s.head != id) ||
+      (reason == WaitInfo::Reason::kBehindHead && j.wait.head != s.head)) {
+    reason = WaitInfo::Reason::kNoRoom;
+  }
+  switch (reason) {
     case WaitInfo::Reason::kHeadOfQueue:
       if (j.wait.reserved_until == kNever) {
         return str_cat("waiting: first in line for ", need, "; GPUs are reserved for it as running jobs end");

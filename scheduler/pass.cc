@@ -72,7 +72,7 @@ void Scheduler::Impl::clear_reservation() {
 // Releases running jobs in the order of their expected ends, keeping count of the units
 // the head could use (only the nodes a released job touched are counted again), and
 // places the head once, when enough units are free. Every hold is then restored.
-void Scheduler::Impl::reserve_for(const JobRecord& head, const Request& req, TimeMs& shadow) {
+void Scheduler::Impl::reserve_for(const JobRecord& head_job, const Request& req, TimeMs& shadow) {
   shadow = kNever;
   std::unordered_map<NodeId, int> units;
   int total = 0;
@@ -96,7 +96,7 @@ void Scheduler::Impl::reserve_for(const JobRecord& head, const Request& req, Tim
     }
     if (total >= req.min_units) {
       found = place(req, true);
-      PR_CHECK(found.has_value()) << "job " << head.spec.id << ": " << total << " units free";
+      PR_CHECK(found.has_value()) << "job " << head_job.spec.id << ": " << total << " units free";
       shadow = std::max(end, now);
       break;
     }
@@ -116,11 +116,10 @@ void Scheduler::Impl::reserve_for(const JobRecord& head, const Request& req, Tim
 }
 
 std::vector<Decision> Scheduler::Impl::pass() {
-  ++pass_count;
   clear_reservation();
   std::vector<Decision> out;
   Failures failed;
-  JobId head = 0;
+  head = 0;
   TimeMs shadow = kNever;
 
   auto try_place = [&](const Request& req, bool use_reserved) -> std::optional<Placement> {

@@ -84,7 +84,7 @@ struct Scheduler::Impl {
       queue;
   std::set<std::pair<TimeMs, JobId>> ends;  // running/stopping jobs by expected end
   std::vector<Slot> reserved;               // this pass's reservation
-  int64_t pass_count = 0;
+  JobId head = 0;                           // this pass's head job (0 = none)
 
   JobRecord& job(JobId id);
   void advance(TimeMs t, const char* event);
@@ -95,7 +95,7 @@ struct Scheduler::Impl {
   void free_job(JobRecord& job);  // settle, release held GPUs, leave `ends`
   Decision stop(JobRecord& job, StopCause cause, std::string reason);
   std::vector<Decision> pass();
-  void reserve_for(const JobRecord& head, const Request& req, TimeMs& shadow);
+  void reserve_for(const JobRecord& head_job, const Request& req, TimeMs& shadow);
   void clear_reservation();
 
   // ---- ledger (ledger.cc) ----

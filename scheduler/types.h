@@ -103,7 +103,7 @@ struct WaitInfo {
   Reason reason = Reason::kNotConsidered;
   int needs = 0;          // GPUs (its minimum)
   int exist = 0;          // matching GPUs the pool has lent (kPoolTooSmall, kNoRoom)
-  int free = 0;           // matching GPUs free at the last tick
+  int free = 0;           // GPUs free (of any kind) when the job was last considered
   int reclaimed = 0;      // matching GPUs their owners have taken back
   JobId head = 0;         // kBehindHead: the job it waits behind
   TimeMs reserved_until = kNever;  // kHeadOfQueue: expected start, kNever = unknown

@@ -192,3 +192,26 @@ TEST(Queue, BadEventsAreRejectedWithReasons) {
 
 }  // namespace
 }  // namespace petaring::scheduler
+
+namespace petaring::scheduler {
+namespace {
+
+TEST(Queue, WaitReasonFollowsTheCurrentHead) {
+  Scheduler s;
+  s.add_node(testing::make_node(1, 4), 0);
+  s.submit(testing::make_job(1, 3, "alice", 0, 10'000), 0);
+  s.tick(0);
+  s.submit(testing::make_job(2, 4), 1);
+  s.tick(1);
+  EXPECT_NE(s.describe_wait(2).find("first in line"), std::string::npos) << s.describe_wait(2);
+  // A higher-priority job takes the last GPU; with nothing free the next pass stops at once.
+  s.submit(testing::make_job(3, 1, "alice", /*priority=*/9), 2);
+  ASSERT_TRUE(testing::find_start(s.tick(2), 3));
+  s.tick(3);
+  std::string why = s.describe_wait(2);
+  EXPECT_EQ(why.find("first in line"), std::string::npos) << why;
+  EXPECT_NE(why.find("0 GPUs free now"), std::string::npos) << why;
+}
+
+}  // namespace
+}  // namespace petaring::scheduler
