@@ -10,6 +10,7 @@ void register_commands(CLI::App& app, CommandTable& table) {
   register_coordinator(app, table);
   register_worker(app, table);
   register_pool_clients(app, table);
+  register_plot(app, table);
 }
 
 }  // namespace petaring::cli

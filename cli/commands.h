@@ -30,5 +30,6 @@ void register_launch(CLI::App& app, CommandTable& table);
 void register_coordinator(CLI::App& app, CommandTable& table);
 void register_worker(CLI::App& app, CommandTable& table);
 void register_pool_clients(CLI::App& app, CommandTable& table);
+void register_plot(CLI::App& app, CommandTable& table);
 
 }  // namespace petaring::cli

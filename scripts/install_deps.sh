@@ -8,7 +8,7 @@ PACKAGES=(
   libboost-dev libcapnp-dev capnproto libusb-1.0-0-dev libyaml-cpp-dev
   libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev libdnnl-dev libblis-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-  dataset-fashion-mnist fortunes libsqlite3-dev libssl-dev clang-16 lld-16
+  dataset-fashion-mnist fortunes libsqlite3-dev libssl-dev clang-16 lld-16 libcairo2-dev
 )
 # The PyTorch reference for `make bench-train` is optional: PETARING_WITH_TORCH=1.
 if [[ "${PETARING_WITH_TORCH:-0}" == 1 ]]; then PACKAGES+=(python3-torch); fi

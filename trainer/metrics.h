@@ -23,7 +23,7 @@ class Reporter {
     double loss = 0;
     double lr = 0;         // the scheduled rate of this step
     double grad_norm = -1;  // global gradient norm before clipping; < 0: not reported
-    double samples_per_s = 0;
+    double samples_per_s = 0;  // logged steps: since the previous logged step; else the run's
     double tokens_per_s = -1;  // < 0: the data is not text; the line shows samples/s
     double comm_s = -1;        // gradient allreduce time of this step; < 0: not reported
     double eta_s = 0;

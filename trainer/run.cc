@@ -128,6 +128,9 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
   const Clock::time_point run_start = Clock::now();
   Clock::time_point since = Clock::now();  // start of the current stretch of steps
   int64_t done_at_start = trainer.steps_done();
+  // Logged throughput covers the steps since the previous logged one (evaluation excluded).
+  double window_start_s = 0;
+  int64_t window_start_step = done_at_start;
   while (!trainer.finished()) {
     const int64_t epoch = trainer.position().epoch;
     float loss = trainer.step();
@@ -145,8 +148,15 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
     info.loss = logged ? trainer.average_over_ranks(loss) : loss;
     info.lr = trainer.last_lr();
     if (recipe.optimizer.clip_grad_norm > 0) info.grad_norm = trainer.last_grad_norm();
-    info.samples_per_s = steps_run * static_cast<double>(global_batch) / elapsed;
-    if (text) info.tokens_per_s = steps_run * items_per_step / elapsed;
+    double rate_steps = steps_run, rate_seconds = elapsed;  // since the start
+    if (logged && elapsed > window_start_s) {
+      rate_steps = static_cast<double>(done - window_start_step);
+      rate_seconds = elapsed - window_start_s;
+      window_start_s = elapsed;
+      window_start_step = done;
+    }
+    info.samples_per_s = rate_steps * static_cast<double>(global_batch) / rate_seconds;
+    if (text) info.tokens_per_s = rate_steps * items_per_step / rate_seconds;
     if (comm.size() > 1) info.comm_s = trainer.last_sync().comm_s;
     info.eta_s = elapsed / steps_run * static_cast<double>(total_steps - done);
     info.elapsed_s = seconds_since(run_start);

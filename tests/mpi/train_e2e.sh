@@ -46,6 +46,12 @@ timeout 300 mpirun "${flags[@]}" -np 2 "$petaring" --log warn train "$recipe" \
   --metrics "$work/two.jsonl" || fail "mpirun -np 2 exited $?"
 check_final "$work/two.jsonl" 2
 
+echo "== petaring plot draws the two-rank run"
+out=$("$petaring" plot "$work/two.jsonl" --out "$work/two.svg" 2>&1) || fail "plot exited $?: $out"
+head -c 100 "$work/two.svg" | grep -q "<svg" || fail "$work/two.svg is not an SVG"
+out=$("$petaring" plot "$work/two.jsonl" --out "$work/two.gif" 2>&1); code=$?
+[[ $code -eq 2 ]] || fail "plot to .gif exited $code: $out"
+
 echo "== a bad recipe exits 2 with file:line and path"
 printf 'model:\n  type: mlp\n  layers: [784, 10]\noptimizer:\n  lr: -1\n' > "$work/bad.yaml"
 out=$("$petaring" train "$work/bad.yaml" 2>&1); code=$?

@@ -55,6 +55,18 @@ TEST(RecipeLoopKeysTest, KeysParseAndRoundTrip) {
   EXPECT_EQ(again, recipe);
 }
 
+TEST(RecipeLoopKeysTest, CheckpointExampleParses) {
+  // Only the data folder is replaced (the data set need not be installed).
+  const std::string text = recipe_text("");
+  const std::string folder = text.substr(text.find("path: \"") + 7, text.find("\"}") - text.find("path: \"") - 7);
+  Recipe recipe = load_recipe(std::string(PETARING_SOURCE_DIR) + "/examples/recipes/fashion_mlp_ckpt.yaml",
+                              {"data.path=\"" + folder + "\""});
+  EXPECT_EQ(recipe.training.grad_accum_steps, 2);
+  EXPECT_DOUBLE_EQ(recipe.training.bucket_mb, 0.25);
+  EXPECT_EQ(recipe.checkpoint.dir, "runs/fashion_mlp");
+  EXPECT_EQ(recipe.checkpoint.every, 200);
+}
+
 TEST(RecipeLoopKeysTest, BadValuesNameTheLineAndPath) {
   struct Case {
     std::string extra, expected;
