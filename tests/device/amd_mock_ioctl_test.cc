@@ -1,0 +1,143 @@
+// The mock KFD refuses what KFD refuses, so that driver bugs surface in tests: calls
+// before ACQUIRE_VM, bad sizes and alignments, overlapping allocations, freeing memory
+// still mapped for the GPU, rings outside GPU memory, queue types it does not model,
+// unknown ioctls and files. Raw ioctls with linux/kfd_ioctl.h's structs.
+#include <fcntl.h>
+#include <linux/kfd_ioctl.h>
+#include <sys/mman.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+#include "device/amd/mock/mock_kfd.h"
+
+namespace petaring::amd {
+namespace {
+
+class AmdMockIoctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MockKfdOptions options;
+    options.sysfs_root = std::string(PETARING_SOURCE_DIR) + "/tests/fixtures/amd/7900xtx/sys";
+    kfd_ = std::make_unique<MockKfd>(options);
+    gpu_ = kfd_->gpus().at(0);
+    fd_ = kfd_->open("/dev/kfd", O_RDWR);
+    render_ = kfd_->open(gpu_.render_node(), O_RDWR);
+    ASSERT_GE(fd_, 0);
+    ASSERT_GE(render_, 0);
+  }
+  void acquire() {
+    kfd_ioctl_acquire_vm_args args{static_cast<uint32_t>(render_), gpu_.gpu_id};
+    ASSERT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_ACQUIRE_VM, &args), 0);
+  }
+  // Reserves `bytes` of address space, as the driver does before ALLOC.
+  uint64_t reserve(size_t bytes) {
+    void* p = nullptr;
+    EXPECT_EQ(kfd_->mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p), 0);
+    return reinterpret_cast<uint64_t>(p);
+  }
+  int alloc(uint64_t va, uint64_t size, uint32_t flags, uint64_t* handle = nullptr) {
+    kfd_ioctl_alloc_memory_of_gpu_args args{};
+    args.va_addr = va;
+    args.size = size;
+    args.gpu_id = gpu_.gpu_id;
+    args.flags = flags;
+    const int rc = kfd_->ioctl(fd_, AMDKFD_IOC_ALLOC_MEMORY_OF_GPU, &args);
+    if (handle != nullptr) *handle = args.handle;
+    return rc;
+  }
+  int map(uint64_t handle, bool to_gpu) {
+    uint32_t ids[1] = {gpu_.gpu_id};
+    kfd_ioctl_map_memory_to_gpu_args args{handle, reinterpret_cast<uint64_t>(ids), 1, 0};
+    return kfd_->ioctl(fd_, to_gpu ? AMDKFD_IOC_MAP_MEMORY_TO_GPU : AMDKFD_IOC_UNMAP_MEMORY_FROM_GPU,
+                       &args);
+  }
+
+  std::unique_ptr<MockKfd> kfd_;
+  AmdGpuInfo gpu_;
+  int fd_ = -1, render_ = -1;
+};
+
+constexpr uint32_t kGtt = KFD_IOC_ALLOC_MEM_FLAGS_GTT | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE;
+
+TEST_F(AmdMockIoctlTest, UnknownFilesAndIoctls) {
+  EXPECT_EQ(kfd_->open("/dev/dri/renderD200", O_RDWR), -ENOENT);
+  kfd_ioctl_get_version_args version{};
+  EXPECT_EQ(kfd_->ioctl(render_, AMDKFD_IOC_GET_VERSION, &version), -ENOTTY);
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_SET_XNACK_MODE, &version), -ENOTTY);
+  EXPECT_EQ(kfd_->ioctl(12345, AMDKFD_IOC_GET_VERSION, &version), -EBADF);
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_GET_VERSION, &version), 0);
+  EXPECT_EQ(version.major_version, 1u);
+}
+
+TEST_F(AmdMockIoctlTest, MemoryRulesOfKfd) {
+  const uint64_t va = reserve(1 << 20);
+  EXPECT_EQ(alloc(va, 4096, kGtt), -EINVAL) << "allocation before ACQUIRE_VM";
+  acquire();
+  EXPECT_EQ(alloc(va, 100, kGtt), -EINVAL) << "size not a whole page";
+  EXPECT_EQ(alloc(va + 8, 4096, kGtt), -EINVAL) << "misaligned address";
+  EXPECT_EQ(alloc(va, 4096, kGtt | KFD_IOC_ALLOC_MEM_FLAGS_VRAM), -EINVAL) << "two memory types";
+  uint64_t handle = 0;
+  ASSERT_EQ(alloc(va, 8192, kGtt, &handle), 0);
+  EXPECT_EQ(alloc(va + 4096, 4096, kGtt), -EINVAL) << "overlap";
+  EXPECT_EQ(map(handle + 100, true), -EINVAL) << "unknown handle";
+  EXPECT_EQ(map(handle, false), -EINVAL) << "unmapping what is not mapped";
+  ASSERT_EQ(map(handle, true), 0);
+  EXPECT_NE(kfd_->find_gpu_mapped(va + 4000, 100), nullptr);
+  kfd_ioctl_free_memory_of_gpu_args free_args{handle};
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_FREE_MEMORY_OF_GPU, &free_args), -EBUSY)
+      << "freeing memory still mapped for the GPU";
+  ASSERT_EQ(map(handle, false), 0);
+  EXPECT_EQ(kfd_->find_gpu_mapped(va, 4), nullptr);
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_FREE_MEMORY_OF_GPU, &free_args), 0);
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_FREE_MEMORY_OF_GPU, &free_args), -EINVAL) << "double free";
+  kfd_->munmap(reinterpret_cast<void*>(va), 1 << 20);
+}
+
+TEST_F(AmdMockIoctlTest, InvisibleVramCannotBeMappedForTheCpu) {
+  acquire();
+  const uint64_t va = reserve(4096);
+  kfd_ioctl_alloc_memory_of_gpu_args args{};
+  args.va_addr = va;
+  args.size = 4096;
+  args.gpu_id = gpu_.gpu_id;
+  args.flags = KFD_IOC_ALLOC_MEM_FLAGS_VRAM | KFD_IOC_ALLOC_MEM_FLAGS_WRITABLE;
+  ASSERT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_ALLOC_MEMORY_OF_GPU, &args), 0);
+  void* p = nullptr;
+  EXPECT_EQ(kfd_->mmap(reinterpret_cast<void*>(va), 4096, PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_FIXED, render_, static_cast<off_t>(args.mmap_offset), &p),
+            -EINVAL);
+}
+
+TEST_F(AmdMockIoctlTest, QueuesNeedRingsInGpuMemory) {
+  acquire();
+  const uint64_t va = reserve(4 * 4096);
+  uint64_t handle = 0;
+  ASSERT_EQ(alloc(va, 4 * 4096, kGtt, &handle), 0);
+  kfd_ioctl_create_queue_args args{};
+  args.ring_base_address = va;
+  args.ring_size = 4096;
+  args.read_pointer_address = va + 8192;
+  args.write_pointer_address = va + 8192 + 64;
+  args.gpu_id = gpu_.gpu_id;
+  args.queue_type = KFD_IOC_QUEUE_TYPE_SDMA;
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), -EINVAL) << "memory not GPU-mapped";
+  ASSERT_EQ(map(handle, true), 0);
+  args.ring_size = 3000;
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), -EINVAL) << "ring not a power of 2";
+  args.ring_size = 4096;
+  args.queue_type = KFD_IOC_QUEUE_TYPE_COMPUTE_AQL;
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), -EINVAL) << "AQL is not modelled";
+  args.queue_type = KFD_IOC_QUEUE_TYPE_COMPUTE;
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), -EINVAL) << "compute needs EOP";
+  args.queue_type = KFD_IOC_QUEUE_TYPE_SDMA;
+  ASSERT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), 0);
+  kfd_ioctl_destroy_queue_args destroy{args.queue_id, 0};
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_DESTROY_QUEUE, &destroy), 0);
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_DESTROY_QUEUE, &destroy), -EINVAL);
+  ASSERT_EQ(map(handle, false), 0);
+}
+
+}  // namespace
+}  // namespace petaring::amd
