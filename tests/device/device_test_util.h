@@ -66,6 +66,22 @@ inline std::vector<DeviceFactory> conformance_backends() {
                                                      options)
                               .front());
        }},
+      // The same, with dispatches running the GPU kernels' own source compiled for the
+      // host: checks the launch shapes and kernargs the driver writes against the GPU code.
+      {"amd_mock_gpu_source", []() -> std::unique_ptr<Device> {
+         if (amd::default_code_object_path().empty()) {
+           [] { GTEST_SKIP() << "the gfx1100 code objects were not built (clang-16 and "
+                                "ld.lld-16 missing at configure time)"; }();
+           return nullptr;
+         }
+         amd::AmdDeviceOptions options;
+         options.timeout = std::chrono::milliseconds(60000);
+         return std::move(amd::open_mock_amd_devices(std::string(PETARING_SOURCE_DIR) +
+                                                         "/tests/fixtures/amd/7900xtx/sys",
+                                                     options, {}, -1,
+                                                     amd::MockKernels::kGpuSource)
+                              .front());
+       }},
       // The amd backend on a real GPU: skips with the reason when there is none.
       {"amd_hardware", []() -> std::unique_ptr<Device> {
          const std::string reason = amd_hardware_skip_reason();

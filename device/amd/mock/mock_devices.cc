@@ -8,7 +8,7 @@ namespace petaring::amd {
 std::vector<std::unique_ptr<Device>> open_mock_amd_devices(const std::string& sysfs_root,
                                                            AmdDeviceOptions options,
                                                            MockKfdOptions kfd_options,
-                                                           int only) {
+                                                           int only, MockKernels kernels) {
   const std::string path =
       options.code_object_path.empty() ? default_code_object_path() : options.code_object_path;
   if (path.empty()) {
@@ -19,7 +19,8 @@ std::vector<std::unique_ptr<Device>> open_mock_amd_devices(const std::string& sy
   options.code_object_path = path;
   kfd_options.sysfs_root = sysfs_root;
   kfd_options.dispatch =
-      make_mock_kernel_runner(std::make_shared<const CodeObject>(CodeObject::load_file(path)));
+      make_mock_kernel_runner(
+      std::make_shared<const CodeObject>(CodeObject::load_file(path)), kernels);
   auto kfd = std::make_shared<MockKfd>(std::move(kfd_options));
   return open_amd_devices(kfd, sysfs_root, options, only);
 }

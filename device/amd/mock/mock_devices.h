@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "device/amd/amd_device.h"
+#include "device/amd/mock/mock_kernels.h"
 #include "device/amd/mock/mock_kfd.h"
 
 namespace petaring::amd {
@@ -20,6 +21,8 @@ inline constexpr const char* kMockSysfsVariable = "PETARING_AMD_MOCK_SYSFS";
 std::vector<std::unique_ptr<Device>> open_mock_amd_devices(const std::string& sysfs_root,
                                                            AmdDeviceOptions options = {},
                                                            MockKfdOptions kfd_options = {},
-                                                           int only = -1);
+                                                           int only = -1,
+                                                           MockKernels kernels =
+                                                               MockKernels::kCpuBackend);
 
 }  // namespace petaring::amd

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "device/amd/gpu/host_kernels.h"
 #include "device/amd/gpu/kernargs.h"
 #include "device/cpu/cpu_kernels.h"
 #include "runtime/check.h"
@@ -30,9 +31,13 @@ class MockBuffer : public Buffer {
   size_t size_;
 };
 
+// Checks a dispatch's buffers and grid against its kernargs and, when `execute`, runs
+// the cpu backend's kernel over them.
 class Twin {
  public:
-  Twin(MockKfd& kfd, std::string_view kernel) : kfd_(kfd), kernel_(kernel) {}
+  Twin(MockKfd& kfd, std::string_view kernel, bool execute)
+      : kfd_(kfd), kernel_(kernel), execute_(execute) {}
+  bool execute() const { return execute_; }
 
   // A tensor over `count` elements at `address`, after checking the range is mapped.
   Tensor tensor(uint64_t address, Shape shape, DType dtype, const char* role) {
@@ -59,6 +64,7 @@ class Twin {
     }
   }
   void run(const KernelArgs& args) {
+    if (!execute_) return;
     static const std::vector<CpuKernel> table = make_cpu_kernels();
     for (const CpuKernel& k : table) {
       if (k.name() == kernel_) return k.run(args);
@@ -69,6 +75,7 @@ class Twin {
  private:
   MockKfd& kfd_;
   std::string_view kernel_;
+  bool execute_;
   std::vector<std::unique_ptr<MockBuffer>> buffers_;
 };
 
@@ -108,9 +115,10 @@ bool label_status(MockKfd& kfd, uint64_t status, const int32_t* labels, uint32_t
   return false;
 }
 
-void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const MockDispatch& d) {
+void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const MockDispatch& d,
+              bool execute) {
   const std::string_view k = kernel.name;
-  Twin t(kfd, k);
+  Twin t(kfd, k, execute);
   if (k == "gemm") {
     auto g = read_args<PrGemmArgs>(kfd, kernargs, kernel);
     const int64_t m = g.m, n = g.n, kk = g.k;
@@ -141,14 +149,14 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
   } else if (k == "softmax_xent_forward") {
     auto g = read_args<PrSoftmaxXentForwardArgs>(kfd, kernargs, kernel);
     Tensor labels = t.tensor(g.labels, {g.rows}, DType::kI32, "labels");
-    if (label_status(kfd, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
+    if (execute && label_status(kfd, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
     t.run({{t.f32(g.logits, {g.rows, g.cols}, "logits"), labels,
             t.f32(g.probs, {g.rows, g.cols}, "probs"), t.f32(g.loss, {1}, "loss")}, {}, {}});
   } else if (k == "softmax_xent_backward") {
     auto g = read_args<PrSoftmaxXentBackwardArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, uint64_t{g.rows} * g.cols);
     Tensor labels = t.tensor(g.labels, {g.rows}, DType::kI32, "labels");
-    if (label_status(kfd, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
+    if (execute && label_status(kfd, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
     t.run({{t.f32(g.probs, {g.rows, g.cols}, "probs"), labels,
             t.f32(g.dlogits, {g.rows, g.cols}, "dlogits")}, {g.scale}, {}});
   } else if (k == "sgd_momentum") {
@@ -165,6 +173,7 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
     const float* grad = t.f32(g.grad, {g.count}, "grad").data<float>();
     float* m = t.f32(g.m, {g.count}, "m").data<float>();
     float* v = t.f32(g.v, {g.count}, "v").data<float>();
+    if (!execute) return;
     for (uint32_t i = 0; i < g.count; ++i) {
       const float p = param[i] * g.keep;
       const float mi = g.beta1 * m[i] + (1.0f - g.beta1) * grad[i];
@@ -216,8 +225,9 @@ const KernelInfo* identify(MockKfd& kfd, const CodeObject& code, uint64_t progra
 
 }  // namespace
 
-MockDispatchHandler make_mock_kernel_runner(std::shared_ptr<const CodeObject> code_object) {
-  return [code = std::move(code_object)](MockKfd& kfd, const MockDispatch& d) {
+MockDispatchHandler make_mock_kernel_runner(std::shared_ptr<const CodeObject> code_object,
+                                            MockKernels kernels) {
+  return [code = std::move(code_object), kernels](MockKfd& kfd, const MockDispatch& d) {
     const KernelInfo* kernel = identify(kfd, *code, d.program_address);
     if (kernel == nullptr) {
       throw MockQueueFault{d.program_address, ErrorKind::kFailedPrecondition,
@@ -238,7 +248,12 @@ MockDispatchHandler make_mock_kernel_runner(std::shared_ptr<const CodeObject> co
     }
     const uint64_t kernargs = uint64_t{d.user_data[static_cast<size_t>(index) + 1]} << 32 |
                               d.user_data[static_cast<size_t>(index)];
-    run_twin(kfd, *kernel, kernargs, d);
+    const bool gpu_source = kernels == MockKernels::kGpuSource;
+    run_twin(kfd, *kernel, kernargs, d, !gpu_source);
+    if (gpu_source) {
+      gpu::run_host_kernel(kernel->name, reinterpret_cast<const void*>(kernargs),
+                           kernel->kernarg_size, d.grid, d.workgroup_size);
+    }
   };
 }
 

@@ -10,6 +10,11 @@
 // backend's kernel (device/cpu/cpu_kernels.h) over those addresses, or for adamw the same
 // loop over the per-step scalars the GPU receives. Like the GPU kernels, softmax twins
 // report a label out of range through the status word instead of failing.
+//
+// With MockKernels::kGpuSource the checks are the same, but the dispatch then runs the
+// GPU kernel's own source compiled for the host (device/amd/gpu/host_kernels.h) over the
+// dispatched grid and workgroup: slower, and it checks the launch shapes and kernargs the
+// driver writes against what the GPU code does with them.
 #pragma once
 
 #include <memory>
@@ -19,6 +24,9 @@
 
 namespace petaring::amd {
 
-MockDispatchHandler make_mock_kernel_runner(std::shared_ptr<const CodeObject> code_object);
+enum class MockKernels { kCpuBackend, kGpuSource };
+
+MockDispatchHandler make_mock_kernel_runner(std::shared_ptr<const CodeObject> code_object,
+                                            MockKernels kernels = MockKernels::kCpuBackend);
 
 }  // namespace petaring::amd
