@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <limits>
 
@@ -266,6 +267,8 @@ namespace {
 
 int run_on_world(const CollectiveBenchOptions& options) {
   validate(options);
+  // --transport: the bootstrap reads PETARING_TRANSPORT (collectives/bootstrap.h).
+  if (options.transport != "default") setenv("PETARING_TRANSPORT", options.transport.c_str(), 1);
   WorldInfo world;
   std::unique_ptr<Communicator> comm = make_world_communicator(&world);
   try {
@@ -283,8 +286,9 @@ void register_one(CLI::App& bench, CommandTable& table, Collective collective, c
   auto o = std::make_shared<CollectiveBenchOptions>();
   o->collective = collective;
   CLI::App* sub = bench.add_subcommand(collective_name(collective), about);
-  sub->add_option("--min-bytes", o->min_bytes, "smallest size, e.g. 8, 64K")->capture_default_str();
-  sub->add_option("--max-bytes", o->max_bytes, "largest size, e.g. 64M, 1G")->capture_default_str();
+  sub->add_option("--transport", o->transport, "shm, tcp, mpi (under mpirun), auto (shm within a host, the network across), or default (mpi under mpirun, auto under petaring launch); sets PETARING_TRANSPORT")->check(CLI::IsMember({"default", "shm", "tcp", "mpi", "auto"}))->capture_default_str();
+  sub->add_option("--min-bytes,--min", o->min_bytes, "smallest size, e.g. 8, 64K")->capture_default_str();
+  sub->add_option("--max-bytes,--max", o->max_bytes, "largest size, e.g. 64M, 1G")->capture_default_str();
   sub->add_option("--step-factor", o->step_factor, "next size = size x this")->check(CLI::Range(2, 1 << 20))->capture_default_str();
   sub->add_option("--iters", o->iters, "calls per timed block")->check(CLI::Range(1, 1 << 24))->capture_default_str();
   sub->add_option("--warmup", o->warmup, "untimed calls per size")->check(CLI::Range(0, 1 << 24))->capture_default_str();

@@ -50,6 +50,7 @@ struct CollectiveBenchOptions {
   std::string op = "sum";         // sum, avg (and max, min once the Communicator has them)
   int root = 0;                   // broadcast only
   std::string baseline = "none";  // none or mpi
+  std::string transport = "default";  // default, shm, tcp, mpi, auto: PETARING_TRANSPORT
   std::string signature_check = "on";  // on, off: the Communicator's per-call agreement check
   bool check = false;
   bool json = false;

@@ -3,13 +3,17 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 
 #include "collectives/ring.h"
 #include "collectives/transport/local/local_transport.h"
 #include "collectives/transport/mpi/mpi_transport.h"
+#include "collectives/store/prefix_store.h"
 #include "collectives/store/tcp_store.h"
+#include "collectives/transport/composite_transport.h"
 #include "collectives/transport/shm/shm_transport.h"
 #include "collectives/transport/tcp/tcp_transport.h"
 #include "runtime/error.h"
@@ -21,7 +25,11 @@ namespace {
 const char* const kLauncherVariables[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE",
                                           "PMI_RANK"};
 
+// This rank's host: PETARING_HOST_ID when set (tests fake hosts with it), else the name.
 std::string host_name() {
+  if (const char* fake = std::getenv("PETARING_HOST_ID"); fake != nullptr && *fake != '\0') {
+    return fake;
+  }
   char name[HOST_NAME_MAX + 1] = {};
   if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
   return name;
@@ -74,21 +82,6 @@ void find_local_rank(MPI_Comm world, WorldInfo* info) {
   MPI_Comm_free(&node);
 }
 
-std::unique_ptr<Communicator> make_mpi_world(WorldInfo* info) {
-  bool owns_mpi = initialize_mpi();
-  // From here the transport owns MPI: any error below unwinds through its destructor.
-  auto transport = std::make_unique<MpiTransport>(MPI_COMM_WORLD, MpiTransportOptions{}, owns_mpi);
-  info->rank = transport->rank();
-  info->size = transport->size();
-  info->launched_by_mpi = true;
-  char name[MPI_MAX_PROCESSOR_NAME] = {};
-  int length = 0;
-  info->host = MPI_Get_processor_name(name, &length) == MPI_SUCCESS ? std::string(name, length)
-                                                                     : host_name();
-  find_local_rank(transport->comm(), info);
-  return std::make_unique<Communicator>(std::move(transport));
-}
-
 // A required integer variable set by `petaring launch`.
 int launch_variable(const char* variable) {
   int value = env_int(variable, -1);
@@ -102,43 +95,134 @@ int launch_variable(const char* variable) {
   return value;
 }
 
-// PETARING_TRANSPORT: "tcp", "shm", or unset / "" (automatic).
-std::string requested_transport() {
+// PETARING_TRANSPORT: "", "auto", "shm", "tcp", or (under mpirun) "mpi".
+std::string requested_transport(bool under_mpi) {
   const char* text = std::getenv("PETARING_TRANSPORT");
   std::string value = text == nullptr ? "" : text;
-  if (value != "" && value != "tcp" && value != "shm") {
-    PR_FAIL(kInvalidArgument, "PETARING_TRANSPORT is '", value,
-            "'; use tcp, shm, or leave it unset to pick shm when every rank is on one host");
+  bool known = value == "" || value == "auto" || value == "tcp" || value == "shm" ||
+               (under_mpi && value == "mpi");
+  if (!known) {
+    PR_FAIL(kInvalidArgument, "PETARING_TRANSPORT is '", value, "'; use shm, tcp",
+            under_mpi ? ", mpi" : "", " or auto (or leave it unset: ",
+            under_mpi ? "mpi under mpirun" : "shm within a host, tcp across hosts", ")");
   }
   return value;
 }
 
-// Publishes this rank's host name under "host/<rank>" and decides, identically on every
-// rank, between shm (every rank on one host, or forced) and tcp. Rank 0 logs the choice.
-bool choose_shm(Store& store, const WorldInfo& info) {
-  std::string requested = requested_transport();
-  store.set(str_cat("host/", info.rank), info.host);
-  std::string other_host;
-  int other_rank = -1;
-  for (int rank = 0; rank < info.size && other_rank < 0; ++rank) {
-    std::string host = store.get(str_cat("host/", rank), std::chrono::seconds(120));
-    if (host != info.host) other_host = host, other_rank = rank;
+// Builds the world's transport through `store`: publishes this rank's host under
+// "host/<rank>", reads everyone's and routes each pair by PETARING_TRANSPORT, the same on
+// every rank: shm (every rank on one host), tcp, or auto (shm for the pairs on one host,
+// the network for the others: `network`, the MPI transport under mpirun, else tcp). `mpi`
+// (under mpirun, may be null otherwise) is kept inside the result either way, so that MPI
+// lives as long as the world. Rank 0 logs the choice once.
+std::unique_ptr<Transport> build_world_transport(Store& store, const WorldInfo& info,
+                                                 const std::string& requested,
+                                                 std::unique_ptr<Transport> mpi) {
+  const int n = info.size, me = info.rank;
+  store.set(str_cat("host/", me), info.host);
+  std::vector<std::string> hosts(static_cast<size_t>(n));
+  std::vector<int> host_of(static_cast<size_t>(n));
+  std::vector<std::string> distinct;
+  for (int r = 0; r < n; ++r) {
+    hosts[r] = store.get(str_cat("host/", r), std::chrono::seconds(120));
+    auto found = std::find(distinct.begin(), distinct.end(), hosts[r]);
+    host_of[r] = static_cast<int>(found - distinct.begin());
+    if (found == distinct.end()) distinct.push_back(hosts[r]);
   }
-  bool one_host = other_rank < 0;
+  const bool one_host = distinct.size() == 1;
   if (requested == "shm" && !one_host) {
-    PR_FAIL(kInvalidArgument, "PETARING_TRANSPORT=shm but rank ", other_rank, " runs on host '",
-            other_host, "' and rank ", info.rank, " on '", info.host,
+    int other = static_cast<int>(std::find_if(hosts.begin(), hosts.end(),
+                                              [&](const std::string& h) { return h != info.host; }) -
+                                 hosts.begin());
+    PR_FAIL(kInvalidArgument, "PETARING_TRANSPORT=shm but rank ", other, " runs on host '",
+            hosts[other], "' and rank ", me, " on '", info.host,
             "'; the shm transport needs every rank on one host: unset PETARING_TRANSPORT");
   }
-  bool shm = requested == "shm" || (requested.empty() && one_host);
-  if (info.rank == 0) {
-    PR_LOG(kInfo) << "collectives: using the " << (shm ? "shm" : "tcp") << " transport ("
-                  << (!requested.empty() ? "forced by PETARING_TRANSPORT"
-                      : one_host         ? "every rank on host " + info.host
-                                         : "ranks on several hosts")
-                  << "; PETARING_TRANSPORT=tcp|shm forces one)";
+  std::vector<int> everyone(static_cast<size_t>(n));
+  for (int r = 0; r < n; ++r) everyone[r] = r;
+  std::vector<TransportPart> parts;
+  std::vector<int> route(static_cast<size_t>(n), 0);
+  std::string name, why;
+  auto make_tcp = [&] {
+    TcpTransportOptions options;
+    if (auto* tcp_store = dynamic_cast<TcpStore*>(&store)) options.advertise_host = tcp_store->local_ip();
+    return make_tcp_transport(store, me, n, options);
+  };
+  if (requested == "shm" || requested == "tcp") {
+    parts.push_back({requested == "shm" ? make_shm_transport(store, me, n) : make_tcp(), everyone});
+    name = requested;
+    why = "forced by PETARING_TRANSPORT";
+  } else if (one_host) {
+    parts.push_back({make_shm_transport(store, me, n), everyone});
+    name = "shm";
+    why = "every rank on host " + info.host;
+  } else {
+    // Same host: shared memory among the host's ranks (its own key space in the store);
+    // other hosts: the network.
+    std::vector<int> mine;
+    for (int r = 0; r < n; ++r) {
+      if (host_of[r] == host_of[me]) mine.push_back(r);
+    }
+    PrefixStore host_store(store, str_cat("h", host_of[me], "/"));
+    int local_rank = static_cast<int>(std::find(mine.begin(), mine.end(), me) - mine.begin());
+    parts.push_back({make_shm_transport(host_store, local_rank, static_cast<int>(mine.size())), mine});
+    if (mpi != nullptr) {
+      parts.push_back({std::move(mpi), everyone});
+      name = "shm+mpi";
+    } else {
+      parts.push_back({make_tcp(), everyone});
+      name = "shm+tcp";
+    }
+    for (int r = 0; r < n; ++r) route[r] = host_of[r] == host_of[me] ? 0 : 1;
+    why = str_cat(distinct.size(), " hosts: shm between ranks on one host, ",
+                  name.substr(4), " across hosts");
   }
-  return shm;
+  if (mpi != nullptr) parts.push_back({std::move(mpi), everyone});  // unrouted: keeps MPI alive
+  if (me == 0) {
+    PR_LOG(kInfo) << "collectives: using the " << name << " transport (" << why
+                  << "; PETARING_TRANSPORT=tcp|shm" << (info.launched_by_mpi ? "|mpi" : "")
+                  << "|auto forces one)";
+  }
+  return make_composite_transport(me, n, std::move(parts), std::move(route), name);
+}
+
+std::unique_ptr<Communicator> make_mpi_world(WorldInfo* info) {
+  bool owns_mpi = initialize_mpi();
+  // From here the transport owns MPI: any error below unwinds through its destructor.
+  auto transport = std::make_unique<MpiTransport>(MPI_COMM_WORLD, MpiTransportOptions{}, owns_mpi);
+  info->rank = transport->rank();
+  info->size = transport->size();
+  info->launched_by_mpi = true;
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int length = 0;
+  const char* fake = std::getenv("PETARING_HOST_ID");
+  info->host = fake != nullptr && *fake != '\0'                         ? std::string(fake)
+               : MPI_Get_processor_name(name, &length) == MPI_SUCCESS ? std::string(name, length)
+                                                                       : host_name();
+  find_local_rank(transport->comm(), info);
+  std::string requested = requested_transport(/*under_mpi=*/true);
+  if (requested.empty() || requested == "mpi") {
+    return std::make_unique<Communicator>(std::move(transport));
+  }
+  // The store: a TCP store served by rank 0 for the start-up, its address sent with
+  // MPI_Bcast (MPI is the rendezvous; the store then carries the transports' keys).
+  const bool one_host = info->local_size == info->size;
+  std::unique_ptr<TcpStoreServer> server;
+  char address[256] = {};
+  if (info->rank == 0) {
+    server = std::make_unique<TcpStoreServer>(0, one_host ? "127.0.0.1" : "0.0.0.0");
+    std::snprintf(address, sizeof(address), "%s:%d",
+                  one_host ? "127.0.0.1" : host_name().c_str(), server->port());
+  }
+  MPI_Bcast(address, sizeof(address), MPI_CHAR, 0, transport->comm());
+  std::unique_ptr<Transport> world;
+  {
+    TcpStore store(address);
+    world = build_world_transport(store, *info, requested, std::move(transport));
+  }
+  // Every rank is done with the store before rank 0 stops serving it.
+  MPI_Barrier(MPI_COMM_WORLD);
+  return std::make_unique<Communicator>(std::move(world));
 }
 
 std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info) {
@@ -155,12 +239,8 @@ std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info) {
   }
   set_log_rank(info->rank);
   TcpStore store(std::getenv("PETARING_STORE"));
-  if (choose_shm(store, *info)) {
-    return std::make_unique<Communicator>(make_shm_transport(store, info->rank, info->size));
-  }
-  TcpTransportOptions options;
-  options.advertise_host = store.local_ip();
-  return std::make_unique<Communicator>(make_tcp_transport(store, info->rank, info->size, options));
+  std::string requested = requested_transport(/*under_mpi=*/false);
+  return std::make_unique<Communicator>(build_world_transport(store, *info, requested, nullptr));
 }
 
 }  // namespace

@@ -1,12 +1,17 @@
 // Bootstrap: which group this process belongs to, and the Communicator over it.
 //
 // Under mpirun (Open MPI, MPICH, or any PMI/PMIx launcher) the world is MPI_COMM_WORLD
-// and the transport is MPI. Under `petaring launch` (PETARING_RANK, PETARING_WORLD_SIZE,
-// PETARING_LOCAL_RANK, PETARING_LOCAL_WORLD_SIZE and PETARING_STORE=host:port in the
-// environment) the ranks meet through the launcher's TCP store, publish their host names
-// there, and talk over the shared-memory transport (transport/shm) when every rank is on
-// one host, else over the TCP transport. PETARING_TRANSPORT=tcp or =shm forces one (shm
-// fails with kInvalidArgument when the ranks span hosts); rank 0 logs the choice once.
+// and the transport is MPI, unless PETARING_TRANSPORT asks for shm, tcp or auto: then rank
+// 0 serves a TCP store for the start-up, its address sent with MPI_Bcast, and the transport
+// is built as below (MPI stays initialized for the job, e.g. for `bench --baseline mpi`).
+// Under `petaring launch` (PETARING_RANK, PETARING_WORLD_SIZE, PETARING_LOCAL_RANK,
+// PETARING_LOCAL_WORLD_SIZE and PETARING_STORE=host:port in the environment) the ranks
+// meet through the launcher's TCP store. Either way they publish their host names there
+// (PETARING_HOST_ID overrides the name: tests fake hosts with it) and each pair of ranks
+// gets the first link that fits: shared memory (transport/shm) between ranks on one host,
+// the network (TCP; MPI under mpirun) between hosts (transport/composite_transport.h).
+// PETARING_TRANSPORT=shm or =tcp forces one for every pair (shm fails with
+// kInvalidArgument when the ranks span hosts); rank 0 logs the choice once.
 // Otherwise the process is a world of one and MPI is never touched.
 #pragma once
 

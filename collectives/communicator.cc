@@ -405,7 +405,8 @@ void Communicator::run_allreduce(const void* send, void* recv, size_t count, DTy
     logged_allreduce_choice_ = true;
     if (rank() == 0) {
       PR_LOG(kInfo) << "collectives: allreduce uses recursive doubling up to "
-                    << small_message_threshold_ << " bytes and the ring above, over "
+                    << small_message_threshold_ << " bytes and the "
+                    << allreduce_algorithm(small_message_threshold_ + 1) << " above, over "
                     << size() << " rank(s)";
     }
   }

@@ -91,6 +91,16 @@ for np in 2 3; do
   done
 done
 
+for transport in shm tcp auto; do
+  echo "== mpirun -np 2 petaring bench allreduce --transport $transport --baseline mpi (MPI as rendezvous and baseline)"
+  if ! timeout --kill-after=5 120 mpirun "${flags[@]}" -np 2 "$petaring" --log warn bench allreduce \
+      "${sweep[@]}" --transport "$transport" --check --baseline mpi --json > "$work/out.jsonl" 2> "$work/err.txt"; then
+    fail "--transport $transport exited non-zero: $(tail -3 "$work/err.txt")"; continue
+  fi
+  expected=$transport; [[ $transport == auto ]] && expected=shm  # one host: every pair is shm
+  verify_json "$work/out.jsonl" allreduce 2 "$expected" 1 || fail "--transport $transport: bad JSON output"
+done
+
 echo "== mpirun -np 3 petaring bench allreduce --op avg, --op max (table)"
 for op in avg max; do
   out=$(timeout --kill-after=5 120 mpirun "${flags[@]}" -np 3 "$petaring" --log warn bench allreduce \

@@ -49,6 +49,18 @@ grep -q "using the shm transport (every rank on host" "$work/auto.log" ||
   fail "automatic choice did not pick shm"
 grep -q "#wrong in all: 0 OK" "$work/auto.log" || fail "allreduce over shm gave wrong values"
 
+# 1c. Four ranks on two faked hosts (PETARING_HOST_ID): shm between ranks of one host, tcp
+# across, and the hierarchical allreduce chosen automatically; results checked.
+if ! timeout 60 "$petaring" launch -n 4 -- bash -c \
+     'PETARING_HOST_ID=fake-host-$((PETARING_RANK / 2)) exec "$0" bench allreduce --min 1M --max 2M --check --json' \
+     "$petaring" >"$work/hosts.log" 2>&1; then
+  fail "launch -n 4 on two faked hosts exited non-zero"; tail -20 "$work/hosts.log"
+fi
+grep -q "using the shm+tcp transport (2 hosts" "$work/hosts.log" || fail "per-pair choice was not shm+tcp"
+grep -q '"algorithm":"hierarchical"' "$work/hosts.log" || fail "the hierarchical allreduce was not chosen"
+grep -q '"wrong":0' "$work/hosts.log" && ! grep -q '"wrong":[1-9]' "$work/hosts.log" ||
+  fail "hierarchical allreduce over shm+tcp gave wrong values"
+
 # 2. Three ranks of a long run; rank 1 is killed. Its pid comes from the rank's environment.
 start=$(date +%s)
 "$petaring" launch -n 3 --grace 2 -- "$petaring" train "$recipe" \
