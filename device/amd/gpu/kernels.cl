@@ -41,6 +41,8 @@ static inline void reduce_block(local double* partial, uint t) {
   }
 }
 
+/* One output element per work-item, 16x16 tiles of op(A) and op(B) staged in LDS.
+ * TODO(perf): register blocking and WMMA (gfx11) once there is a GPU to measure on. */
 kernel PR_WORKGROUP_SIZE(PR_GEMM_TILE, PR_GEMM_TILE, 1)
 void gemm(PrGemmArgs args) {
   PR_LDS float tile_a[PR_GEMM_TILE][PR_GEMM_TILE];
@@ -204,10 +206,10 @@ kernel BLOCK_1D void fill(PrFillArgs args) {
 }
 
 kernel BLOCK_1D void copy(PrCopyArgs args) {
-  const uint first = global_id_1d() * 4;
+  const ulong first = (ulong)global_id_1d() * 4;  /* 64-bit: first + 4 may pass 2^32 */
   const global uchar* x = (const global uchar*)args.x;
   global uchar* y = (global uchar*)args.y;
-  for (uint i = first; i < first + 4 && i < args.bytes; ++i) y[i] = x[i];
+  for (ulong i = first; i < first + 4 && i < args.bytes; ++i) y[i] = x[i];
 }
 
 kernel BLOCK_1D void scale(PrScaleArgs args) {
