@@ -1,7 +1,8 @@
 // The scheduling pass (tick).
 //
-// Order: priority (higher first); within a priority, tenants by GPU-ms used so far
-// (fewer first: fair share); within a tenant, by submit time then id. A job re-queued
+// Order: priority (higher first); within a priority, tenants take turns by GPU-ms used so
+// far (fewer first: fair share), each job started in the pass charging its tenant its
+// expected GPU-ms; within a tenant, by submit time then id. A job re-queued
 // after a reclaim or a loss keeps its submit time, so it goes back near the front.
 //
 // EASY backfill: the first job that cannot start is the *head*. It gets a reservation:
@@ -22,6 +23,10 @@
 
 namespace petaring::scheduler {
 namespace {
+
+// What a job started in a pass charges its tenant for the rest of that pass, per GPU,
+// when it has no runtime estimate.
+constexpr TimeMs kFairShareChargeMs = 600'000;
 
 // Placements that failed during this pass. The free set only shrinks within a pass, so
 // a failure also rules out every request at least as hard: same unit and reserved-GPU
@@ -173,25 +178,35 @@ std::vector<Decision> Scheduler::Impl::pass() {
     return true;
   };
 
+  // Within a priority, tenants take turns: the next job comes from the tenant with the
+  // least usage, where a job started in this pass charges its tenant its GPUs x its
+  // expected runtime (kFairShareChargeMs when unknown) so that one tenant's backlog does
+  // not take every free GPU of a pass. Ties: earlier submission, then lower id.
   std::vector<int> priorities;
   for (const auto& [priority, tenants] : queue) priorities.push_back(priority);
   for (int priority : priorities) {
     auto level = queue.find(priority);
     if (level == queue.end()) continue;
-    std::vector<std::pair<int64_t, std::string>> tenants;
+    std::vector<std::vector<std::pair<TimeMs, JobId>>> lists;
+    std::set<std::tuple<int64_t, TimeMs, JobId, size_t, size_t>> turns;  // usage, next job, list, pos
     for (const auto& [tenant, waiting] : level->second) {
-      tenants.emplace_back(tenant_gpu_ms(tenant), tenant);
+      lists.emplace_back(waiting.begin(), waiting.end());
+      const auto& first = lists.back().front();
+      turns.insert({tenant_gpu_ms(tenant), first.first, first.second, lists.size() - 1, 0});
     }
-    std::sort(tenants.begin(), tenants.end());
-    for (const auto& [used, tenant] : tenants) {
-      level = queue.find(priority);  // starting jobs may have emptied and erased levels
-      if (level == queue.end()) break;
-      auto waiting = level->second.find(tenant);
-      if (waiting == level->second.end()) continue;
-      std::vector<std::pair<TimeMs, JobId>> ids(waiting->second.begin(), waiting->second.end());
-      for (const auto& [submitted, id] : ids) {
-        if (free_total == 0) return out;
-        if (!consider(jobs.at(id))) return out;
+    while (!turns.empty()) {
+      auto [usage, submitted, id, list, pos] = *turns.begin();
+      turns.erase(turns.begin());
+      if (free_total == 0) return out;
+      JobRecord& j = jobs.at(id);
+      if (!consider(j)) return out;
+      if (j.state == JobState::kRunning) {
+        TimeMs runtime = j.spec.expected_runtime_ms > 0 ? j.spec.expected_runtime_ms : kFairShareChargeMs;
+        usage += static_cast<int64_t>(j.placement.ranks.size()) * runtime;
+      }
+      if (++pos < lists[list].size()) {
+        const auto& next = lists[list][pos];
+        turns.insert({usage, next.first, next.second, list, pos});
       }
     }
   }

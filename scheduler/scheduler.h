@@ -26,8 +26,9 @@
 //     used first (PCIe devices stay free for tensor-parallel groups).
 //   * Tensor-parallel groups (tp_size > 1): each group of tp_size ranks on one node, on
 //     PCIe devices only.
-//   * Order: priority (higher first), then fair share (tenant with fewer GPU-seconds
-//     used first), then submit time, then job id.
+//   * Order: priority (higher first), then fair share: tenants take turns, the one with
+//     fewer GPU-seconds used going next (a job started in the same pass counts as its
+//     GPUs x expected runtime), then submit time, then job id.
 //   * Backfill (EASY): the first job that cannot start gets a reservation (the GPUs it
 //     would get once enough running jobs end, by their expected runtimes); a later job
 //     may start now only on GPUs outside that reservation, or inside it when its own

@@ -215,3 +215,23 @@ TEST(Queue, WaitReasonFollowsTheCurrentHead) {
 
 }  // namespace
 }  // namespace petaring::scheduler
+
+namespace petaring::scheduler {
+namespace {
+
+TEST(Queue, TenantsTakeTurnsWithinAPass) {
+  Scheduler s;
+  s.add_node(testing::make_node(1, 4), 0);
+  for (JobId id = 1; id <= 4; ++id) s.submit(testing::make_job(id, 1, "alice"), 0);
+  for (JobId id = 5; id <= 6; ++id) s.submit(testing::make_job(id, 1, "bob"), 1);
+  auto decisions = s.tick(1);
+  ASSERT_EQ(decisions.size(), 4u);
+  std::vector<JobId> started;
+  for (const Decision& d : decisions) started.push_back(d.job);
+  // Neither has used anything: alice's first job, then bob's (alice is charged for hers),
+  // then the earlier submission at equal charge, and so on.
+  EXPECT_EQ(started, (std::vector<JobId>{1, 5, 2, 6}));
+}
+
+}  // namespace
+}  // namespace petaring::scheduler
