@@ -19,5 +19,7 @@ void register_bench_train(CLI::App& bench, CommandTable& table);
 void register_bench_collectives(CLI::App& bench, CommandTable& table);
 // `petaring bench scheduler`: pool scheduler decisions per second (cli/bench_scheduler.cc).
 void register_bench_scheduler(CLI::App& bench, CommandTable& table);
+// `petaring bench pool`: a coordinator under simulated workers and clients (cli/bench_pool.cc).
+void register_bench_pool(CLI::App& bench, CommandTable& table);
 
 }  // namespace petaring::cli

@@ -11,6 +11,7 @@ void register_bench(CLI::App& app, CommandTable& table) {
   register_bench_train(*bench, table);
   register_bench_collectives(*bench, table);
   register_bench_scheduler(*bench, table);
+  register_bench_pool(*bench, table);
 }
 
 }  // namespace petaring::cli

@@ -114,14 +114,23 @@ class Coordinator::Impl : public Handler {
     Node& node = nodes_[id];
     node.row = {id, name, "alive", devices};
     touch(node);
+    dirty_ = true;
     PR_LOG(kInfo) << "coordinator: node " << name << " (id " << id << ") registered " << devices.size()
                   << " devices";
     reply.initRegistered().setNodeId(id);
     schedule();
   }
 
+  // A node silent for half the timeout gets no new ranks (it is probably gone, and an
+  // attempt placed there would only fail at the timeout); it counts again once it beats.
+  bool stale(const Node& node, Clock::time_point now) const {
+    return now - node.last_heartbeat > options_.heartbeat_timeout / 2;
+  }
+
   void touch(Node& node) {
-    node.last_heartbeat = Clock::now();
+    auto now = Clock::now();
+    if (stale(node, now)) dirty_ = true;
+    node.last_heartbeat = now;
     node.last_heartbeat_ms = now_ms();
   }
 
@@ -133,6 +142,7 @@ class Coordinator::Impl : public Handler {
     if (node.row.state == "dead") {
       node.row.state = "alive";
       state_.set_node_state(node.row.id, "alive");
+      dirty_ = true;
       PR_LOG(kInfo) << "coordinator: node " << node.row.name << " is back";
     }
     for (auto m : beat.getMetrics()) {
@@ -258,6 +268,7 @@ class Coordinator::Impl : public Handler {
     job.reason = reason;
     if (new_state != "queued") job.finished_ms = now;
     state_.end_attempt(job, ledger);
+    dirty_ = true;
     placement_.erase(job.id);
     stores_.erase({job.id, job.attempt});
     PR_LOG(kInfo) << "coordinator: job " << job.id << " attempt " << job.attempt << " ended: " << new_state
@@ -266,16 +277,22 @@ class Coordinator::Impl : public Handler {
 
   // ---- placement ----
 
+  // Places what can start. Runs only when something it depends on changed (dirty_): a
+  // submit, an attempt ending, a node joining, leaving or coming back.
   void schedule() {
+    if (!dirty_) return;
+    dirty_ = false;
     size_t total = 0;
     std::map<int64_t, std::set<uint32_t>> busy;
     for (const auto& [id, assignments] : placement_) {
       for (const AssignmentRow& a : assignments) busy[a.node_id].insert(a.device_index);
     }
     std::vector<FreeDevices> free;
+    auto now = Clock::now();
     for (const auto& [id, node] : nodes_) {
       if (node.row.state != "alive") continue;
       total += node.row.devices.size();
+      if (stale(node, now)) continue;
       FreeDevices f{id, {}};
       for (const DeviceRow& d : node.row.devices) {
         if (!busy[id].count(d.index)) f.devices.push_back(d.index);
@@ -354,6 +371,7 @@ class Coordinator::Impl : public Handler {
         if (node.row.state != "alive" || now - node.last_heartbeat <= options_.heartbeat_timeout) continue;
         node.row.state = "dead";
         state_.set_node_state(id, "dead");
+        dirty_ = true;
         PR_LOG(kWarn) << "coordinator: node " << node.row.name << " missed its heartbeats for "
                       << options_.heartbeat_timeout.count() << " ms; its jobs restart elsewhere";
         lose_node(id, str_cat("node ", node.row.name, " stopped heartbeating"));
@@ -392,6 +410,7 @@ class Coordinator::Impl : public Handler {
     job.submitted_ms = now_ms();
     job.id = state_.add_job(job);
     jobs_[job.id] = job;
+    dirty_ = true;
     schedule();
     return job.id;
   }
@@ -425,6 +444,7 @@ class Coordinator::Impl : public Handler {
       job.reason = "cancelled by a client";
       job.finished_ms = now_ms();
       state_.update_job(job);
+      dirty_ = true;
     } else {
       PR_FAIL(kFailedPrecondition, "job ", id, " is already ", job.state);
     }
@@ -436,6 +456,7 @@ class Coordinator::Impl : public Handler {
       if (node.row.name != name) continue;
       node.row.state = "reclaimed";
       state_.set_node_state(id, "reclaimed");
+      dirty_ = true;
       lose_node(id, str_cat("node ", name, " was reclaimed by its owner"));
       PR_LOG(kInfo) << "coordinator: node " << name << " reclaimed by its owner";
       schedule();
@@ -501,6 +522,7 @@ class Coordinator::Impl : public Handler {
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool dirty_ = true;  // schedule() has something to look at
   std::map<int64_t, Node> nodes_;
   std::map<int64_t, JobRow> jobs_;
   std::map<int64_t, std::vector<AssignmentRow>> placement_;  // running jobs' current attempt
