@@ -10,6 +10,8 @@
 // order on the calling thread. LDS arrays become function statics, so launches are
 // serialized by a process-wide mutex. Small sizes only: this is for tests and mocks,
 // not speed (a 64x64 gemm runs in milliseconds, a training-size one in seconds).
+// __builtin_expf/logf/sqrtf are the host's here and the GPU's instructions there, so
+// results may differ from the GPU's in the last bits; the indexing cannot.
 #pragma once
 
 #include <array>
