@@ -258,4 +258,189 @@ void scale(Queue& q, Tensor x, float alpha) {
   launch(q, "scale", KernelArgs{{x}, {alpha}, {}});
 }
 
+// ---- Transformer kernels ----------------------------------------------------------
+
+namespace {
+
+void expect_tokens(const char* kernel, const Tensor& tokens) {
+  expect_buffer(kernel, "tokens", tokens);
+  if (tokens.dtype != DType::kI32 || tokens.shape.rank() != 2) {
+    PR_FAIL(kInvalidArgument, kernel, ": tokens ", tokens.shape, " ", dtype_name(tokens.dtype),
+            " must be i32 (B, T)");
+  }
+}
+
+void expect_shape(const char* kernel, const char* role, const Tensor& t, const Shape& want) {
+  if (t.shape != want) {
+    PR_FAIL(kInvalidArgument, kernel, ": ", role, " is ", t.shape, ", expected ", want);
+  }
+}
+
+// Exact aliasing is allowed where a contract says so; partial overlap never is.
+void expect_disjoint_or_same(const char* kernel, const char* role_a, const Tensor& a,
+                             const char* role_b, const Tensor& b) {
+  if (a.buffer == b.buffer && a.offset == b.offset) return;
+  expect_disjoint(kernel, role_a, a, role_b, b);
+}
+
+// Checks the (B, T, 3C) packed projections against `heads`; returns {B, T, C}.
+Shape expect_qkv(const char* kernel, const Tensor& qkv, int64_t heads) {
+  expect_f32(kernel, "qkv", qkv);
+  expect_rank(kernel, "qkv", qkv, 3);
+  const int64_t c3 = qkv.shape[2];
+  if (heads < 1 || c3 % 3 != 0 || (c3 / 3) % heads != 0) {
+    PR_FAIL(kInvalidArgument, kernel, ": qkv ", qkv.shape, " must be (B, T, 3C) with C a multiple"
+            " of heads (", heads, ")");
+  }
+  return Shape{qkv.shape[0], qkv.shape[1], c3 / 3};
+}
+
+}  // namespace
+
+void embedding_forward(Queue& q, Tensor tokens, Tensor wte, Tensor wpe, Tensor out) {
+  const char* kName = "embedding_forward";
+  expect_tokens(kName, tokens);
+  expect_f32(kName, "wte", wte);
+  expect_f32(kName, "wpe", wpe);
+  expect_f32(kName, "out", out);
+  expect_rank(kName, "wte", wte, 2);
+  expect_rank(kName, "wpe", wpe, 2);
+  const int64_t b = tokens.shape[0], t = tokens.shape[1], c = wte.shape[1];
+  if (wpe.shape[1] != c || wpe.shape[0] < t) {
+    PR_FAIL(kInvalidArgument, kName, ": wpe ", wpe.shape, " must be (P >= ", t, ", ", c,
+            ") for tokens ", tokens.shape, " and wte ", wte.shape);
+  }
+  expect_shape(kName, "out", out, Shape{b, t, c});
+  expect_disjoint(kName, "out", out, "wte", wte);
+  expect_disjoint(kName, "out", out, "wpe", wpe);
+  launch(q, kName, KernelArgs{{tokens, wte, wpe, out}, {}, {}});
+}
+
+void embedding_backward(Queue& q, Tensor dout, Tensor tokens, Tensor dwte, Tensor dwpe,
+                        float beta_wte, float beta_wpe) {
+  const char* kName = "embedding_backward";
+  expect_tokens(kName, tokens);
+  expect_f32(kName, "dout", dout);
+  expect_f32(kName, "dwte", dwte);
+  expect_f32(kName, "dwpe", dwpe);
+  expect_rank(kName, "dwte", dwte, 2);
+  expect_rank(kName, "dwpe", dwpe, 2);
+  const int64_t b = tokens.shape[0], t = tokens.shape[1], c = dwte.shape[1];
+  expect_shape(kName, "dout", dout, Shape{b, t, c});
+  if (dwpe.shape[1] != c || dwpe.shape[0] < t) {
+    PR_FAIL(kInvalidArgument, kName, ": dwpe ", dwpe.shape, " must be (P >= ", t, ", ", c, ")");
+  }
+  expect_disjoint(kName, "dwte", dwte, "dout", dout);
+  expect_disjoint(kName, "dwpe", dwpe, "dout", dout);
+  expect_disjoint(kName, "dwte", dwte, "dwpe", dwpe);
+  launch(q, kName, KernelArgs{{dout, tokens, dwte, dwpe}, {beta_wte, beta_wpe}, {}});
+}
+
+void layernorm_forward(Queue& q, Tensor x, Tensor weight, Tensor bias, Tensor y, Tensor mean,
+                       Tensor rstd, float eps) {
+  const char* kName = "layernorm_forward";
+  expect_row_vector(kName, "weight", weight, "X", x);
+  expect_row_vector(kName, "bias", bias, "X", x);
+  expect_f32(kName, "Y", y);
+  expect_f32(kName, "mean", mean);
+  expect_f32(kName, "rstd", rstd);
+  expect_same_shape(kName, "X", x, "Y", y);
+  expect_shape(kName, "mean", mean, Shape{x.shape[0]});
+  expect_shape(kName, "rstd", rstd, Shape{x.shape[0]});
+  expect_disjoint(kName, "Y", y, "X", x);
+  expect_disjoint(kName, "mean", mean, "rstd", rstd);
+  if (!(eps > 0.0f)) PR_FAIL(kInvalidArgument, kName, ": eps must be > 0, got ", eps);
+  launch(q, kName, KernelArgs{{x, weight, bias, y, mean, rstd}, {eps}, {}});
+}
+
+void layernorm_backward(Queue& q, Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd,
+                        Tensor dx, Tensor dweight, Tensor dbias, float dx_beta, float param_beta) {
+  const char* kName = "layernorm_backward";
+  expect_row_vector(kName, "weight", weight, "X", x);
+  expect_row_vector(kName, "dweight", dweight, "X", x);
+  expect_row_vector(kName, "dbias", dbias, "X", x);
+  expect_f32(kName, "dY", dy);
+  expect_f32(kName, "dX", dx);
+  expect_f32(kName, "mean", mean);
+  expect_f32(kName, "rstd", rstd);
+  expect_same_shape(kName, "X", x, "dY", dy);
+  expect_same_shape(kName, "X", x, "dX", dx);
+  expect_shape(kName, "mean", mean, Shape{x.shape[0]});
+  expect_shape(kName, "rstd", rstd, Shape{x.shape[0]});
+  expect_disjoint(kName, "dX", dx, "dY", dy);
+  expect_disjoint(kName, "dX", dx, "X", x);
+  expect_disjoint(kName, "dweight", dweight, "dbias", dbias);
+  launch(q, kName, KernelArgs{{dy, x, weight, mean, rstd, dx, dweight, dbias},
+                              {dx_beta, param_beta}, {}});
+}
+
+void gelu(Queue& q, Tensor x, Tensor y) {
+  const char* kName = "gelu";
+  expect_f32(kName, "X", x);
+  expect_f32(kName, "Y", y);
+  expect_same_shape(kName, "X", x, "Y", y);
+  expect_disjoint_or_same(kName, "Y", y, "X", x);
+  launch(q, kName, KernelArgs{{x, y}, {}, {}});
+}
+
+void gelu_backward(Queue& q, Tensor x, Tensor dy, Tensor dx) {
+  const char* kName = "gelu_backward";
+  expect_f32(kName, "X", x);
+  expect_f32(kName, "dY", dy);
+  expect_f32(kName, "dX", dx);
+  expect_same_shape(kName, "X", x, "dY", dy);
+  expect_same_shape(kName, "dY", dy, "dX", dx);
+  expect_disjoint(kName, "dX", dx, "X", x);
+  expect_disjoint_or_same(kName, "dX", dx, "dY", dy);
+  launch(q, kName, KernelArgs{{x, dy, dx}, {}, {}});
+}
+
+void add(Queue& q, Tensor x, Tensor y, Tensor z) {
+  const char* kName = "add";
+  expect_f32(kName, "X", x);
+  expect_f32(kName, "Y", y);
+  expect_f32(kName, "Z", z);
+  expect_same_shape(kName, "X", x, "Y", y);
+  expect_same_shape(kName, "X", x, "Z", z);
+  expect_disjoint_or_same(kName, "Z", z, "X", x);
+  expect_disjoint_or_same(kName, "Z", z, "Y", y);
+  launch(q, kName, KernelArgs{{x, y, z}, {}, {}});
+}
+
+void attention_forward(Queue& q, Tensor qkv, Tensor out, Tensor probs, int64_t heads) {
+  const char* kName = "attention_forward";
+  const Shape btc = expect_qkv(kName, qkv, heads);
+  expect_f32(kName, "out", out);
+  expect_f32(kName, "probs", probs);
+  expect_shape(kName, "out", out, btc);
+  expect_shape(kName, "probs", probs, Shape{btc[0], heads, btc[1], btc[1]});
+  expect_disjoint(kName, "out", out, "qkv", qkv);
+  expect_disjoint(kName, "probs", probs, "qkv", qkv);
+  expect_disjoint(kName, "probs", probs, "out", out);
+  launch(q, kName, KernelArgs{{qkv, out, probs}, {}, {heads}});
+}
+
+void attention_backward(Queue& q, Tensor dout, Tensor qkv, Tensor probs, Tensor dqkv,
+                        Tensor scratch, int64_t heads) {
+  const char* kName = "attention_backward";
+  const Shape btc = expect_qkv(kName, qkv, heads);
+  const Shape bhtt{btc[0], heads, btc[1], btc[1]};
+  expect_f32(kName, "dout", dout);
+  expect_f32(kName, "probs", probs);
+  expect_f32(kName, "dqkv", dqkv);
+  expect_f32(kName, "scratch", scratch);
+  expect_shape(kName, "dout", dout, btc);
+  expect_shape(kName, "probs", probs, bhtt);
+  expect_shape(kName, "dqkv", dqkv, qkv.shape);
+  expect_shape(kName, "scratch", scratch, bhtt);
+  expect_disjoint(kName, "dqkv", dqkv, "dout", dout);
+  expect_disjoint(kName, "dqkv", dqkv, "qkv", qkv);
+  expect_disjoint(kName, "dqkv", dqkv, "probs", probs);
+  expect_disjoint(kName, "scratch", scratch, "dqkv", dqkv);
+  expect_disjoint(kName, "scratch", scratch, "probs", probs);
+  expect_disjoint(kName, "scratch", scratch, "dout", dout);
+  expect_disjoint(kName, "scratch", scratch, "qkv", qkv);
+  launch(q, kName, KernelArgs{{dout, qkv, probs, dqkv, scratch}, {}, {heads}});
+}
+
 }  // namespace petaring::kernels

@@ -74,4 +74,65 @@ void copy(Queue& q, Tensor x, Tensor y);
 // "scale": X *= alpha, in place. args: tensors {X}; floats {alpha}.
 void scale(Queue& q, Tensor x, float alpha);
 
+// ---- Transformer kernels (the GPT of trainer/gpt.h) ----------------------------------
+// B: batch, T: sequence length, C: channels, H: heads, D = C / H, V: vocabulary.
+
+// "embedding_forward": out[b, t, :] = wte[tokens[b, t], :] + wpe[t, :].
+// tokens: (B, T) i32 in [0, V) (one out of range raises kInvalidArgument naming its
+// position and value); wte: (V, C); wpe: (P, C) with P >= T; out: (B, T, C).
+// args: tensors {tokens, wte, wpe, out}.
+void embedding_forward(Queue& q, Tensor tokens, Tensor wte, Tensor wpe, Tensor out);
+
+// "embedding_backward": the backward of embedding_forward.
+//   dwte = beta_wte * dwte + sum over (b, t) of dout[b, t, :] into row tokens[b, t]
+//   dwpe = beta_wpe * dwpe + sum over b of dout[b, t, :] into row t (rows t >= T: scaled only)
+// beta == 0 ignores old contents; beta_wte = 1 adds to an LM head's gradient (tied weights).
+// args: tensors {dout, tokens, dwte, dwpe}; floats {beta_wte, beta_wpe}.
+void embedding_backward(Queue& q, Tensor dout, Tensor tokens, Tensor dwte, Tensor dwpe,
+                        float beta_wte, float beta_wpe);
+
+// "layernorm_forward": per row of X (N, C) with mean m and biased variance v:
+//   rstd = 1 / sqrt(v + eps),  Y = (X - m) * rstd * weight + bias.
+// weight, bias: (C); Y: (N, C); mean, rstd: (N), kept for the backward.
+// args: tensors {X, weight, bias, Y, mean, rstd}; floats {eps}.
+void layernorm_forward(Queue& q, Tensor x, Tensor weight, Tensor bias, Tensor y, Tensor mean,
+                       Tensor rstd, float eps);
+
+// "layernorm_backward": with xhat = (X - mean) * rstd,
+//   dX      = dx_beta * dX + rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)),  g = dY * weight
+//   dweight = param_beta * dweight + sum_rows dY * xhat
+//   dbias   = param_beta * dbias + sum_rows dY
+// Shapes as in layernorm_forward. dx_beta = 1 adds into a residual gradient.
+// args: tensors {dY, X, weight, mean, rstd, dX, dweight, dbias}; floats {dx_beta, param_beta}.
+void layernorm_backward(Queue& q, Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd,
+                        Tensor dx, Tensor dweight, Tensor dbias, float dx_beta, float param_beta);
+
+// "gelu": GPT-2's tanh form (PyTorch's gelu(approximate='tanh')), element-wise:
+//   Y = 0.5 X (1 + tanh(sqrt(2/pi) (X + 0.044715 X^3))). Y may alias X exactly.
+// args: tensors {X, Y}.
+void gelu(Queue& q, Tensor x, Tensor y);
+
+// "gelu_backward": dX = dY * gelu'(X) (X: gelu's input). dX may alias dY exactly.
+// args: tensors {X, dY, dX}.
+void gelu_backward(Queue& q, Tensor x, Tensor dy, Tensor dx);
+
+// "add": Z = X + Y element-wise, same shapes (the residual connection). Z may alias X or Y
+// exactly. args: tensors {X, Y, Z}.
+void add(Queue& q, Tensor x, Tensor y, Tensor z);
+
+// "attention_forward": causal multi-head self-attention over packed projections.
+// qkv: (B, T, 3C), each row [q | k | v], each part H heads of D columns (head h at h*D).
+//   probs[b, h, i, j] = softmax over j <= i of q_i . k_j / sqrt(D); 0 for j > i
+//   out[b, i, h*D:(h+1)*D] = sum_j probs[b, h, i, j] v_j
+// out: (B, T, C); probs: (B, H, T, T), kept for the backward. C % H == 0.
+// args: tensors {qkv, out, probs}; ints {heads}.
+void attention_forward(Queue& q, Tensor qkv, Tensor out, Tensor probs, int64_t heads);
+
+// "attention_backward": dqkv (B, T, 3C) = the gradient of attention_forward's inputs
+// given dout (B, T, C), overwritten. scratch: (B, H, T, T), contents unspecified before
+// and after (it holds the gradient of the attention scores).
+// args: tensors {dout, qkv, probs, dqkv, scratch}; ints {heads}.
+void attention_backward(Queue& q, Tensor dout, Tensor qkv, Tensor probs, Tensor dqkv,
+                        Tensor scratch, int64_t heads);
+
 }  // namespace petaring::kernels

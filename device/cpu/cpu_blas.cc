@@ -56,6 +56,11 @@ void set_blas_threads(int threads) {
   apply_blas_threads();
 }
 
+int blas_threads() {
+  const int threads = g_blas_threads.load(std::memory_order_relaxed);
+  return threads != 0 ? threads : omp_get_max_threads();
+}
+
 std::string_view blas_library_name() { return "oneDNN"; }
 
 }  // namespace petaring::cpu

@@ -16,6 +16,9 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 
 // Threads the GEMM library may use in this process (>= 1).
 void set_blas_threads(int threads);
+// The count set by set_blas_threads(), or omp_get_max_threads() before any call: the team
+// size for the cpu kernels' own OpenMP loops, whichever thread runs them.
+int blas_threads();
 std::string_view blas_library_name();
 
 }  // namespace petaring::cpu

@@ -311,7 +311,7 @@ void scale_kernel(const KernelArgs& args) {
 }  // namespace
 
 std::vector<CpuKernel> make_cpu_kernels() {
-  return {
+  std::vector<CpuKernel> table{
       {"gemm", gemm_kernel},
       {"bias_add", bias_add_kernel},
       {"bias_grad", bias_grad_kernel},
@@ -326,6 +326,8 @@ std::vector<CpuKernel> make_cpu_kernels() {
       {"copy", copy_kernel},
       {"scale", scale_kernel},
   };
+  add_transformer_kernels(&table);
+  return table;
 }
 
 }  // namespace petaring

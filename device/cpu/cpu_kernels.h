@@ -31,5 +31,7 @@ class CpuKernel : public Kernel {
 
 // A fresh copy of the table; each CpuDevice holds its own.
 std::vector<CpuKernel> make_cpu_kernels();
+// Appends the transformer kernels (cpu_kernels_transformer.cc) to `table`.
+void add_transformer_kernels(std::vector<CpuKernel>* table);
 
 }  // namespace petaring
