@@ -1,0 +1,312 @@
+#include "trainer/gpt.h"
+
+#include <cmath>
+#include <string>
+
+#include "device/kernels.h"
+#include "runtime/error.h"
+#include "trainer/rng.h"
+
+namespace petaring {
+namespace {
+
+constexpr float kLayerNormEps = 1e-5f;  // PyTorch's nn.LayerNorm default
+constexpr double kInitStd = 0.02;       // GPT-2
+
+std::unique_ptr<Buffer> allocate_f32(Device& device, int64_t count) {
+  return device.allocate(static_cast<size_t>(count) * sizeof(float));
+}
+
+Tensor view(const std::unique_ptr<Buffer>& buffer, Shape shape) {
+  return Tensor(buffer.get(), 0, shape, DType::kF32);
+}
+
+void check_config(const GptConfig& c, int64_t max_batch) {
+  auto positive = [](const char* field, int64_t value) {
+    if (value < 1) PR_FAIL(kInvalidArgument, "gpt: ", field, " must be >= 1, got ", value);
+  };
+  positive("vocab", c.vocab);
+  positive("context", c.context);
+  positive("layers", c.layers);
+  positive("heads", c.heads);
+  positive("dim", c.dim);
+  positive("batch", max_batch);
+  if (c.dim % c.heads != 0) {
+    PR_FAIL(kInvalidArgument, "gpt: dim ", c.dim, " is not a multiple of heads ", c.heads,
+            "; pick dim = heads x head size, e.g. dim ", c.heads * std::max<int64_t>(1, c.dim / c.heads));
+  }
+}
+
+// y (N, out) = x (N, in) @ W^T + b, W (out, in) at `w`, b (out) at `b`.
+void linear(Queue& q, Tensor x, Tensor w, Tensor b, Tensor y) {
+  kernels::gemm(q, false, true, 1.0f, x, w, 0.0f, y);
+  kernels::bias_add(q, y, b);
+}
+
+}  // namespace
+
+struct Gpt::Block {
+  int64_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b;  // offsets, see the layout in gpt.h
+  int64_t ln2_w, ln2_b, fc_w, fc_b, fc_proj_w, fc_proj_b;
+  int64_t begin, end;  // the block's parameter range
+};
+
+// Activations of one block, each sized for (max_batch, context, ...), read through views
+// of the current (B, T).
+struct BlockActivations {
+  std::unique_ptr<Buffer> ln1, ln1_mean, ln1_rstd;  // (B, T, C), (B T), (B T)
+  std::unique_ptr<Buffer> qkv;                      // (B, T, 3C)
+  std::unique_ptr<Buffer> probs;                    // (B, H, T, T)
+  std::unique_ptr<Buffer> atty;                     // (B, T, C) attention output, pre-proj
+  std::unique_ptr<Buffer> res_att;                  // (B, T, C) x + proj(atty)
+  std::unique_ptr<Buffer> ln2, ln2_mean, ln2_rstd;  // (B, T, C), (B T), (B T)
+  std::unique_ptr<Buffer> fch, fch_gelu;            // (B, T, 4C) pre- and post-GELU
+  std::unique_ptr<Buffer> res_mlp;                  // (B, T, C) the block's output
+};
+
+struct Gpt::Activations {
+  std::vector<BlockActivations> blocks;
+  std::unique_ptr<Buffer> encoded;                  // (B, T, C)
+  std::unique_ptr<Buffer> lnf, lnf_mean, lnf_rstd;  // (B, T, C), (B T), (B T)
+  std::unique_ptr<Buffer> logits, probs, loss;      // (B T, V), (B T, V), (1)
+  // Backward scratch, shared by all blocks.
+  std::unique_ptr<Buffer> dres;     // (B, T, C) gradient of the residual stream
+  std::unique_ptr<Buffer> dbuf;     // (B, T, C)
+  std::unique_ptr<Buffer> dqkv;     // (B, T, 3C)
+  std::unique_ptr<Buffer> dfch;     // (B, T, 4C)
+  std::unique_ptr<Buffer> dscores;  // (B, H, T, T)
+  std::unique_ptr<Buffer> dlogits;  // (B T, V)
+};
+
+Gpt::Gpt(const GptConfig& config, Device& device, int64_t max_batch)
+    : config_(config), max_batch_(max_batch) {
+  check_config(config, max_batch);
+  const int64_t v = config.vocab, p = config.context, c = config.dim;
+  auto add = [&](const std::string& name, Shape shape) {
+    named_.push_back(Named{name, num_params_, shape});
+    num_params_ += shape.numel();
+    return named_.back().offset;
+  };
+  wte_ = add("wte", Shape{v, c});
+  wpe_ = add("wpe", Shape{p, c});
+  for (int64_t l = 0; l < config.layers; ++l) {
+    const std::string h = "h." + std::to_string(l) + ".";
+    Block b{};
+    b.begin = num_params_;
+    b.ln1_w = add(h + "ln_1.w", Shape{c});
+    b.ln1_b = add(h + "ln_1.b", Shape{c});
+    b.qkv_w = add(h + "qkv.w", Shape{3 * c, c});
+    b.qkv_b = add(h + "qkv.b", Shape{3 * c});
+    b.proj_w = add(h + "proj.w", Shape{c, c});
+    b.proj_b = add(h + "proj.b", Shape{c});
+    b.ln2_w = add(h + "ln_2.w", Shape{c});
+    b.ln2_b = add(h + "ln_2.b", Shape{c});
+    b.fc_w = add(h + "fc.w", Shape{4 * c, c});
+    b.fc_b = add(h + "fc.b", Shape{4 * c});
+    b.fc_proj_w = add(h + "fc_proj.w", Shape{c, 4 * c});
+    b.fc_proj_b = add(h + "fc_proj.b", Shape{c});
+    b.end = num_params_;
+    blocks_.push_back(b);
+  }
+  lnf_w_ = add("ln_f.w", Shape{c});
+  lnf_b_ = add("ln_f.b", Shape{c});
+  head_ = config.tie_embeddings ? wte_ : add("head", Shape{v, c});
+
+  params_ = allocate_f32(device, num_params_);
+  grads_ = allocate_f32(device, num_params_);
+  acts_ = std::make_unique<Activations>();
+  const int64_t rows = max_batch * p, scores = max_batch * config.heads * p * p;
+  for (int64_t l = 0; l < config.layers; ++l) {
+    BlockActivations a;
+    a.ln1 = allocate_f32(device, rows * c);
+    a.ln1_mean = allocate_f32(device, rows);
+    a.ln1_rstd = allocate_f32(device, rows);
+    a.qkv = allocate_f32(device, rows * 3 * c);
+    a.probs = allocate_f32(device, scores);
+    a.atty = allocate_f32(device, rows * c);
+    a.res_att = allocate_f32(device, rows * c);
+    a.ln2 = allocate_f32(device, rows * c);
+    a.ln2_mean = allocate_f32(device, rows);
+    a.ln2_rstd = allocate_f32(device, rows);
+    a.fch = allocate_f32(device, rows * 4 * c);
+    a.fch_gelu = allocate_f32(device, rows * 4 * c);
+    a.res_mlp = allocate_f32(device, rows * c);
+    acts_->blocks.push_back(std::move(a));
+  }
+  Activations& a = *acts_;
+  a.encoded = allocate_f32(device, rows * c);
+  a.lnf = allocate_f32(device, rows * c);
+  a.lnf_mean = allocate_f32(device, rows);
+  a.lnf_rstd = allocate_f32(device, rows);
+  a.logits = allocate_f32(device, rows * v);
+  a.probs = allocate_f32(device, rows * v);
+  a.loss = allocate_f32(device, 1);
+  a.dres = allocate_f32(device, rows * c);
+  a.dbuf = allocate_f32(device, rows * c);
+  a.dqkv = allocate_f32(device, rows * 3 * c);
+  a.dfch = allocate_f32(device, rows * 4 * c);
+  a.dscores = allocate_f32(device, scores);
+  a.dlogits = allocate_f32(device, rows * v);
+}
+
+Gpt::~Gpt() = default;
+
+Tensor Gpt::params() const { return Tensor(params_.get(), 0, Shape{num_params_}, DType::kF32); }
+Tensor Gpt::grads() const { return Tensor(grads_.get(), 0, Shape{num_params_}, DType::kF32); }
+Tensor Gpt::param(int64_t offset, Shape shape) const { return params().slice(offset, shape); }
+Tensor Gpt::grad(int64_t offset, Shape shape) const { return grads().slice(offset, shape); }
+
+void Gpt::initialize(Queue& q, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> host(static_cast<size_t>(num_params_), 0.0f);
+  const double residual_std = kInitStd / std::sqrt(2.0 * static_cast<double>(config_.layers));
+  auto normal = [&](int64_t offset, int64_t count, double std) {
+    for (int64_t i = 0; i < count; ++i) host[offset + i] = static_cast<float>(std * rng.normal());
+  };
+  auto ones = [&](int64_t offset) {
+    std::fill(host.begin() + offset, host.begin() + offset + config_.dim, 1.0f);
+  };
+  const int64_t c = config_.dim;
+  normal(wte_, config_.vocab * c, kInitStd);
+  normal(wpe_, config_.context * c, kInitStd);
+  for (const Block& b : blocks_) {  // biases stay 0
+    ones(b.ln1_w);
+    normal(b.qkv_w, 3 * c * c, kInitStd);
+    normal(b.proj_w, c * c, residual_std);
+    ones(b.ln2_w);
+    normal(b.fc_w, 4 * c * c, kInitStd);
+    normal(b.fc_proj_w, 4 * c * c, residual_std);
+  }
+  ones(lnf_w_);
+  if (!config_.tie_embeddings) normal(head_, config_.vocab * c, kInitStd);
+  q.write(params(), host.data());
+  q.synchronize();  // `host` dies at return
+}
+
+void Gpt::forward_block(Queue& q, int64_t l, Tensor x) {
+  const Block& b = blocks_[l];
+  BlockActivations& a = acts_->blocks[l];
+  const int64_t n = batch_ * steps_, c = config_.dim, h = config_.heads;
+  const Shape nc{n, c};
+  Tensor ln1 = view(a.ln1, nc), qkv = view(a.qkv, Shape{n, 3 * c});
+  Tensor atty = view(a.atty, nc), res_att = view(a.res_att, nc);
+  kernels::layernorm_forward(q, x.reshape(nc), param(b.ln1_w, {c}), param(b.ln1_b, {c}), ln1,
+                             view(a.ln1_mean, {n}), view(a.ln1_rstd, {n}), kLayerNormEps);
+  linear(q, ln1, param(b.qkv_w, {3 * c, c}), param(b.qkv_b, {3 * c}), qkv);
+  kernels::attention_forward(q, qkv.reshape({batch_, steps_, 3 * c}),
+                             atty.reshape({batch_, steps_, c}),
+                             view(a.probs, {batch_, h, steps_, steps_}), h);
+  linear(q, atty, param(b.proj_w, {c, c}), param(b.proj_b, {c}), res_att);
+  kernels::add(q, res_att, x.reshape(nc), res_att);
+
+  Tensor ln2 = view(a.ln2, nc), fch = view(a.fch, {n, 4 * c});
+  Tensor fch_gelu = view(a.fch_gelu, {n, 4 * c}), res_mlp = view(a.res_mlp, nc);
+  kernels::layernorm_forward(q, res_att, param(b.ln2_w, {c}), param(b.ln2_b, {c}), ln2,
+                             view(a.ln2_mean, {n}), view(a.ln2_rstd, {n}), kLayerNormEps);
+  linear(q, ln2, param(b.fc_w, {4 * c, c}), param(b.fc_b, {4 * c}), fch);
+  kernels::gelu(q, fch, fch_gelu);
+  linear(q, fch_gelu, param(b.fc_proj_w, {c, 4 * c}), param(b.fc_proj_b, {c}), res_mlp);
+  kernels::add(q, res_mlp, res_att, res_mlp);
+}
+
+Tensor Gpt::forward(Queue& q, Tensor tokens, Tensor targets) {
+  if (tokens.shape.rank() != 2 || tokens.shape[0] > max_batch_ || tokens.shape[1] > config_.context ||
+      tokens.shape[0] < 1 || tokens.shape[1] < 1) {
+    PR_FAIL(kInvalidArgument, "gpt: tokens ", tokens.shape, " do not fit: expected (B <= ",
+            max_batch_, ", T <= context ", config_.context, ")");
+  }
+  if (targets.shape != tokens.shape) {
+    PR_FAIL(kInvalidArgument, "gpt: targets ", targets.shape, " must match tokens ", tokens.shape);
+  }
+  batch_ = tokens.shape[0];
+  steps_ = tokens.shape[1];
+  tokens_ = tokens;
+  targets_ = targets;
+  const int64_t n = batch_ * steps_, c = config_.dim, v = config_.vocab;
+  Activations& a = *acts_;
+  Tensor x = view(a.encoded, {batch_, steps_, c});
+  kernels::embedding_forward(q, tokens, param(wte_, {v, c}), param(wpe_, {config_.context, c}), x);
+  for (int64_t l = 0; l < config_.layers; ++l) {
+    forward_block(q, l, x);
+    x = view(acts_->blocks[l].res_mlp, {batch_, steps_, c});
+  }
+  Tensor lnf = view(a.lnf, {n, c}), logits = view(a.logits, {n, v});
+  kernels::layernorm_forward(q, x.reshape({n, c}), param(lnf_w_, {c}), param(lnf_b_, {c}), lnf,
+                             view(a.lnf_mean, {n}), view(a.lnf_rstd, {n}), kLayerNormEps);
+  kernels::gemm(q, false, true, 1.0f, lnf, param(head_, {v, c}), 0.0f, logits);
+  Tensor loss = view(a.loss, {1});
+  kernels::softmax_xent_forward(q, logits, targets.reshape({n}), view(a.probs, {n, v}), loss);
+  return loss;
+}
+
+// `x` is the block's input (B T, C); `dres` holds dL/d(block output) on entry and
+// dL/dx on return.
+void Gpt::backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
+                         const GptBackwardOptions& options) {
+  const Block& b = blocks_[l];
+  BlockActivations& a = acts_->blocks[l];
+  Activations& s = *acts_;
+  const int64_t n = batch_ * steps_, c = config_.dim, h = config_.heads;
+  const Shape nc{n, c};
+  Tensor dbuf = view(s.dbuf, nc), dfch = view(s.dfch, {n, 4 * c}), dqkv = view(s.dqkv, {n, 3 * c});
+  // MLP: res_mlp = res_att + fch_gelu @ fc_proj.w^T + fc_proj.b
+  kernels::gemm(q, true, false, 1.0f, dres, view(a.fch_gelu, {n, 4 * c}), beta,
+                grad(b.fc_proj_w, {c, 4 * c}));
+  kernels::bias_grad(q, dres, grad(b.fc_proj_b, {c}), beta);
+  kernels::gemm(q, false, false, 1.0f, dres, param(b.fc_proj_w, {c, 4 * c}), 0.0f, dfch);
+  kernels::gelu_backward(q, view(a.fch, {n, 4 * c}), dfch, dfch);
+  kernels::gemm(q, true, false, 1.0f, dfch, view(a.ln2, nc), beta, grad(b.fc_w, {4 * c, c}));
+  kernels::bias_grad(q, dfch, grad(b.fc_b, {4 * c}), beta);
+  kernels::gemm(q, false, false, 1.0f, dfch, param(b.fc_w, {4 * c, c}), 0.0f, dbuf);
+  kernels::layernorm_backward(q, dbuf, view(a.res_att, nc), param(b.ln2_w, {c}),
+                              view(a.ln2_mean, {n}), view(a.ln2_rstd, {n}), dres,
+                              grad(b.ln2_w, {c}), grad(b.ln2_b, {c}), 1.0f, beta);
+  // Attention: res_att = x + atty @ proj.w^T + proj.b
+  kernels::gemm(q, true, false, 1.0f, dres, view(a.atty, nc), beta, grad(b.proj_w, {c, c}));
+  kernels::bias_grad(q, dres, grad(b.proj_b, {c}), beta);
+  kernels::gemm(q, false, false, 1.0f, dres, param(b.proj_w, {c, c}), 0.0f, dbuf);
+  kernels::attention_backward(q, dbuf.reshape({batch_, steps_, c}),
+                              view(a.qkv, {batch_, steps_, 3 * c}),
+                              view(a.probs, {batch_, h, steps_, steps_}),
+                              dqkv.reshape({batch_, steps_, 3 * c}),
+                              view(s.dscores, {batch_, h, steps_, steps_}), h);
+  kernels::gemm(q, true, false, 1.0f, dqkv, view(a.ln1, nc), beta, grad(b.qkv_w, {3 * c, c}));
+  kernels::bias_grad(q, dqkv, grad(b.qkv_b, {3 * c}), beta);
+  kernels::gemm(q, false, false, 1.0f, dqkv, param(b.qkv_w, {3 * c, c}), 0.0f, dbuf);
+  kernels::layernorm_backward(q, dbuf, x, param(b.ln1_w, {c}), view(a.ln1_mean, {n}),
+                              view(a.ln1_rstd, {n}), dres, grad(b.ln1_w, {c}), grad(b.ln1_b, {c}),
+                              1.0f, beta);
+  if (options.on_grads_ready) options.on_grads_ready(b.begin, b.end);
+}
+
+void Gpt::backward(Queue& q, const GptBackwardOptions& options) {
+  PR_CHECK(batch_ > 0) << "gpt: backward before forward";
+  const int64_t n = batch_ * steps_, c = config_.dim, v = config_.vocab;
+  const float beta = options.accumulate ? 1.0f : 0.0f;
+  Activations& a = *acts_;
+  Tensor dlogits = view(a.dlogits, {n, v}), dres = view(a.dres, {n, c});
+  kernels::softmax_xent_backward(q, view(a.probs, {n, v}), targets_.reshape({n}), dlogits,
+                                 options.loss_scale / static_cast<float>(n));
+  // Head: logits = lnf @ head^T. A tied head writes wte's gradient first; the embedding
+  // adds to it at the end.
+  kernels::gemm(q, true, false, 1.0f, dlogits, view(a.lnf, {n, c}), beta, grad(head_, {v, c}));
+  kernels::gemm(q, false, false, 1.0f, dlogits, param(head_, {v, c}), 0.0f, view(a.dbuf, {n, c}));
+  const int64_t last = config_.layers - 1;
+  Tensor x_last = view(acts_->blocks[last].res_mlp, {n, c});
+  kernels::layernorm_backward(q, view(a.dbuf, {n, c}), x_last, param(lnf_w_, {c}),
+                              view(a.lnf_mean, {n}), view(a.lnf_rstd, {n}), dres,
+                              grad(lnf_w_, {c}), grad(lnf_b_, {c}), 0.0f, beta);
+  if (options.on_grads_ready) {
+    options.on_grads_ready(lnf_w_, num_params_);  // ln_f, and the head when untied
+  }
+  for (int64_t l = last; l >= 0; --l) {
+    Tensor x = l == 0 ? view(a.encoded, {n, c}) : view(acts_->blocks[l - 1].res_mlp, {n, c});
+    backward_block(q, l, x, dres, beta, options);
+  }
+  kernels::embedding_backward(q, dres.reshape({batch_, steps_, c}), tokens_, grad(wte_, {v, c}),
+                              grad(wpe_, {config_.context, c}),
+                              config_.tie_embeddings ? 1.0f : beta, beta);
+  if (options.on_grads_ready) options.on_grads_ready(wte_, blocks_.front().begin);
+}
+
+}  // namespace petaring

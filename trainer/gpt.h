@@ -1,0 +1,106 @@
+// A GPT-2 style decoder-only transformer with explicit forward and backward on the device
+// kernel table (device/kernels.h).
+//
+//   tokens (B, T) -> wte[tokens] + wpe[0..T)                       encoded (B, T, C)
+//   L blocks, pre-LN:  x = x + proj(attention(qkv(ln_1(x))))     causal, H heads
+//                      x = x + fc_proj(gelu(fc(ln_2(x))))        fc: C -> 4C, tanh GELU
+//   ln_f(x) @ head^T -> logits (B, T, V); head is wte (tied) or its own (V, C) matrix
+//   loss = mean over (b, t) of -log softmax(logits)[targets]
+//
+// Linear weights are (out, in) as in PyTorch's nn.Linear. All parameters live in ONE
+// contiguous f32 buffer and all gradients in another, in the same layout:
+//   [wte (V, C) | wpe (P, C) | block 0 | ... | block L-1 | ln_f.w (C) | ln_f.b (C) | head (V, C)]
+//   block: ln_1.w (C) | ln_1.b (C) | qkv.w (3C, C) | qkv.b (3C) | proj.w (C, C) | proj.b (C) |
+//          ln_2.w (C) | ln_2.b (C) | fc.w (4C, C) | fc.b (4C) | fc_proj.w (C, 4C) | fc_proj.b (C)
+// (head only when untied; P = context). Backward finishes gradients from the end of this
+// layout towards its start, so gradient buckets taken from the end fill first.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "device/device.h"
+
+namespace petaring {
+
+struct GptConfig {
+  int64_t vocab = 256;    // V
+  int64_t context = 128;  // P: the longest sequence
+  int64_t layers = 4;     // L: transformer blocks
+  int64_t heads = 4;      // H; dim % heads == 0
+  int64_t dim = 128;      // C
+  bool tie_embeddings = true;
+};
+
+struct GptBackwardOptions {
+  // false: overwrite grads(); true: add to them (gradient accumulation).
+  bool accumulate = false;
+  // dL/dlogits is scaled by this / (B T): 1 for the mean loss of this batch.
+  float loss_scale = 1.0f;
+  // Called on the host, in backward order, each time the kernels that complete the
+  // gradients of elements [begin, end) of grads() have been enqueued: work enqueued on the
+  // queue after the call (an event, a collective) sees them final. Ranges are disjoint and
+  // together cover grads() once.
+  std::function<void(int64_t begin, int64_t end)> on_grads_ready;
+};
+
+class Gpt {
+ public:
+  // Checks the config (kInvalidArgument naming the field) and allocates parameters,
+  // gradients and activations for up to `max_batch` sequences of up to config.context
+  // tokens on `device` (kOutOfMemory if its budget is too small).
+  Gpt(const GptConfig& config, Device& device, int64_t max_batch);
+  ~Gpt();
+
+  const GptConfig& config() const { return config_; }
+  int64_t num_params() const { return num_params_; }
+  Tensor params() const;  // (num_params)
+  Tensor grads() const;   // (num_params), same layout
+
+  // GPT-2's initialization from `seed`: weights N(0, 0.02), the two residual projections
+  // of every block N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm weights 1. Blocks until
+  // written; the same seed gives the same weights everywhere.
+  void initialize(Queue& q, uint64_t seed);
+
+  // tokens, targets: (B, T) i32 with B <= max_batch, T <= context, ids < vocab. Returns
+  // the mean loss, a (1) tensor valid until the next forward. Keeps activations for
+  // backward. Asynchronous on q; `tokens` and `targets` must stay valid until backward's
+  // work has run.
+  Tensor forward(Queue& q, Tensor tokens, Tensor targets);
+  // The gradients of the last forward's loss into grads(). Asynchronous on q.
+  void backward(Queue& q, const GptBackwardOptions& options = {});
+
+  // Named parameter views, for tests and checkpoints: in layout order, names as in the
+  // header comment ("wte", "h.0.qkv.w", ..., "head").
+  struct Named {
+    std::string name;
+    int64_t offset = 0;  // elements into params()/grads()
+    Shape shape;
+  };
+  const std::vector<Named>& named_params() const { return named_; }
+
+ private:
+  struct Block;
+  struct Activations;
+  Tensor param(int64_t offset, Shape shape) const;
+  Tensor grad(int64_t offset, Shape shape) const;
+  void forward_block(Queue& q, int64_t l, Tensor x);
+  void backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
+                      const GptBackwardOptions& options);
+
+  GptConfig config_;
+  int64_t max_batch_ = 0;
+  int64_t batch_ = 0, steps_ = 0;  // B and T of the last forward
+  Tensor tokens_, targets_;
+  int64_t num_params_ = 0;
+  int64_t wte_ = 0, wpe_ = 0, lnf_w_ = 0, lnf_b_ = 0, head_ = 0;  // offsets
+  std::vector<Block> blocks_;
+  std::vector<Named> named_;
+  std::unique_ptr<Buffer> params_;
+  std::unique_ptr<Buffer> grads_;
+  std::unique_ptr<Activations> acts_;
+};
+
+}  // namespace petaring
