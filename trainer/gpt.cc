@@ -1,5 +1,6 @@
 #include "trainer/gpt.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -240,9 +241,9 @@ Tensor Gpt::forward(Queue& q, Tensor tokens, Tensor targets) {
 }
 
 // `x` is the block's input (B T, C); `dres` holds dL/d(block output) on entry and
-// dL/dx on return.
+// dL/dx on return. ready(offset, count) follows each parameter gradient's kernel.
 void Gpt::backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
-                         const GptBackwardOptions& options) {
+                         const std::function<void(int64_t, int64_t)>& ready) {
   const Block& b = blocks_[l];
   BlockActivations& a = acts_->blocks[l];
   Activations& s = *acts_;
@@ -252,18 +253,25 @@ void Gpt::backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
   // MLP: res_mlp = res_att + fch_gelu @ fc_proj.w^T + fc_proj.b
   kernels::gemm(q, true, false, 1.0f, dres, view(a.fch_gelu, {n, 4 * c}), beta,
                 grad(b.fc_proj_w, {c, 4 * c}));
+  ready(b.fc_proj_w, c * 4 * c);
   kernels::bias_grad(q, dres, grad(b.fc_proj_b, {c}), beta);
+  ready(b.fc_proj_b, c);
   kernels::gemm(q, false, false, 1.0f, dres, param(b.fc_proj_w, {c, 4 * c}), 0.0f, dfch);
   kernels::gelu_backward(q, view(a.fch, {n, 4 * c}), dfch, dfch);
   kernels::gemm(q, true, false, 1.0f, dfch, view(a.ln2, nc), beta, grad(b.fc_w, {4 * c, c}));
+  ready(b.fc_w, 4 * c * c);
   kernels::bias_grad(q, dfch, grad(b.fc_b, {4 * c}), beta);
+  ready(b.fc_b, 4 * c);
   kernels::gemm(q, false, false, 1.0f, dfch, param(b.fc_w, {4 * c, c}), 0.0f, dbuf);
   kernels::layernorm_backward(q, dbuf, view(a.res_att, nc), param(b.ln2_w, {c}),
                               view(a.ln2_mean, {n}), view(a.ln2_rstd, {n}), dres,
                               grad(b.ln2_w, {c}), grad(b.ln2_b, {c}), 1.0f, beta);
+  ready(b.ln2_w, 2 * c);  // ln_2.w and ln_2.b, adjacent
   // Attention: res_att = x + atty @ proj.w^T + proj.b
   kernels::gemm(q, true, false, 1.0f, dres, view(a.atty, nc), beta, grad(b.proj_w, {c, c}));
+  ready(b.proj_w, c * c);
   kernels::bias_grad(q, dres, grad(b.proj_b, {c}), beta);
+  ready(b.proj_b, c);
   kernels::gemm(q, false, false, 1.0f, dres, param(b.proj_w, {c, c}), 0.0f, dbuf);
   kernels::attention_backward(q, dbuf.reshape({batch_, steps_, c}),
                               view(a.qkv, {batch_, steps_, 3 * c}),
@@ -271,42 +279,80 @@ void Gpt::backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
                               dqkv.reshape({batch_, steps_, 3 * c}),
                               view(s.dscores, {batch_, h, steps_, steps_}), h);
   kernels::gemm(q, true, false, 1.0f, dqkv, view(a.ln1, nc), beta, grad(b.qkv_w, {3 * c, c}));
+  ready(b.qkv_w, 3 * c * c);
   kernels::bias_grad(q, dqkv, grad(b.qkv_b, {3 * c}), beta);
+  ready(b.qkv_b, 3 * c);
   kernels::gemm(q, false, false, 1.0f, dqkv, param(b.qkv_w, {3 * c, c}), 0.0f, dbuf);
   kernels::layernorm_backward(q, dbuf, x, param(b.ln1_w, {c}), view(a.ln1_mean, {n}),
                               view(a.ln1_rstd, {n}), dres, grad(b.ln1_w, {c}), grad(b.ln1_b, {c}),
                               1.0f, beta);
-  if (options.on_grads_ready) options.on_grads_ready(b.begin, b.end);
+  ready(b.ln1_w, 2 * c);  // ln_1.w and ln_1.b
 }
 
-void Gpt::backward(Queue& q, const GptBackwardOptions& options) {
+void Gpt::backward(Queue& q, const StepOptions& options) {
   PR_CHECK(batch_ > 0) << "gpt: backward before forward";
   const int64_t n = batch_ * steps_, c = config_.dim, v = config_.vocab;
   const float beta = options.accumulate ? 1.0f : 0.0f;
+  auto ready = [&](int64_t offset, int64_t count) {
+    if (options.on_grad_ready) options.on_grad_ready(offset, count, q.record());
+  };
   Activations& a = *acts_;
   Tensor dlogits = view(a.dlogits, {n, v}), dres = view(a.dres, {n, c});
   kernels::softmax_xent_backward(q, view(a.probs, {n, v}), targets_.reshape({n}), dlogits,
-                                 options.loss_scale / static_cast<float>(n));
+                                 options.grad_scale / static_cast<float>(n));
   // Head: logits = lnf @ head^T. A tied head writes wte's gradient first; the embedding
   // adds to it at the end.
   kernels::gemm(q, true, false, 1.0f, dlogits, view(a.lnf, {n, c}), beta, grad(head_, {v, c}));
+  if (!config_.tie_embeddings) ready(head_, v * c);
   kernels::gemm(q, false, false, 1.0f, dlogits, param(head_, {v, c}), 0.0f, view(a.dbuf, {n, c}));
   const int64_t last = config_.layers - 1;
   Tensor x_last = view(acts_->blocks[last].res_mlp, {n, c});
   kernels::layernorm_backward(q, view(a.dbuf, {n, c}), x_last, param(lnf_w_, {c}),
                               view(a.lnf_mean, {n}), view(a.lnf_rstd, {n}), dres,
                               grad(lnf_w_, {c}), grad(lnf_b_, {c}), 0.0f, beta);
-  if (options.on_grads_ready) {
-    options.on_grads_ready(lnf_w_, num_params_);  // ln_f, and the head when untied
-  }
+  ready(lnf_w_, 2 * c);  // ln_f.w and ln_f.b
   for (int64_t l = last; l >= 0; --l) {
     Tensor x = l == 0 ? view(a.encoded, {n, c}) : view(acts_->blocks[l - 1].res_mlp, {n, c});
-    backward_block(q, l, x, dres, beta, options);
+    backward_block(q, l, x, dres, beta, ready);
   }
   kernels::embedding_backward(q, dres.reshape({batch_, steps_, c}), tokens_, grad(wte_, {v, c}),
                               grad(wpe_, {config_.context, c}),
                               config_.tie_embeddings ? 1.0f : beta, beta);
-  if (options.on_grads_ready) options.on_grads_ready(wte_, blocks_.front().begin);
+  ready(wpe_, config_.context * c);
+  ready(wte_, v * c);
+}
+
+void Gpt::forward_backward(Queue& q, const Batch& batch, const StepOptions& options,
+                           float* loss) {
+  Tensor loss_view = forward(q, batch.inputs, batch.targets);
+  q.read(loss, loss_view);
+  backward(q, options);
+}
+
+EvalSums Gpt::evaluate(Queue& q, const Batch& batch) {
+  Tensor loss_view = forward(q, batch.inputs, batch.targets);
+  const int64_t n = batch_ * steps_, v = config_.vocab;
+  probs_host_.resize(static_cast<size_t>(n * v));
+  std::vector<int32_t> targets(static_cast<size_t>(n));
+  float loss = 0;
+  q.read(probs_host_.data(), view(acts_->probs, {n, v}));
+  q.read(targets.data(), batch.targets);
+  q.read(&loss, loss_view);
+  q.synchronize();
+  EvalSums sums;
+  sums.loss = static_cast<double>(loss) * static_cast<double>(n);
+  sums.count = static_cast<double>(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = probs_host_.data() + i * v;
+    sums.correct += std::max_element(row, row + v) - row == targets[static_cast<size_t>(i)] ? 1 : 0;
+  }
+  return sums;
+}
+
+std::string Gpt::describe() const {
+  return str_cat("gpt ", config_.layers, "x", config_.dim, " (", config_.heads, " heads, context ",
+                 config_.context, ", vocab ", config_.vocab,
+                 config_.tie_embeddings ? ", tied)" : ", untied head)");
 }
 
 }  // namespace petaring

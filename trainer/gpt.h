@@ -19,9 +19,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "device/device.h"
+#include "trainer/model.h"
 
 namespace petaring {
 
@@ -34,43 +36,43 @@ struct GptConfig {
   bool tie_embeddings = true;
 };
 
-struct GptBackwardOptions {
-  // false: overwrite grads(); true: add to them (gradient accumulation).
-  bool accumulate = false;
-  // dL/dlogits is scaled by this / (B T): 1 for the mean loss of this batch.
-  float loss_scale = 1.0f;
-  // Called on the host, in backward order, each time the kernels that complete the
-  // gradients of elements [begin, end) of grads() have been enqueued: work enqueued on the
-  // queue after the call (an event, a collective) sees them final. Ranges are disjoint and
-  // together cover grads() once.
-  std::function<void(int64_t begin, int64_t end)> on_grads_ready;
-};
-
-class Gpt {
+class Gpt : public Model {
  public:
   // Checks the config (kInvalidArgument naming the field) and allocates parameters,
   // gradients and activations for up to `max_batch` sequences of up to config.context
   // tokens on `device` (kOutOfMemory if its budget is too small).
   Gpt(const GptConfig& config, Device& device, int64_t max_batch);
-  ~Gpt();
+  ~Gpt() override;
 
   const GptConfig& config() const { return config_; }
-  int64_t num_params() const { return num_params_; }
-  Tensor params() const;  // (num_params)
-  Tensor grads() const;   // (num_params), same layout
+  // "gpt 4x128 (4 heads, context 128, vocab 256, tied)"
+  std::string describe() const override;
+  int64_t num_params() const override { return num_params_; }
+  Tensor params() const override;  // (num_params)
+  Tensor grads() const override;   // (num_params), same layout
+  int64_t max_batch() const override { return max_batch_; }
 
   // GPT-2's initialization from `seed`: weights N(0, 0.02), the two residual projections
   // of every block N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm weights 1. Blocks until
   // written; the same seed gives the same weights everywhere.
-  void initialize(Queue& q, uint64_t seed);
+  void initialize(Queue& q, uint64_t seed) override;
+
+  // Model: batch.inputs and batch.targets are (B, T) i32 token ids (see forward).
+  void forward_backward(Queue& q, const Batch& batch, const StepOptions& options,
+                        float* loss) override;
+  // Sums over the B T tokens: loss, and tokens whose most likely next token is the target.
+  EvalSums evaluate(Queue& q, const Batch& batch) override;
 
   // tokens, targets: (B, T) i32 with B <= max_batch, T <= context, ids < vocab. Returns
   // the mean loss, a (1) tensor valid until the next forward. Keeps activations for
   // backward. Asynchronous on q; `tokens` and `targets` must stay valid until backward's
   // work has run.
   Tensor forward(Queue& q, Tensor tokens, Tensor targets);
-  // The gradients of the last forward's loss into grads(). Asynchronous on q.
-  void backward(Queue& q, const GptBackwardOptions& options = {});
+  // The gradients of options.grad_scale x the last forward's loss into grads() (added
+  // when options.accumulate). Calls options.on_grad_ready per parameter tensor as its
+  // gradient is enqueued, from the end of the layout towards its start (a tied wte last).
+  // Asynchronous on q.
+  void backward(Queue& q, const StepOptions& options = {});
 
   // Named parameter views, for tests and checkpoints: in layout order, names as in the
   // header comment ("wte", "h.0.qkv.w", ..., "head").
@@ -88,7 +90,7 @@ class Gpt {
   Tensor grad(int64_t offset, Shape shape) const;
   void forward_block(Queue& q, int64_t l, Tensor x);
   void backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
-                      const GptBackwardOptions& options);
+                      const std::function<void(int64_t, int64_t)>& ready);
 
   GptConfig config_;
   int64_t max_batch_ = 0;
@@ -101,6 +103,7 @@ class Gpt {
   std::unique_ptr<Buffer> params_;
   std::unique_ptr<Buffer> grads_;
   std::unique_ptr<Activations> acts_;
+  std::vector<float> probs_host_;  // evaluate's copy of the probabilities
 };
 
 }  // namespace petaring
