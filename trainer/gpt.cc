@@ -6,6 +6,7 @@
 
 #include "device/kernels.h"
 #include "runtime/error.h"
+#include "trainer/recipe.h"
 #include "trainer/rng.h"
 
 namespace petaring {
@@ -45,6 +46,17 @@ void linear(Queue& q, Tensor x, Tensor w, Tensor b, Tensor y) {
 }
 
 }  // namespace
+
+GptConfig gpt_config(const ModelConfig& model) {
+  GptConfig c;
+  c.vocab = model.vocab;
+  c.context = model.context;
+  c.layers = model.blocks;
+  c.heads = model.heads;
+  c.dim = model.dim;
+  c.tie_embeddings = model.tie_embeddings;
+  return c;
+}
 
 struct Gpt::Block {
   int64_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b;  // offsets, see the layout in gpt.h

@@ -27,6 +27,8 @@
 
 namespace petaring {
 
+struct ModelConfig;
+
 struct GptConfig {
   int64_t vocab = 256;    // V
   int64_t context = 128;  // P: the longest sequence
@@ -35,6 +37,9 @@ struct GptConfig {
   int64_t dim = 128;      // C
   bool tie_embeddings = true;
 };
+
+// The gpt keys of a recipe's model section (trainer/recipe.h).
+GptConfig gpt_config(const ModelConfig& model);
 
 class Gpt : public Model {
  public:

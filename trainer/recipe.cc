@@ -2,6 +2,7 @@
 // checks. Field-level reads and the message format live in trainer/recipe_reader.cc.
 #include "trainer/recipe.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -22,7 +23,9 @@ using recipe_detail::suggestion;
 const std::vector<std::string> kSections = {"model",    "data",    "optimizer",
                                             "training", "devices", "checkpoint"};
 const std::map<std::string, std::vector<std::string>> kSectionKeys = {
-    {"model", {"type", "layers", "activation", "init"}},
+    {"model",
+     {"type", "layers", "activation", "init", "vocab", "context", "heads", "dim",
+      "tie_embeddings"}},
     {"data", {"type", "path", "normalize"}},
     {"optimizer",
      {"type", "lr", "momentum", "weight_decay", "nesterov", "betas", "eps", "clip_grad_norm",
@@ -41,6 +44,8 @@ const std::map<std::string, std::string> kSectionExamples = {
     {"training", "training: {batch_size: 64, epochs: 1}"},
 };
 
+// Debian's fortune-mod and fortunes packages install text like this.
+const char kTextExample[] = "path: /usr/share/games/fortunes/computers";
 constexpr int64_t kFashionPixels = 28 * 28;
 constexpr int64_t kFashionClasses = 10;
 constexpr uint64_t kMinDeviceMemory = 1ull << 20;
@@ -161,8 +166,42 @@ std::map<std::string, SectionNodes> top_level(const YAML::Node& root, const Cont
   return sections;
 }
 
+// Keys that belong to one model type only.
+const std::vector<std::string> kMlpOnlyKeys = {"activation", "init"};
+const std::vector<std::string> kGptOnlyKeys = {"vocab", "context", "heads", "dim",
+                                               "tie_embeddings"};
+
+void read_gpt(const SectionReader& reader, ModelConfig* model) {
+  for (const std::string& key : kMlpOnlyKeys) {
+    if (reader.has(key)) {
+      reader.fail(key, "applies to type mlp only; remove it with type gpt (GELU and GPT-2's "
+                       "initialization are fixed)");
+    }
+  }
+  if (reader.has("layers")) reader.get_int("layers", 1, &model->blocks);
+  reader.get_int("vocab", 1, &model->vocab);
+  reader.get_int("context", 1, &model->context);
+  reader.get_int("heads", 1, &model->heads);
+  reader.get_int("dim", 1, &model->dim);
+  reader.get_bool("tie_embeddings", &model->tie_embeddings);
+  if (model->dim % model->heads != 0) {
+    reader.fail("dim", str_cat(model->dim, " is not a multiple of heads (", model->heads,
+                               "); pick dim = heads x head size, e.g. dim: ",
+                               model->heads * std::max<int64_t>(1, model->dim / model->heads)));
+  }
+}
+
 void read_model(const SectionReader& reader, ModelConfig* model) {
-  reader.get_enum("type", {"mlp"}, &model->type);
+  reader.get_enum("type", {"mlp", "gpt"}, &model->type);
+  if (model->type == "gpt") {
+    read_gpt(reader, model);
+    return;
+  }
+  for (const std::string& key : kGptOnlyKeys) {
+    if (reader.has(key)) {
+      reader.fail(key, "applies to type gpt only; remove it, or set model.type: gpt");
+    }
+  }
   if (!reader.has("layers")) {
     reader.fail("layers", "required key missing; list the layer sizes, input first, e.g. "
                           "layers: [784, 256, 10]");
@@ -177,7 +216,17 @@ void read_model(const SectionReader& reader, ModelConfig* model) {
 }
 
 void read_data(const SectionReader& reader, DataConfig* data) {
-  reader.get_enum("type", {"fashion_mnist"}, &data->type);
+  reader.get_enum("type", {"fashion_mnist", "text", "tokens"}, &data->type);
+  if (data->type != "fashion_mnist") {
+    if (!reader.has("path")) {
+      reader.fail("path", str_cat("required key missing for type ", data->type, "; name the ",
+                                  data->type == "text" ? "text" : "uint16 token",
+                                  " file, e.g. ", kTextExample));
+    }
+    if (reader.has("normalize")) {
+      reader.fail("normalize", "applies to type fashion_mnist only; remove it");
+    }
+  }
   reader.get_string("path", &data->path);
   reader.get_bool("normalize", &data->normalize);
 }
@@ -251,6 +300,25 @@ void read_devices(const SectionReader& reader, DevicesConfig* devices) {
   reader.get_int("threads", 0, &devices->threads);
 }
 
+// A gpt reads token sequences (text, tokens); an mlp reads images (fashion_mnist).
+void check_model_type_fits_data(const Recipe& recipe, const SectionReader& model,
+                                const SectionReader& data) {
+  const bool sequences = recipe.data.type == "text" || recipe.data.type == "tokens";
+  if (recipe.model.type == "gpt" && !sequences) {
+    data.fail("type", str_cat("model.type gpt reads token sequences, not ", recipe.data.type,
+                              "; set data.type: text (any text file, byte-level) or tokens"));
+  }
+  if (recipe.model.type == "mlp" && sequences) {
+    model.fail("type", str_cat("data.type ", recipe.data.type,
+                               " holds token sequences, which type mlp cannot read; set "
+                               "model.type: gpt"));
+  }
+  if (recipe.data.type == "text" && recipe.model.vocab < 256) {
+    model.fail("vocab", str_cat("is ", recipe.model.vocab, ", but data.type text feeds bytes "
+                                "(ids 0..255); set vocab: 256"));
+  }
+}
+
 // The model's ends must match the data set: 784 pixels in, 10 classes out.
 void check_model_fits_data(const Recipe& recipe, const SectionReader& model) {
   if (recipe.data.type != "fashion_mnist") return;
@@ -268,9 +336,16 @@ void check_model_fits_data(const Recipe& recipe, const SectionReader& model) {
 }
 
 void check_data_files(const DataConfig& data, const SectionReader& reader) {
-  if (data.type != "fashion_mnist") return;
   namespace fs = std::filesystem;
   std::error_code error;
+  if (data.type != "fashion_mnist") {
+    if (!fs::is_regular_file(data.path, error)) {
+      reader.fail("path", str_cat(data.type, " file \"", data.path, "\" does not exist",
+                                  fs::is_directory(data.path, error) ? " (it is a folder)" : "",
+                                  "; name a file, e.g. ", kTextExample));
+    }
+    return;
+  }
   if (!fs::is_directory(data.path, error)) {
     reader.fail("path", str_cat("folder \"", data.path, "\" does not exist; ", kFashionHint));
   }
@@ -314,6 +389,7 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
   read_training(reader("training"), &recipe.training);
   if (sections.count("devices")) read_devices(reader("devices"), &recipe.devices);
   if (sections.count("checkpoint")) read_checkpoint(reader("checkpoint"), &recipe.checkpoint);
+  check_model_type_fits_data(recipe, model, data);
   check_model_fits_data(recipe, model);
   check_data_files(recipe.data, data);
   return recipe;

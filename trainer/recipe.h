@@ -12,16 +12,25 @@
 namespace petaring {
 
 struct ModelConfig {
-  std::string type = "mlp";           // "mlp"
-  std::vector<int64_t> layers;        // sizes, input first: [784, 256, 256, 10]
+  std::string type = "mlp";           // "mlp", "gpt" (trainer/gpt.h)
+  std::vector<int64_t> layers;        // mlp: sizes, input first: [784, 256, 256, 10]
   std::string activation = "relu";    // "relu" (only)
   std::string init = "kaiming_uniform";  // "kaiming_uniform" (PyTorch's Linear default), "kaiming_normal"
+  // gpt only (YAML `layers: N` sets `blocks` for type gpt):
+  int64_t vocab = 256;         // token ids < vocab; >= 256 for data.type text (bytes)
+  int64_t context = 128;       // tokens per training sequence
+  int64_t blocks = 4;          // transformer blocks
+  int64_t heads = 4;           // dim % heads == 0
+  int64_t dim = 128;           // channels
+  bool tie_embeddings = true;  // the LM head reuses the token embedding
   bool operator==(const ModelConfig&) const = default;
 };
 
 struct DataConfig {
-  std::string type = "fashion_mnist";  // "fashion_mnist" (IDX files)
-  std::string path = "/usr/share/datasets/fashion-mnist";  // folder with the 4 .gz files
+  std::string type = "fashion_mnist";  // "fashion_mnist" (IDX files), "text" (bytes of a
+                                       // text file), "tokens" (a file of uint16 token ids)
+  std::string path = "/usr/share/datasets/fashion-mnist";  // folder with the 4 .gz files,
+                                                           // or the text / tokens file
   bool normalize = false;  // false: pixels / 255; true: (pixels/255 - mean) / std of the train set
   bool operator==(const DataConfig&) const = default;
 };

@@ -46,17 +46,30 @@ std::string recipe_to_yaml(const Recipe& recipe) {
   const ModelConfig& model = recipe.model;
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "type" << YAML::Value << model.type;
-  out << YAML::Key << "layers" << YAML::Value << YAML::Flow << YAML::BeginSeq;
-  for (int64_t size : model.layers) out << size;
-  out << YAML::EndSeq;
-  out << YAML::Key << "activation" << YAML::Value << model.activation;
-  out << YAML::Key << "init" << YAML::Value << model.init << YAML::EndMap;
+  if (model.type == "gpt") {  // each type writes only the keys it reads
+    out << YAML::Key << "layers" << YAML::Value << model.blocks;
+    out << YAML::Key << "vocab" << YAML::Value << model.vocab;
+    out << YAML::Key << "context" << YAML::Value << model.context;
+    out << YAML::Key << "heads" << YAML::Value << model.heads;
+    out << YAML::Key << "dim" << YAML::Value << model.dim;
+    out << YAML::Key << "tie_embeddings" << YAML::Value << bool_text(model.tie_embeddings)
+        << YAML::EndMap;
+  } else {
+    out << YAML::Key << "layers" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (int64_t size : model.layers) out << size;
+    out << YAML::EndSeq;
+    out << YAML::Key << "activation" << YAML::Value << model.activation;
+    out << YAML::Key << "init" << YAML::Value << model.init << YAML::EndMap;
+  }
 
   const DataConfig& data = recipe.data;
   out << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "type" << YAML::Value << data.type;
   out << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << data.path;
-  out << YAML::Key << "normalize" << YAML::Value << bool_text(data.normalize) << YAML::EndMap;
+  if (data.type == "fashion_mnist") {
+    out << YAML::Key << "normalize" << YAML::Value << bool_text(data.normalize);
+  }
+  out << YAML::EndMap;
 
   const OptimizerConfig& optimizer = recipe.optimizer;
   out << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
