@@ -17,6 +17,16 @@
 //   * tick(now) runs one scheduling pass and returns the kStart decisions. Call it after
 //     a batch of events, or periodically; between ticks nothing is placed.
 //
+// A coordinator's loop, in brief:
+//   worker registers            act(s.add_node(info, now))
+//   heartbeat lost              act(s.remove_node(node, now))     // kStop (kLost) for its jobs
+//   `petaring worker reclaim`   act(s.set_node_availability(node, kReclaimed, now))
+//   client submits / cancels    s.submit(spec, now) / act(s.cancel(job, now))
+//   ranks exited after a kStop  s.job_stopped(job, now)           // re-queued or cancelled
+//   job ends on its own         s.job_finished(job, now) / s.job_failed(job, now, why)
+//   every second, or after a batch of the above: act(s.tick(now))  // kStart decisions
+//   persist                     s.snapshot() -> SQLite rows; on restart Scheduler(state)
+//
 // Policy (details in docs/ARCHITECTURE.md, "scheduler/"):
 //   * Gang placement: a job starts on all of its GPUs at once or not at all.
 //   * Packing: a job that fits on one node goes to the node with the fewest free GPUs
