@@ -43,6 +43,7 @@ struct SimulationReport {
   int restarts = 0, backfilled = 0;
   TimeMs end_ms = 0;
   int64_t gpu_ms = 0;
+  uint64_t decisions_hash = 1469598103934665603ull;  // FNV-1a over every decision, in order
 };
 
 class PoolSimulation {
@@ -278,8 +279,15 @@ class PoolSimulation {
     }
   }
 
+  void mix(uint64_t value) {
+    report_.decisions_hash = (report_.decisions_hash ^ value) * 1099511628211ull;
+  }
+
   void apply(const std::vector<Decision>& decisions, TimeMs t) {
     for (const Decision& d : decisions) {
+      mix(static_cast<uint64_t>(t));
+      mix(static_cast<uint64_t>(d.job) * 2 + (d.action == Decision::Action::kStop));
+      for (const Slot& slot : d.placement.ranks) mix(static_cast<uint64_t>(slot.node) * 64 + slot.device);
       SimJob& job = jobs_[d.job];
       if (d.action == Decision::Action::kStop) {
         ++report_.stops;

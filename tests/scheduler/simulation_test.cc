@@ -30,6 +30,22 @@ TEST(SchedulerProperties, SmallRandomPoolsKeepEveryInvariantAfterEveryEvent) {
   }
 }
 
+TEST(SchedulerProperties, SameEventsGiveTheSameDecisions) {
+  SimulationParams p;
+  p.nodes = 40;
+  p.jobs = 400;
+  p.arrival_span_ms = 600'000;
+  p.node_deaths = 5;
+  p.device_reclaims = 20;
+  auto first = PoolSimulation(p).run();
+  auto again = PoolSimulation(p).run();
+  EXPECT_EQ(first.decisions_hash, again.decisions_hash);
+  EXPECT_EQ(first.starts, again.starts);
+  EXPECT_EQ(first.gpu_ms, again.gpu_ms);
+  p.seed = 2;
+  EXPECT_NE(PoolSimulation(p).run().decisions_hash, first.decisions_hash);  // the hash sees something
+}
+
 TEST(SchedulerSimulation, ThousandNodesTenThousandJobsWithFailuresAndReclaims) {
   SimulationParams p;  // defaults: 1,000 nodes, 10,000 jobs, seed 1
   auto report = PoolSimulation(p).run();
