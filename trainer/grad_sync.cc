@@ -22,8 +22,20 @@ GradientSync::GradientSync(Communicator& comm, Tensor grads, double bucket_mb)
 }
 
 GradientSync::~GradientSync() {
-  // A step abandoned by an error may still have collectives in flight on our buffer.
+  // Host calls still queued refer to this object: let them run first.
+  if (queue_ != nullptr) {
+    try {
+      queue_->synchronize();
+    } catch (...) {  // the error belongs to the step that failed, already on its way up
+    }
+  }
+  // A step abandoned by an error may still have collectives in flight on our buffer: the
+  // job is failing, so stop them (peers would otherwise wait for a timeout) before the
+  // buffer goes away.
   std::lock_guard<std::mutex> lock(mutex_);
+  bool unfinished = false;
+  for (Issued& bucket : issued_) unfinished = unfinished || !bucket.work->test();
+  if (unfinished) comm_.abort();
   for (Issued& bucket : issued_) {
     try {
       bucket.work->wait();
@@ -38,7 +50,8 @@ void GradientSync::note(const std::string& what) {
 
 void GradientSync::begin(Queue& q) {
   queue_ = &q;
-  open_lo_ = open_hi_ = 0;
+  open_.clear();
+  open_count_ = 0;
   covered_ = 0;
   bucket_sizes_.clear();
   backward_done_.reset();
@@ -64,25 +77,36 @@ void GradientSync::on_ready(int64_t offset, int64_t count) {
       << "gradient slice [" << offset << ", +" << count << ") of " << grads_.numel();
   if (count == 0) return;
   covered_ += count;
-  const bool empty = open_lo_ == open_hi_;
-  if (!empty && offset + count != open_lo_ && offset != open_hi_) close_bucket();
-  if (open_lo_ == open_hi_) {
-    open_lo_ = offset;
-    open_hi_ = offset + count;
-  } else {
-    open_lo_ = std::min(open_lo_, offset);
-    open_hi_ = std::max(open_hi_, offset + count);
+  // Add [offset, offset + count) to the open slices, merging it with its neighbours.
+  int64_t lo = offset, hi = offset + count;
+  auto next = open_.lower_bound(lo);
+  PR_CHECK(next == open_.end() || next->first >= hi) << "gradient slice at " << offset << " reported twice";
+  if (next != open_.end() && next->first == hi) {
+    hi = next->second;
+    next = open_.erase(next);
   }
+  if (next != open_.begin()) {
+    auto previous = std::prev(next);
+    PR_CHECK_LE(previous->second, lo) << "gradient slice at " << offset << " reported twice";
+    if (previous->second == lo) {
+      lo = previous->first;
+      open_.erase(previous);
+    }
+  }
+  open_[lo] = hi;
+  open_count_ += count;
+  // A bucket must be one slice: close only when the open gradients are contiguous.
   const int64_t cap = bucket_sizes_.empty() ? std::min(kFirstBucketBytes, bucket_bytes_) : bucket_bytes_;
-  if ((open_hi_ - open_lo_) * static_cast<int64_t>(sizeof(float)) >= cap) close_bucket();
+  if (open_.size() == 1 && open_count_ * static_cast<int64_t>(sizeof(float)) >= cap) {
+    open_.clear();
+    open_count_ = 0;
+    issue_bucket(lo, hi - lo, false);
+  }
 }
 
-void GradientSync::close_bucket(bool last) {
-  if (open_lo_ == open_hi_) return;
-  const int64_t lo = open_lo_, count = open_hi_ - open_lo_;
+void GradientSync::issue_bucket(int64_t lo, int64_t count, bool last) {
   const int64_t index = static_cast<int64_t>(bucket_sizes_.size());
   bucket_sizes_.push_back(count);
-  open_lo_ = open_hi_ = 0;
   float* data = grads_.data<float>() + lo;
   queue_->host_call([this, data, count, index, last] {
     const Clock::time_point at = Clock::now();
@@ -102,8 +126,14 @@ void GradientSync::close_bucket(bool last) {
 void GradientSync::end_backward() {
   PR_CHECK_EQ(covered_, grads_.numel()) << "the model reported gradient slices covering "
                                         << covered_ << " of " << grads_.numel() << " elements";
-  if (open_lo_ != open_hi_) {
-    close_bucket(/*last=*/true);
+  if (!open_.empty()) {
+    // What is left (split by buckets closed between its parts): one bucket per slice,
+    // from the end of the buffer, the last one marking backward's end.
+    for (auto it = open_.rbegin(); it != open_.rend(); ++it) {
+      issue_bucket(it->first, it->second - it->first, std::next(it) == open_.rend());
+    }
+    open_.clear();
+    open_count_ = 0;
   } else {
     // The last gradient closed a bucket by its size: that bucket's issue is backward's end
     // (the model enqueues nothing after its last on_grad_ready).

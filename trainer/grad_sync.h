@@ -3,8 +3,9 @@
 // A bucket is a contiguous slice of the gradient buffer, grown from the parameter tensors
 // backward finishes (GradReadyFn), in that order, until it holds bucket_mb MiB; the first
 // bucket (the last layers, finished first) is capped at 1 MiB, as PyTorch DDP's
-// first_bucket_bytes. A tensor that is not adjacent to the open bucket closes it first,
-// so every bucket stays one slice. Closing a bucket enqueues, on the compute queue right
+// first_bucket_bytes. Tensors may come in any order: the open gradients close as a bucket
+// only once they form one slice (a weight reported before the bias below it waits for
+// it); what is left at the end of backward goes out one bucket per slice. Closing a bucket enqueues, on the compute queue right
 // after the kernels that wrote its last gradient, a host call that issues
 // Communicator::allreduce_async(average) on the slice: the allreduce starts the moment the
 // gradients are final and runs on the communicator's progress thread while the queue goes
@@ -28,6 +29,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -74,8 +76,8 @@ class GradientSync {
  private:
   using Clock = std::chrono::steady_clock;
   void on_ready(int64_t offset, int64_t count);
-  // Issues the open bucket from the queue; `last`: it ends backward, too.
-  void close_bucket(bool last = false);
+  // Issues [lo, lo + count) from the queue; `last`: it ends backward, too.
+  void issue_bucket(int64_t lo, int64_t count, bool last);
   void note(const std::string& what);
 
   Communicator& comm_;
@@ -84,7 +86,8 @@ class GradientSync {
   Queue* queue_ = nullptr;
   std::function<void(const std::string&)> trace_;
   // Enqueuing thread only.
-  int64_t open_lo_ = 0, open_hi_ = 0;  // the open bucket [lo, hi), empty when lo == hi
+  std::map<int64_t, int64_t> open_;  // reported, not yet issued: slices lo -> hi, merged
+  int64_t open_count_ = 0;           // elements in open_
   int64_t covered_ = 0;
   std::vector<int64_t> bucket_sizes_;
   std::unique_ptr<Event> backward_done_;

@@ -213,6 +213,25 @@ TEST(GradientSyncTest, BucketsFollowBackwardOrderWithASmallFirstBucket) {
   EXPECT_EQ(stats.buckets, 3);
 }
 
+TEST(GradientSyncTest, ABucketWaitsUntilItsGradientsFormOneSlice) {
+  auto transports = make_local_transports(1);
+  Communicator comm(std::move(transports[0]));
+  auto device = std::move(open_cpu_devices(CpuDeviceOptions{})[0]);
+  auto queue = device->create_queue(QueueKind::kCompute);
+  const int64_t tensor = 3 << 16;  // 0.75 MiB
+  auto buffer = device->allocate(static_cast<size_t>(6 * tensor) * sizeof(float));
+  Tensor grads(buffer.get(), 0, Shape{6 * tensor}, DType::kF32);
+  GradientSync sync(comm, grads, 2.0);
+  sync.begin(*queue);
+  GradReadyFn ready = sync.callback();
+  // Weights before their biases, as a layer's backward may report them: t4 t5 | t2 t3 t0 t1.
+  for (int64_t t : {4, 5, 2, 3, 0, 1}) ready(t * tensor, tensor, std::shared_ptr<Event>(queue->record()));
+  sync.end_backward();
+  sync.wait();
+  // [t4, t5] reaches 1 MiB; t2 t3 (1.5 MiB) and t0 are two slices until t1 joins them.
+  EXPECT_EQ(sync.bucket_sizes(), (std::vector<int64_t>{2 * tensor, 4 * tensor}));
+}
+
 TEST(SamplerTest, StepsFollowTheGlobalSampleIndexWhateverTheWorldSize) {
   Sampler sampler(5, 100);
   DataPosition start{2, 40};
