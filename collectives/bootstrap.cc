@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <thread>
 #include <cstdlib>
 
 #include "collectives/ring.h"
@@ -109,6 +110,19 @@ std::string requested_transport(bool under_mpi) {
   return value;
 }
 
+// Shared-memory waits for `ranks` ranks on this host: with more ranks than cores a spinning
+// or yielding rank takes the core from the rank it waits for, so oversubscribed ranks poll
+// briefly and then sleep (short sleeps, still backing off).
+ShmTransportOptions shm_options(int ranks) {
+  ShmTransportOptions options;
+  if (ranks > static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+    options.spin_polls = 50;
+    options.yield_window = std::chrono::milliseconds(0);
+    options.max_sleep = std::chrono::microseconds(50);
+  }
+  return options;
+}
+
 // Builds the world's transport through `store`: publishes this rank's host under
 // "host/<rank>", reads everyone's and routes each pair by PETARING_TRANSPORT, the same on
 // every rank: shm (every rank on one host), tcp, or auto (shm for the pairs on one host,
@@ -149,11 +163,11 @@ std::unique_ptr<Transport> build_world_transport(Store& store, const WorldInfo& 
     return make_tcp_transport(store, me, n, options);
   };
   if (requested == "shm" || requested == "tcp") {
-    parts.push_back({requested == "shm" ? make_shm_transport(store, me, n) : make_tcp(), everyone});
+    parts.push_back({requested == "shm" ? make_shm_transport(store, me, n, shm_options(n)) : make_tcp(), everyone});
     name = requested;
     why = "forced by PETARING_TRANSPORT";
   } else if (one_host) {
-    parts.push_back({make_shm_transport(store, me, n), everyone});
+    parts.push_back({make_shm_transport(store, me, n, shm_options(n)), everyone});
     name = "shm";
     why = "every rank on host " + info.host;
   } else {
@@ -165,7 +179,8 @@ std::unique_ptr<Transport> build_world_transport(Store& store, const WorldInfo& 
     }
     PrefixStore host_store(store, str_cat("h", host_of[me], "/"));
     int local_rank = static_cast<int>(std::find(mine.begin(), mine.end(), me) - mine.begin());
-    parts.push_back({make_shm_transport(host_store, local_rank, static_cast<int>(mine.size())), mine});
+    parts.push_back({make_shm_transport(host_store, local_rank, static_cast<int>(mine.size()),
+                                        shm_options(static_cast<int>(mine.size()))), mine});
     if (mpi != nullptr) {
       parts.push_back({std::move(mpi), everyone});
       name = "shm+mpi";
