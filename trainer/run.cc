@@ -113,6 +113,14 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
     PR_LOG(kInfo) << "checkpoint " << checkpoint_path(checkpoint_dir, state.step);
   };
   const int64_t total_steps = trainer.total_steps();
+  if (trainer.finished()) {
+    reporter.event({{"event", "final"}, {"steps", trainer.steps_done()}, {"nothing_to_do", true}},
+                   str_cat("nothing left to train: the run is at step ", trainer.steps_done(),
+                           " of ", total_steps, "; raise training.max_steps or epochs to go on"));
+    result.steps = trainer.steps_done();
+    result.world_size = comm.size();
+    return result;
+  }
   const int64_t global_batch = trainer.global_batch();
   const double items_per_step = static_cast<double>(global_batch * data->items_per_sample());
   const bool text = data->item_unit() == "tokens";

@@ -57,6 +57,9 @@ grep -q "changed: world size 2 -> 1" <<<"$out" || fail "world size change not re
 grep -q "training.batch_size 64 -> 128" <<<"$out" || fail "recipe change not reported: $out"
 grep -q '"event":"final".*"steps":100[,}]' "$work/one.jsonl" || fail "1-rank resume did not finish 100 steps"
 [[ -e "$work/one/step-00000100.ckpt" ]] || fail "no final checkpoint at 1 rank"
+out=$("$petaring" --log warn train "$recipe" "${sets[@]}" --set checkpoint.dir="$work/one" --resume 2>&1) \
+  || fail "resuming a finished run exited $?: $out"
+grep -q "nothing left to train: the run is at step 100 of 100" <<<"$out" || fail "finished run not reported: $out"
 
 echo "== --resume without a folder anywhere is a clear error"
 out=$("$petaring" train "$recipe" --resume 2>&1); code=$?
