@@ -37,7 +37,7 @@ echo; echo "\$ petaring jobs"; "$petaring" jobs
 echo; echo "\$ petaring nodes"; "$petaring" nodes
 
 # Kill the node holding most of job 1's ranks once the job has a checkpoint.
-until ls "$work/jobs/job-1/checkpoints" 2>/dev/null | grep -q ckpt; do sleep 0.1; done
+until ls "$work/jobs/job-1/checkpoints" 2>/dev/null | grep -q '[.]ckpt$'; do sleep 0.1; done
 victim=$("$petaring" job 1 --json | python3 -c '
 import collections, json, sys
 slots = json.load(sys.stdin)["placement"].split(",")

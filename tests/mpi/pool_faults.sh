@@ -45,7 +45,7 @@ print(*[n for n, _ in sorted(count.items(), key=lambda kv: -kv[1])])' "$placemen
 [[ -n $double && -n $single && $placement == *"$double"*"$double"* ]] ||
   { fail "job $a placed on '$placement', expected two ranks on one node and one on another"; exit 1; }
 single_rank=$(python3 -c 'import sys; print([s.split(":")[0] for s in sys.argv[1].split(",")].index(sys.argv[2]))' "$placement" "$single")
-wait_for 60 "a checkpoint of job $a" bash -c "ls '$work/jobs/job-$a/checkpoints/' | grep -q ckpt" || exit 1
+wait_for 60 "a checkpoint of job $a" bash -c "ls '$work/jobs/job-$a/checkpoints/' | grep -q '[.]ckpt$'" || exit 1
 victim="worker_$double"
 kill -9 "${!victim}"
 killed_at=$SECONDS

@@ -24,7 +24,7 @@ wait_for 20 "two nodes" bash -c "[[ \$('$petaring' nodes --json | grep -c alive)
 "$petaring" submit "$recipe" --gpus 2 >/dev/null || { fail "submit"; exit 1; }
 holder=$("$petaring" job 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["placement"].split(":")[0])')
 other=w1; [[ $holder == w1 ]] && other=w2
-wait_for 60 "a checkpoint of job 1" bash -c "ls '$work/jobs/job-1/checkpoints/' | grep -q ckpt" || exit 1
+wait_for 60 "a checkpoint of job 1" bash -c "ls '$work/jobs/job-1/checkpoints/' | grep -q '[.]ckpt$'" || exit 1
 "$petaring" worker reclaim --node "$holder" | grep -q "node $holder reclaimed" || fail "reclaim did not confirm"
 holder_pid="worker_$holder"
 wait_for 30 "worker $holder to leave" bash -c "! kill -0 ${!holder_pid} 2>/dev/null"
