@@ -2,6 +2,8 @@
 // PyTorch DDP reference (examples/scripts/torch_ddp_reference.py, gloo backend, CPU) with
 // the same model, data, optimizer, batch and number of ranks, runs interleaved in one
 // invocation so that both see the same machine. Reports medians and their ratio.
+// A gpt recipe (model.type gpt) is measured in tokens/s over --steps optimizer steps
+// beside examples/scripts/torch_gpt_reference.py instead.
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +29,8 @@ struct BenchTrainArgs {
   std::string reference = "torch";
   std::string python = "/usr/bin/python3";
   std::string script = "examples/scripts/torch_ddp_reference.py";
+  std::string gpt_script = "examples/scripts/torch_gpt_reference.py";
+  int64_t steps = 50;  // gpt recipes: optimizer steps per run
   bool json = false;
 };
 
@@ -62,7 +66,8 @@ nlohmann::json last_final_record(const std::string& text, const std::string& wha
   return found;
 }
 
-nlohmann::json run_petaring(const BenchTrainArgs& args, int np) {
+// `overrides`: extra command-line text, e.g. " --set training.max_steps=50".
+nlohmann::json run_petaring(const BenchTrainArgs& args, int np, const std::string& overrides = "") {
   std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::string metrics = std::filesystem::temp_directory_path().string() + "/petaring_bench_" +
                         std::to_string(::getpid()) + ".jsonl";
@@ -72,7 +77,7 @@ nlohmann::json run_petaring(const BenchTrainArgs& args, int np) {
               "--oversubscribe -np " + std::to_string(np) + " ";
   }
   command += quote(self) + " --log warn train " + quote(args.recipe) + " --metrics " + quote(metrics) +
-             " > /dev/null";
+             overrides + " > /dev/null";
   run_command(command);
   std::ifstream in(metrics);
   std::stringstream text;
@@ -100,24 +105,106 @@ double median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
-void check_reference_available(const BenchTrainArgs& args) {
+void check_reference_available(const BenchTrainArgs& args, const std::string& script) {
   std::string probe = quote(args.python) + " -c 'import torch' > /dev/null 2>&1";
   if (std::system(probe.c_str()) != 0) {
     PR_FAIL(kNotFound, args.python, " cannot import torch: install Debian's python3-torch ",
             "(apt-get install python3-torch), or pass --reference none");
   }
-  if (!std::filesystem::exists(args.script)) {
-    PR_FAIL(kNotFound, args.script, ": no such file; run from the petaring source folder or pass --script");
+  if (!std::filesystem::exists(script)) {
+    PR_FAIL(kNotFound, script, ": no such file; run from the petaring source folder or pass --script");
   }
+}
+
+
+// ---- GPT recipes (model.type gpt): tokens/s over a fixed number of optimizer steps,
+// beside examples/scripts/torch_gpt_reference.py (same model, text, AdamW schedule,
+// clipping, batch and ranks). Both time every step of the run, start-up excluded.
+
+nlohmann::json run_reference_gpt(const BenchTrainArgs& args, const Recipe& recipe, int np) {
+  const ModelConfig& m = recipe.model;
+  const OptimizerConfig& o = recipe.optimizer;
+  if (o.type != "adamw" || o.schedule != "cosine") {
+    PR_FAIL(kInvalidArgument, args.recipe, ": the GPT reference trains with AdamW and a cosine "
+            "schedule; set optimizer.type: adamw and optimizer.schedule: cosine");
+  }
+  std::ostringstream command;
+  command << quote(args.python) << " " << quote(args.gpt_script) << " --np " << np << " --data "
+          << quote(recipe.data.path) << " --vocab " << m.vocab << " --context " << m.context
+          << " --layers " << m.blocks << " --heads " << m.heads << " --dim " << m.dim
+          << " --tie " << (m.tie_embeddings ? 1 : 0) << " --lr " << o.lr << " --min-lr "
+          << o.min_lr << " --warmup " << o.warmup_steps << " --beta1 " << o.betas[0]
+          << " --beta2 " << o.betas[1] << " --weight-decay " << o.weight_decay << " --clip "
+          << o.clip_grad_norm << " --batch " << recipe.training.batch_size << " --steps "
+          << args.steps << " --seed " << recipe.training.seed << " 2>/dev/null";
+  return last_final_record(run_command(command.str()), "the PyTorch GPT reference");
+}
+
+int run_bench_train_gpt(const BenchTrainArgs& args, const Recipe& recipe) {
+  if (recipe.data.type != "text") {
+    PR_FAIL(kInvalidArgument, args.recipe, ": the GPT benchmark's reference reads a text file; "
+            "use data.type text");
+  }
+  if (recipe.training.grad_accum_steps != 1) {
+    PR_FAIL(kInvalidArgument, args.recipe, ": the GPT reference takes one micro-batch per step; "
+            "set training.grad_accum_steps: 1");
+  }
+  const bool with_reference = args.reference == "torch";
+  if (with_reference) check_reference_available(args, args.gpt_script);
+  const std::string overrides = " --set training.max_steps=" + std::to_string(args.steps) +
+                                " --set training.log_every=" + std::to_string(args.steps) +
+                                " --set training.evaluate=false";
+  if (!args.json) {
+    std::printf("# %s, %lld steps per run, %d run(s) each, interleaved; tokens/s (median)\n",
+                args.recipe.c_str(), static_cast<long long>(args.steps), args.repeats);
+    std::printf("%5s %14s %9s %14s %9s %7s\n", "ranks", "petaring", "loss", "pytorch-ddp",
+                "loss", "ratio");
+  }
+  for (int np : args.ranks) {
+    std::vector<double> ours, theirs, our_loss, their_loss;
+    for (int rep = 0; rep < args.repeats; ++rep) {
+      nlohmann::json a = run_petaring(args, np, overrides);
+      ours.push_back(a["tokens_per_s"].get<double>());
+      our_loss.push_back(a["loss"].get<double>());
+      if (with_reference) {
+        nlohmann::json b = run_reference_gpt(args, recipe, np);
+        theirs.push_back(b["tokens_per_s"].get<double>());
+        their_loss.push_back(b["loss"].get<double>());
+      }
+    }
+    const double ours_med = median(ours);
+    const double theirs_med = with_reference ? median(theirs) : 0;
+    const double ratio = theirs_med > 0 ? ours_med / theirs_med : 0;
+    if (args.json) {
+      nlohmann::json row = {{"np", np}, {"steps", args.steps}, {"repeats", args.repeats},
+                            {"petaring_tokens_per_s", ours_med}, {"petaring_runs", ours},
+                            {"petaring_loss", median(our_loss)}};
+      if (with_reference) {
+        row["pytorch_tokens_per_s"] = theirs_med;
+        row["pytorch_runs"] = theirs;
+        row["pytorch_loss"] = median(their_loss);
+        row["ratio"] = ratio;
+      }
+      std::cout << row.dump() << std::endl;
+    } else if (with_reference) {
+      std::printf("%5d %14.0f %9.4f %14.0f %9.4f %6.2fx\n", np, ours_med, median(our_loss),
+                  theirs_med, median(their_loss), ratio);
+    } else {
+      std::printf("%5d %14.0f %9.4f %14s %9s %7s\n", np, ours_med, median(our_loss), "-", "-", "-");
+    }
+    std::fflush(stdout);
+  }
+  return 0;
 }
 
 int run_bench_train(const BenchTrainArgs& args) {
   Recipe recipe = load_recipe(args.recipe);
+  if (recipe.model.type == "gpt") return run_bench_train_gpt(args, recipe);
   if (recipe.training.max_steps > 0) {
     PR_FAIL(kInvalidArgument, args.recipe, ": training.max_steps is set; the benchmark measures whole epochs");
   }
   const bool with_reference = args.reference == "torch";
-  if (with_reference) check_reference_available(args);
+  if (with_reference) check_reference_available(args, args.script);
   if (!args.json) {
     std::printf("# %s, %d run(s) each, interleaved; samples/s over whole epochs (median)\n",
                 args.recipe.c_str(), args.repeats);
@@ -171,6 +258,8 @@ void register_bench_train(CLI::App& bench, CommandTable& table) {
   sub->add_option("--reference", args->reference, "torch or none")->check(CLI::IsMember({"torch", "none"}))->capture_default_str();
   sub->add_option("--python", args->python, "Python with Debian's python3-torch")->capture_default_str();
   sub->add_option("--script", args->script, "the PyTorch reference script")->capture_default_str();
+  sub->add_option("--gpt-script", args->gpt_script, "the PyTorch reference for gpt recipes")->capture_default_str();
+  sub->add_option("--steps", args->steps, "gpt recipes: optimizer steps per run")->check(CLI::Range(1, 100000))->capture_default_str();
   sub->add_flag("--json", args->json, "one JSON object per rank count");
   table.entries.emplace_back(sub, [args] { return run_bench_train(*args); });
 }

@@ -10,6 +10,7 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "trainer/checkpoint.h"
+#include "trainer/data/tokens.h"
 #include "trainer/factory.h"
 #include "trainer/metrics.h"
 #include "trainer/train.h"
@@ -223,7 +224,15 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
                                       ? static_cast<int64_t>(trainer.gradient_sync()->bucket_sizes().size())
                                       : int64_t{0}}};
   if (text) final_record["tokens_per_s"] = result.items_per_s;
-  reporter.event(final_record, line);
+  std::string final_line = line;
+  // Token data: the unigram entropy of the text, which a model's loss should fall below.
+  if (const auto* tokens = dynamic_cast<const TokenSource*>(data.get())) {
+    final_record["unigram_entropy"] = tokens->unigram_entropy();
+    char entropy[64];
+    std::snprintf(entropy, sizeof(entropy), ", unigram entropy %.4f nats", tokens->unigram_entropy());
+    final_line += entropy;
+  }
+  reporter.event(final_record, final_line);
   return result;
 }
 
