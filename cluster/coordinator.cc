@@ -89,6 +89,7 @@ class Coordinator::Impl : public Handler {
     Clock::time_point last_heartbeat;
     int64_t last_heartbeat_ms = 0;
     std::vector<RankKey> stops;  // to send with the next heartbeat reply
+    bool suspect = false;        // see stale()
   };
 
   void load() {
@@ -123,13 +124,16 @@ class Coordinator::Impl : public Handler {
 
   // A node silent for half the timeout gets no new ranks (it is probably gone, and an
   // attempt placed there would only fail at the timeout); it counts again once it beats.
+  // A node is also skipped while `suspect`: it held ranks of an attempt that another rank's
+  // failure ended (its worker may have died with them); its next heartbeat clears that.
   bool stale(const Node& node, Clock::time_point now) const {
-    return now - node.last_heartbeat > options_.heartbeat_timeout / 2;
+    return node.suspect || now - node.last_heartbeat > options_.heartbeat_timeout / 2;
   }
 
   void touch(Node& node) {
     auto now = Clock::now();
     if (stale(node, now)) dirty_ = true;
+    node.suspect = false;
     node.last_heartbeat = now;
     node.last_heartbeat_ms = now_ms();
   }
@@ -236,6 +240,10 @@ class Coordinator::Impl : public Handler {
       all_done = all_done && a.state == "exited" && a.exit_code == 0;
     }
     if (code != 0) {
+      for (const AssignmentRow& a : placed->second) {
+        auto other = nodes_.find(a.node_id);
+        if (other != nodes_.end() && a.node_id != node.row.id) other->second.suspect = true;
+      }
       end_attempt(job->second, "queued",
                   str_cat("attempt ", attempt, ": rank ", rank, " on node ", node.row.name, " exited with code ", code));
     } else if (all_done) {

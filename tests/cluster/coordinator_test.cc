@@ -225,6 +225,17 @@ TEST_F(CoordinatorTest, LostNodeRestartsItsJobsElsewhere) {
   EXPECT_EQ(late.stops[1], std::make_tuple(job, 1u, 1u));
 }
 
+TEST_F(CoordinatorTest, RestartAvoidsNodesThatMayHaveDiedWithTheAttempt) {
+  FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 2),
+      c(coordinator_->address(), "c", 2);
+  int64_t job = client().submit_text(recipe_text(), "r.yaml", 3, 0, "t");
+  EXPECT_EQ(client().job(job)["placement"], "a:0,a:1,b:0");
+  // b's rank fails (its peers on a are gone, say): the restart keeps off a until a beats.
+  b.beat({}, {{job, 1, 2, 1}});
+  EXPECT_EQ(client().job(job)["placement"], "b:0,b:1,c:0");
+  EXPECT_EQ(client().job(job)["attempt"], 2);
+}
+
 TEST_F(CoordinatorTest, ReclaimAndCancel) {
   FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 1);
   int64_t job = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
