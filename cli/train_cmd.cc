@@ -2,6 +2,8 @@
 //
 // Runs one rank: alone (no mpirun) or as one of the ranks of an mpirun job, each rank
 // driving one virtual GPU (device index = local rank on its host).
+// SIGTERM or SIGINT preempts: every rank stops after the same step, a checkpoint is
+// written, and the process exits with kPreemptedExitCode (75, trainer/train.h).
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -67,27 +69,25 @@ std::unique_ptr<Device> open_rank_device(const DevicesConfig& config, const Worl
 int run_train(const TrainArgs& args) {
   // The recipe is checked before anything starts, so that every rank fails the same way.
   Recipe recipe = load_recipe(args.recipe, args.overrides);
+  install_preemption_handlers();
   WorldInfo world;
   std::unique_ptr<Communicator> comm = make_world_communicator(&world);
   auto train = [&] {
     std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
     TrainOptions options;
+    options.stop_requested = preemption_requested;
     options.metrics_path = world.rank == 0 ? args.metrics : "";
     options.resume = args.resume_given;
     if (!args.resume.empty()) options.resume_dir = args.resume.front();
-    run_training(recipe, *comm, *device, options);
+    return run_training(recipe, *comm, *device, options).preempted ? kPreemptedExitCode : 0;
   };
-  if (world.size == 1) {  // errors reach main(), which prints them and exits
-    train();
-    return 0;
-  }
+  if (world.size == 1) return train();  // errors reach main(), which prints them and exits
   // Several ranks: a failure on one must not leave the others waiting on it, so this
   // rank reports (naming itself) and takes the whole job down.
   int exit_code = 1;
   std::string what;
   try {
-    train();
-    return 0;
+    return train();
   } catch (const Error& e) {
     exit_code = e.exit_code();
     what = e.what();

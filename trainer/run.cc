@@ -1,6 +1,10 @@
 // run_training: the whole recipe, step by step, with progress, evaluation and metrics.
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -19,6 +23,19 @@ namespace petaring {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+volatile std::sig_atomic_t stop_signal = 0;      // the first SIGTERM/SIGINT received
+volatile std::sig_atomic_t preemption_saved = 0;  // the preemption checkpoint is on disk
+
+void on_stop_signal(int signal) {  // async-signal-safe: flags, _exit, signal, raise only
+  if (stop_signal == 0) {
+    stop_signal = signal;
+    return;
+  }
+  if (preemption_saved != 0) ::_exit(kPreemptedExitCode);
+  ::signal(signal, SIG_DFL);
+  ::raise(signal);
+}
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -75,7 +92,42 @@ CheckpointState load_for_resume(const std::string& dir, Communicator& comm, std:
   return read_checkpoint(chosen);
 }
 
+// The end of a preempted run: the checkpoint of this step (unless one was just written),
+// then a barrier so that no rank exits before it is on disk.
+template <typename Save>
+TrainResult stop_preempted(const Recipe& recipe, Communicator& comm, Trainer& trainer,
+                           Reporter& reporter, const std::string& checkpoint_dir, bool saved,
+                           Save& save, TrainResult& result) {
+  const int64_t step = trainer.steps_done();
+  if (!saved) save();
+  if (comm.size() > 1) comm.barrier();
+  if (!checkpoint_dir.empty()) mark_preemption_saved();
+  result.preempted = true;
+  result.steps = step;
+  result.checkpoint = checkpoint_dir.empty() ? "" : checkpoint_path(checkpoint_dir, step);
+  const std::string where = result.checkpoint.empty()
+      ? str_cat("no checkpoint (set checkpoint.dir in ", recipe.source, " to keep the work)")
+      : str_cat("checkpoint ", result.checkpoint);
+  reporter.event({{"event", "preempted"}, {"step", step}, {"checkpoint", result.checkpoint},
+                  {"stop_check_s", result.stop_check_s}},
+                 str_cat("preempted at step ", step, "; ", where, "; resume with --resume"));
+  return result;
+}
+
 }  // namespace
+
+void install_preemption_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  action.sa_flags = SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGINT, &action, nullptr);
+}
+
+bool preemption_requested() { return stop_signal != 0; }
+
+void mark_preemption_saved() { preemption_saved = 1; }
 
 TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& device,
                          const TrainOptions& options) {
@@ -107,7 +159,9 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
     if (changes.empty()) line += "; nothing changed";
     reporter.event({{"event", "resume"}, {"step", state.step}, {"path", path}, {"changes", changes}}, line);
   }
+  int64_t saved_step = -1;
   auto save = [&] {
+    saved_step = trainer.steps_done();
     if (checkpoint_dir.empty() || !leader) return;  // every rank holds the same state
     CheckpointState state = trainer.save_state();
     write_checkpoint(checkpoint_dir, state, recipe.checkpoint.keep);
@@ -172,6 +226,15 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
     reporter.step(info, logged);
     if (logged) result.loss = info.loss;
     if (recipe.checkpoint.every > 0 && done % recipe.checkpoint.every == 0 && !trainer.finished()) save();
+    if (options.stop_requested && !trainer.finished()) {
+      // Every rank asks at every step boundary; one integer's allreduce makes them agree.
+      const Clock::time_point check_start = Clock::now();
+      int64_t stop = options.stop_requested() ? 1 : 0;
+      if (comm.size() > 1) comm.allreduce(&stop, 1, DType::kI64, ReduceOp::kMax);
+      result.stop_check_s += seconds_since(check_start);
+      if (stop != 0) return stop_preempted(recipe, comm, trainer, reporter, checkpoint_dir,
+                                           saved_step == done, save, result);
+    }
     if (!epoch_ended) continue;
     trainer.queue().synchronize();
     train_seconds += seconds_since(since);
@@ -220,6 +283,7 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
                                  {"comm_s", sync.comm_s},
                                  {"comm_exposed_s", sync.exposed_s},
                                  {"comm_hidden_fraction", hidden_fraction},
+                                 {"stop_check_s", result.stop_check_s},
                                  {"buckets_per_step", trainer.gradient_sync()
                                       ? static_cast<int64_t>(trainer.gradient_sync()->bucket_sizes().size())
                                       : int64_t{0}}};

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -119,7 +120,26 @@ class Trainer {
   std::vector<float> micro_losses_;
 };
 
+// Graceful preemption. A pool reclaiming a GPU (or a person) sends SIGTERM or SIGINT to
+// the ranks; run_training then stops at the next step boundary on every rank at the same
+// step, writes a checkpoint (when a checkpoint folder is configured), logs
+// "preempted at step S; checkpoint PATH; resume with --resume" and returns with
+// TrainResult::preempted set; `petaring train` then exits with kPreemptedExitCode
+// (EX_TEMPFAIL of sysexits.h: stopped on request, resumable, not failed).
+inline constexpr int kPreemptedExitCode = 75;
+
+// Makes SIGTERM and SIGINT set a flag (async-signal-safe) that preemption_requested()
+// reads. A second signal ends the process at once: with kPreemptedExitCode when the
+// preemption checkpoint is already on disk (mark_preemption_saved()), else by the signal.
+void install_preemption_handlers();
+bool preemption_requested();
+void mark_preemption_saved();
+
 struct TrainOptions {
+  // Asked at every step boundary on every rank (empty: never); when it returns true on
+  // any rank, all ranks stop after the same step (an allreduce max of one integer per
+  // step) and the run ends preempted. `petaring train` passes preemption_requested.
+  std::function<bool()> stop_requested;
   std::string metrics_path;  // JSONL; empty = none (appended to when resuming)
   // Continue from the newest good checkpoint of resume_dir (empty: the recipe's
   // checkpoint.dir). Checkpoints are written to checkpoint.dir, else to resume_dir.
@@ -136,6 +156,9 @@ struct TrainResult {
   double elapsed_s = 0;
   int world_size = 1;
   int64_t resumed_from = -1;  // the checkpoint's step when resumed
+  bool preempted = false;     // stopped early by TrainOptions::stop_requested
+  std::string checkpoint;     // when preempted: the checkpoint written (empty: none)
+  double stop_check_s = 0;    // time spent agreeing on stops (the per-step allreduce)
 };
 
 // Runs the whole recipe: the model and data the recipe names (trainer/factory.h), every
