@@ -21,6 +21,7 @@ struct ClientArgs {
   bool json_output = false;
   std::string recipe;
   uint32_t gpus = 1;
+  uint32_t max_gpus = 0;
   int32_t priority = 0;
   std::string tenant = "default";
   int64_t id = 0;
@@ -101,11 +102,13 @@ int run_ledger(const ClientArgs& args) {
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& e : ledger) {
-    char seconds[32];
+    char seconds[32], flops[32];
     std::snprintf(seconds, sizeof(seconds), "%.1f", e["gpu_seconds"].get<double>());
-    rows.push_back({text(e["id"]), text(e["job"]), text(e["attempt"]), text(e["tenant"]), text(e["node"]), seconds});
+    std::snprintf(flops, sizeof(flops), "%.3g", e["flops"].get<double>());
+    rows.push_back(
+        {text(e["id"]), text(e["job"]), text(e["attempt"]), text(e["tenant"]), text(e["node"]), seconds, flops});
   }
-  print_table({"ID", "JOB", "ATTEMPT", "TENANT", "NODE", "GPU_SECONDS"}, rows);
+  print_table({"ID", "JOB", "ATTEMPT", "TENANT", "NODE", "GPU_SECONDS", "EST_FLOPS"}, rows);
   return 0;
 }
 
@@ -122,11 +125,14 @@ void register_pool_clients(CLI::App& app, CommandTable& table) {
   CLI::App* submit = app.add_subcommand("submit", "submit a recipe to a pool");
   submit->add_option("recipe", args->recipe, "recipe YAML file")->required();
   submit->add_option("--gpus", args->gpus, "GPUs (ranks) the job needs, all at once")->capture_default_str();
+  submit->add_option("--max-gpus", args->max_gpus,
+                     "elastic job: runs on any count from --gpus up to this (re-placed, maybe smaller, "
+                     "after a reclaim); the recipe must accept any of these world sizes");
   submit->add_option("--priority", args->priority, "higher runs first")->capture_default_str();
   submit->add_option("--tenant", args->tenant, "who is accounted for the GPU-seconds")->capture_default_str();
   add_pool_options(submit, args.get());
   table.entries.emplace_back(submit, [args] {
-    int64_t id = connect(*args).submit_file(args->recipe, args->gpus, args->priority, args->tenant);
+    int64_t id = connect(*args).submit_file(args->recipe, args->gpus, args->priority, args->tenant, args->max_gpus);
     if (args->json_output) {
       std::printf("%s\n", json{{"id", id}}.dump().c_str());
     } else {

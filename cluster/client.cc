@@ -15,7 +15,8 @@ namespace {
 
 nlohmann::json job_json(wire::JobInfo::Reader j) {
   nlohmann::json out = {{"id", j.getId()}, {"name", std::string(j.getName())}, {"tenant", std::string(j.getTenant())},
-                        {"priority", j.getPriority()}, {"gpus", j.getGpus()}, {"state", std::string(j.getState())},
+                        {"priority", j.getPriority()}, {"gpus", j.getGpus()},
+                        {"min_gpus", j.getMinGpus()}, {"max_gpus", j.getMaxGpus()}, {"state", std::string(j.getState())},
                         {"attempt", j.getAttempt()}, {"reason", std::string(j.getReason())},
                         {"placement", std::string(j.getPlacement())}, {"submitted_ms", j.getSubmittedMs()}};
   std::string metrics = j.getLastMetrics();
@@ -57,16 +58,17 @@ PoolClient::PoolClient(const PoolAddress& address) {
 PoolClient::~PoolClient() = default;
 
 int64_t PoolClient::submit_file(const std::string& recipe_path, uint32_t gpus, int32_t priority,
-                                const std::string& tenant) {
+                                const std::string& tenant, uint32_t max_gpus) {
   load_recipe(recipe_path);  // the errors `petaring train` gives, before anything is sent
   std::ifstream in(recipe_path, std::ios::binary);
   std::ostringstream text;
   text << in.rdbuf();
-  return submit_text(text.str(), std::filesystem::path(recipe_path).filename().string(), gpus, priority, tenant);
+  return submit_text(text.str(), std::filesystem::path(recipe_path).filename().string(), gpus, priority, tenant,
+                     max_gpus);
 }
 
 int64_t PoolClient::submit_text(const std::string& recipe_yaml, const std::string& name, uint32_t gpus,
-                                int32_t priority, const std::string& tenant) {
+                                int32_t priority, const std::string& tenant, uint32_t max_gpus) {
   capnp::MallocMessageBuilder message;
   auto submit = message.initRoot<wire::Envelope>().initSubmit();
   submit.setRecipeYaml(recipe_yaml);
@@ -74,6 +76,7 @@ int64_t PoolClient::submit_text(const std::string& recipe_yaml, const std::strin
   submit.setGpus(gpus);
   submit.setPriority(priority);
   submit.setTenant(tenant);
+  submit.setMaxGpus(max_gpus);
   return connection_->call(message)->envelope().getSubmitted();
 }
 
@@ -118,7 +121,7 @@ nlohmann::json PoolClient::ledger() {
   for (auto e : reply->envelope().getLedger()) {
     out.push_back({{"id", e.getId()}, {"job", e.getJobId()}, {"attempt", e.getAttempt()},
                    {"tenant", std::string(e.getTenant())}, {"node", std::string(e.getNode())},
-                   {"gpu_seconds", e.getGpuSeconds()}, {"recorded_ms", e.getRecordedMs()}});
+                   {"gpu_seconds", e.getGpuSeconds()}, {"flops", e.getFlops()}, {"recorded_ms", e.getRecordedMs()}});
   }
   return out;
 }

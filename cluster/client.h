@@ -28,9 +28,11 @@ class PoolClient {
   ~PoolClient();
 
   // Validates the recipe file as `petaring train` does (same errors), then submits its text.
-  int64_t submit_file(const std::string& recipe_path, uint32_t gpus, int32_t priority, const std::string& tenant);
+  // max_gpus > gpus submits an elastic job (any count in [gpus, max_gpus]); 0 = rigid.
+  int64_t submit_file(const std::string& recipe_path, uint32_t gpus, int32_t priority, const std::string& tenant,
+                      uint32_t max_gpus = 0);
   int64_t submit_text(const std::string& recipe_yaml, const std::string& name, uint32_t gpus, int32_t priority,
-                      const std::string& tenant);
+                      const std::string& tenant, uint32_t max_gpus = 0);
   nlohmann::json jobs();
   nlohmann::json job(int64_t id);
   void cancel(int64_t id);

@@ -1,6 +1,7 @@
 #include "cluster/coordinator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -10,11 +11,11 @@
 
 #include "cluster/auth.h"
 #include "cluster/frame.h"
-#include "cluster/placement.h"
 #include "cluster/state.h"
 #include "collectives/store/tcp_store.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "scheduler/scheduler.h"
 #include "trainer/recipe.h"
 
 namespace petaring::cluster {
@@ -22,6 +23,7 @@ namespace petaring::cluster {
 using Clock = std::chrono::steady_clock;
 using W = wire::Envelope::Which;
 using RankKey = std::tuple<int64_t, uint32_t, uint32_t>;  // job, attempt, rank
+namespace sched = petaring::scheduler;
 
 class Coordinator::Impl : public Handler {
  public:
@@ -92,6 +94,8 @@ class Coordinator::Impl : public Handler {
     bool suspect = false;        // see stale()
   };
 
+  // Rebuilds everything from the state file: nodes, jobs, the running attempts' placements
+  // and the scheduler (its jobs, held GPUs and the usage the ledger rows add up to).
   void load() {
     auto now = Clock::now();
     for (NodeRow& row : state_.nodes()) {
@@ -102,6 +106,94 @@ class Coordinator::Impl : public Handler {
     }
     for (JobRow& job : state_.jobs()) jobs_[job.id] = std::move(job);
     for (AssignmentRow& a : state_.running_assignments()) placement_[a.job_id].push_back(a);
+
+    sched::SchedulerState s;
+    std::map<std::string, sched::Usage> tenants;
+    std::map<int64_t, sched::Usage> node_usage;
+    for (const LedgerRow& row : state_.ledger()) {
+      sched::Usage u{std::llround(row.gpu_seconds * 1000), row.flops};
+      for (sched::Usage* sum : {&recorded_[row.job_id], &tenants[row.tenant], &node_usage[row.node_id]}) {
+        sum->gpu_ms += u.gpu_ms;
+        sum->flops += u.flops;
+      }
+    }
+    s.now = now_ms();
+    for (const auto& [id, node] : nodes_) s.nodes.push_back(node_info(node.row));
+    for (const auto& [id, job] : jobs_) {
+      sched::JobRecord r;
+      r.spec = job_spec(job);
+      r.state = job.state == "queued"     ? sched::JobState::kQueued
+                : job.state == "running"  ? sched::JobState::kRunning
+                : job.state == "finished" ? sched::JobState::kFinished
+                : job.state == "failed"   ? sched::JobState::kFailed
+                                          : sched::JobState::kCancelled;
+      r.submitted_ms = job.submitted_ms;
+      r.started_ms = job.started_ms;
+      r.ended_ms = job.finished_ms;
+      r.restarts = job.attempt > 0 ? static_cast<int>(job.attempt) - 1 : 0;
+      r.end_reason = job.reason;
+      r.usage = recorded_[id];
+      if (r.state == sched::JobState::kRunning) {
+        for (const AssignmentRow& a : placement_[id]) {
+          r.placement.ranks.push_back({a.node_id, static_cast<int>(a.device_index)});
+        }
+        r.held = r.placement.ranks;
+        // The attempt bills from its start: the ledger gets it all when it ends.
+        r.billing = true;
+        r.billed_until = job.started_ms;
+      }
+      for (int64_t t : {job.submitted_ms, job.started_ms, job.finished_ms}) s.now = std::max(s.now, t);
+      s.jobs.push_back(std::move(r));
+    }
+    for (const auto& [name, u] : tenants) s.tenants.push_back({name, u});
+    for (const auto& [id, u] : node_usage) s.nodes_usage.push_back({std::to_string(id), u});
+    clock_ms_ = s.now;
+    scheduler_ = sched::Scheduler(s);
+  }
+
+  // The coordinator's clock for the scheduler: wall-clock ms, never going backwards.
+  int64_t clock() {
+    clock_ms_ = std::max(clock_ms_, now_ms());
+    return clock_ms_;
+  }
+
+  static sched::NodeInfo node_info(const NodeRow& row) {
+    sched::NodeInfo info;
+    info.id = row.id;
+    info.name = row.name;
+    auto availability = row.state == "alive"       ? sched::Availability::kLent
+                        : row.state == "reclaimed" ? sched::Availability::kReclaimed
+                                                   : sched::Availability::kDead;
+    for (const DeviceRow& d : row.devices) {
+      info.devices.push_back({static_cast<int>(d.index), d.kind, static_cast<int64_t>(d.memory_bytes),
+                              sched::Link::kPcie, d.flops_per_s, availability});
+    }
+    return info;
+  }
+
+  static sched::JobSpec job_spec(const JobRow& job) {
+    sched::JobSpec spec;
+    spec.id = job.id;
+    spec.tenant = job.tenant;
+    spec.priority = job.priority;
+    spec.min_gpus = static_cast<int>(job.min_gpus);
+    spec.max_gpus = static_cast<int>(job.max_gpus);
+    return spec;
+  }
+
+  // Carries out the scheduler's decisions. A stop ends the attempt here and now: the
+  // worker's stop asks each rank to checkpoint and exit (SIGTERM, then SIGKILL after its
+  // grace period), and the job goes back to the scheduler's queue (or ends, if cancelled).
+  void act(const std::vector<sched::Decision>& decisions, const std::string& why = "") {
+    for (const sched::Decision& d : decisions) {
+      JobRow& job = jobs_.at(d.job);
+      if (d.action == sched::Decision::Action::kStart) {
+        start_attempt(job, d.placement);
+      } else if (job.state == "running") {
+        bool cancelled = d.cause == sched::StopCause::kCancelled;
+        end_attempt(job, cancelled ? "cancelled" : "queued", why.empty() ? d.reason : why);
+      }
+    }
   }
 
   // ---- workers ----
@@ -110,10 +202,21 @@ class Coordinator::Impl : public Handler {
     std::string name = request.getName();
     if (name.empty() || name.size() > 128) PR_FAIL(kInvalidArgument, "node name must be 1-128 characters");
     std::vector<DeviceRow> devices;
-    for (auto d : request.getDevices()) devices.push_back({d.getIndex(), d.getKind(), d.getMemoryBytes()});
+    for (auto d : request.getDevices()) {
+      devices.push_back({d.getIndex(), d.getKind(), d.getMemoryBytes(), d.getFlopsPerS()});
+    }
     int64_t id = state_.upsert_node(name, devices);
+    bool known = nodes_.count(id) > 0;
     Node& node = nodes_[id];
+    // A worker registers again after a lost connection or a coordinator restart; ranks
+    // it still runs keep their GPUs. Otherwise the scheduler takes its devices as new.
+    bool held = false;
+    if (known) {
+      unfence(id);
+      for (const DeviceRow& d : node.row.devices) held = held || scheduler_.holder(id, static_cast<int>(d.index)) != 0;
+    }
     node.row = {id, name, "alive", devices};
+    if (!held) act(scheduler_.add_node(node_info(node.row), clock()));
     touch(node);
     dirty_ = true;
     PR_LOG(kInfo) << "coordinator: node " << name << " (id " << id << ") registered " << devices.size()
@@ -133,6 +236,7 @@ class Coordinator::Impl : public Handler {
   void touch(Node& node) {
     auto now = Clock::now();
     if (stale(node, now)) dirty_ = true;
+    unfence(node.row.id);
     node.suspect = false;
     node.last_heartbeat = now;
     node.last_heartbeat_ms = now_ms();
@@ -146,6 +250,7 @@ class Coordinator::Impl : public Handler {
     if (node.row.state == "dead") {
       node.row.state = "alive";
       state_.set_node_state(node.row.id, "alive");
+      act(scheduler_.set_node_availability(node.row.id, sched::Availability::kLent, clock()));
       dirty_ = true;
       PR_LOG(kInfo) << "coordinator: node " << node.row.name << " is back";
     }
@@ -254,23 +359,41 @@ class Coordinator::Impl : public Handler {
   // Ends the current attempt of a running job: ledger rows per node, stops for ranks
   // still running, and the job's new state ("queued" restarts it, unless out of attempts).
   void end_attempt(JobRow& job, std::string new_state, std::string reason) {
-    int64_t now = now_ms();
-    std::map<int64_t, double> seconds_by_node;
-    double seconds = std::max<int64_t>(0, now - job.started_ms) / 1000.0;
+    int64_t now = clock();
+    std::map<int64_t, int> gpus_by_node;
     for (const AssignmentRow& a : placement_[job.id]) {
-      seconds_by_node[a.node_id] += seconds;
+      gpus_by_node[a.node_id] += 1;
       if (a.state == "running") {
         auto node = nodes_.find(a.node_id);
         if (node != nodes_.end()) node->second.stops.push_back({job.id, a.attempt, a.rank});
       }
     }
-    std::vector<LedgerRow> ledger;
-    for (const auto& [node_id, gpu_seconds] : seconds_by_node) {
-      ledger.push_back({0, job.id, job.attempt, job.tenant, node_id, gpu_seconds, now});
-    }
     if (new_state == "queued" && job.attempt >= options_.max_attempts) {
       new_state = "failed";
       reason = str_cat(reason, "; gave up after ", job.attempt, " attempts");
+    }
+    if (new_state == "finished") {
+      scheduler_.job_finished(job.id, now);
+    } else if (new_state == "failed") {
+      scheduler_.job_failed(job.id, now, reason);
+    } else {
+      if (new_state == "cancelled" && scheduler_.job(job.id).state == sched::JobState::kRunning) {
+        scheduler_.cancel(job.id, now);
+      }
+      scheduler_.job_stopped(job.id, now);  // re-queued, or cancelled after a cancel
+    }
+    // The ledger rows: what the scheduler's ledger accrued for this attempt, split over
+    // its nodes by the GPUs each held.
+    const sched::Usage& total = scheduler_.job(job.id).usage;
+    sched::Usage& recorded = recorded_[job.id];
+    sched::Usage attempt{total.gpu_ms - recorded.gpu_ms, total.flops - recorded.flops};
+    recorded = total;
+    std::vector<LedgerRow> ledger;
+    double gpus = static_cast<double>(placement_[job.id].size());
+    for (const auto& [node_id, count] : gpus_by_node) {
+      double share = count / gpus;
+      ledger.push_back({0, job.id, job.attempt, job.tenant, node_id, attempt.gpu_ms * share / 1000.0,
+                        attempt.flops * share, now});
     }
     job.state = new_state;
     job.reason = reason;
@@ -285,69 +408,51 @@ class Coordinator::Impl : public Handler {
 
   // ---- placement ----
 
-  // Places what can start. Runs only when something it depends on changed (dirty_): a
-  // submit, an attempt ending, a node joining, leaving or coming back.
+  // Places what can start: the scheduler's pass. Runs only when something it depends on
+  // changed (dirty_): a submit, an attempt ending, a node joining, leaving or coming back.
   void schedule() {
     if (!dirty_) return;
     dirty_ = false;
-    size_t total = 0;
-    std::map<int64_t, std::set<uint32_t>> busy;
-    for (const auto& [id, assignments] : placement_) {
-      for (const AssignmentRow& a : assignments) busy[a.node_id].insert(a.device_index);
-    }
-    std::vector<FreeDevices> free;
+    fence_stale_nodes();
+    act(scheduler_.tick(clock()));
+  }
+
+  // Free devices of a stale node are marked dead in the scheduler until the node beats
+  // again (touch), so that no new attempt lands there; devices held by running jobs are
+  // left alone (their loss, if it comes, is the heartbeat timeout's).
+  void fence_stale_nodes() {
     auto now = Clock::now();
+    int64_t t = clock();
     for (const auto& [id, node] : nodes_) {
-      if (node.row.state != "alive") continue;
-      total += node.row.devices.size();
-      if (stale(node, now)) continue;
-      FreeDevices f{id, {}};
+      if (node.row.state != "alive" || !stale(node, now)) continue;
       for (const DeviceRow& d : node.row.devices) {
-        if (!busy[id].count(d.index)) f.devices.push_back(d.index);
-      }
-      free.push_back(std::move(f));
-    }
-    std::vector<JobRow*> queued;
-    for (auto& [id, job] : jobs_) {
-      if (job.state == "queued") queued.push_back(&job);
-    }
-    std::stable_sort(queued.begin(), queued.end(),
-                     [](const JobRow* a, const JobRow* b) { return a->priority > b->priority; });
-    const JobRow* head = nullptr;  // the first job that fits the pool but not its free devices
-    for (JobRow* job : queued) {
-      if (job->gpus > total) {
-        job->reason = str_cat("needs ", job->gpus, " GPUs; the pool has ", total);
-        continue;
-      }
-      if (head) {
-        job->reason = str_cat("queued behind job ", head->id);
-        continue;
-      }
-      auto slots = place_gang(free, job->gpus);
-      if (!slots) {
-        size_t idle = 0;
-        for (const auto& f : free) idle += f.devices.size();
-        job->reason = str_cat("waiting for ", job->gpus, " free GPUs (", idle, " of ", total, " free)");
-        head = job;
-        continue;
-      }
-      start_attempt(*job, *slots);
-      for (auto& f : free) {
-        for (const Slot& s : *slots) {
-          if (s.node_id == f.node_id) std::erase(f.devices, s.device_index);
-        }
+        auto key = std::make_pair(id, static_cast<int>(d.index));
+        if (fenced_.count(key) || scheduler_.holder(id, key.second) != 0) continue;
+        scheduler_.set_device_availability(id, key.second, sched::Availability::kDead, t);
+        fenced_.insert(key);
       }
     }
   }
 
-  void start_attempt(JobRow& job, const std::vector<Slot>& slots) {
+  void unfence(int64_t node_id) {
+    for (auto it = fenced_.lower_bound({node_id, 0}); it != fenced_.end() && it->first == node_id;) {
+      scheduler_.set_device_availability(node_id, it->second, sched::Availability::kLent, clock());
+      it = fenced_.erase(it);
+      dirty_ = true;
+    }
+  }
+
+  void start_attempt(JobRow& job, const sched::Placement& placement) {
     job.attempt += 1;
     job.state = "running";
     job.reason = "";
-    job.started_ms = now_ms();
+    job.started_ms = scheduler_.job(job.id).started_ms;
+    job.gpus = static_cast<uint32_t>(placement.ranks.size());
     std::vector<AssignmentRow> assignments;
-    for (uint32_t rank = 0; rank < slots.size(); ++rank) {
-      assignments.push_back({job.id, job.attempt, rank, slots[rank].node_id, slots[rank].device_index, "running", 0});
+    for (uint32_t rank = 0; rank < placement.ranks.size(); ++rank) {
+      const sched::Slot& slot = placement.ranks[rank];
+      assignments.push_back(
+          {job.id, job.attempt, rank, slot.node, static_cast<uint32_t>(slot.device), "running", 0});
     }
     state_.start_attempt(job, assignments);
     placement_[job.id] = std::move(assignments);
@@ -382,24 +487,13 @@ class Coordinator::Impl : public Handler {
         dirty_ = true;
         PR_LOG(kWarn) << "coordinator: node " << node.row.name << " missed its heartbeats for "
                       << options_.heartbeat_timeout.count() << " ms; its jobs restart elsewhere";
-        lose_node(id, str_cat("node ", node.row.name, " stopped heartbeating"));
+        std::erase_if(fenced_, [&](const auto& f) { return f.first == id; });
+        act(scheduler_.set_node_availability(id, sched::Availability::kDead, clock()),
+            str_cat("node ", node.row.name, " stopped heartbeating"));
         changed = true;
       }
       if (changed) schedule();
     }
-  }
-
-  void lose_node(int64_t node_id, const std::string& reason) {
-    std::vector<int64_t> affected;
-    for (const auto& [job_id, assignments] : placement_) {
-      for (const AssignmentRow& a : assignments) {
-        if (a.node_id == node_id) {
-          affected.push_back(job_id);
-          break;
-        }
-      }
-    }
-    for (int64_t job_id : affected) end_attempt(jobs_.at(job_id), "queued", reason);
   }
 
   // ---- clients ----
@@ -412,12 +506,18 @@ class Coordinator::Impl : public Handler {
     parse_recipe(job.recipe_yaml, job.name.empty() ? "<submitted recipe>" : job.name);
     job.gpus = request.getGpus();
     if (job.gpus == 0 || job.gpus > 4096) PR_FAIL(kInvalidArgument, "--gpus must be 1-4096, got ", job.gpus);
+    job.min_gpus = job.gpus;
+    job.max_gpus = request.getMaxGpus() == 0 ? job.gpus : request.getMaxGpus();
+    if (job.max_gpus < job.min_gpus || job.max_gpus > 4096) {
+      PR_FAIL(kInvalidArgument, "--max-gpus must be ", job.min_gpus, "-4096 (at least --gpus), got ", job.max_gpus);
+    }
     job.priority = request.getPriority();
     job.tenant = request.getTenant();
     if (job.tenant.empty()) job.tenant = "default";
-    job.submitted_ms = now_ms();
+    job.submitted_ms = clock();
     job.id = state_.add_job(job);
     jobs_[job.id] = job;
+    scheduler_.submit(job_spec(job), job.submitted_ms);
     dirty_ = true;
     schedule();
     return job.id;
@@ -435,19 +535,30 @@ class Coordinator::Impl : public Handler {
     out.setTenant(job.tenant);
     out.setPriority(job.priority);
     out.setGpus(job.gpus);
+    out.setMinGpus(job.min_gpus);
+    out.setMaxGpus(job.max_gpus);
     out.setState(job.state);
     out.setAttempt(job.attempt);
-    out.setReason(job.reason);
+    out.setReason(job.state == "queued" ? wait_reason(job.id) : job.reason);
     out.setPlacement(placement_text(job.id));
     out.setLastMetrics(job.last_metrics);
     out.setSubmittedMs(job.submitted_ms);
   }
 
+  // The scheduler's sentence without its "waiting: " prefix, e.g. "needs 7 GPUs; the
+  // pool has 6 such GPUs lent; it starts when enough GPUs join the pool".
+  std::string wait_reason(int64_t id) const {
+    std::string text = scheduler_.describe_wait(id);
+    constexpr std::string_view kPrefix = "waiting: ";
+    return text.starts_with(kPrefix) ? text.substr(kPrefix.size()) : text;
+  }
+
   void cancel(int64_t id) {
     JobRow& job = const_cast<JobRow&>(job_or_fail(id));
     if (job.state == "running") {
-      end_attempt(job, "cancelled", "cancelled by a client");
+      act(scheduler_.cancel(id, clock()), "cancelled by a client");
     } else if (job.state == "queued") {
+      scheduler_.cancel(id, clock());
       job.state = "cancelled";
       job.reason = "cancelled by a client";
       job.finished_ms = now_ms();
@@ -465,7 +576,9 @@ class Coordinator::Impl : public Handler {
       node.row.state = "reclaimed";
       state_.set_node_state(id, "reclaimed");
       dirty_ = true;
-      lose_node(id, str_cat("node ", name, " was reclaimed by its owner"));
+      std::erase_if(fenced_, [&](const auto& f) { return f.first == id; });
+      act(scheduler_.set_node_availability(id, sched::Availability::kReclaimed, clock()),
+          str_cat("node ", name, " was reclaimed by its owner"));
       PR_LOG(kInfo) << "coordinator: node " << name << " reclaimed by its owner";
       schedule();
       return;
@@ -503,6 +616,7 @@ class Coordinator::Impl : public Handler {
       auto node = nodes_.find(rows[i].node_id);
       out.setNode(node == nodes_.end() ? "?" : node->second.row.name);
       out.setGpuSeconds(rows[i].gpu_seconds);
+      out.setFlops(rows[i].flops);
       out.setRecordedMs(rows[i].recorded_ms);
     }
   }
@@ -536,6 +650,10 @@ class Coordinator::Impl : public Handler {
   std::map<int64_t, std::vector<AssignmentRow>> placement_;  // running jobs' current attempt
   std::set<RankKey> sent_;
   std::map<std::pair<int64_t, uint32_t>, std::unique_ptr<TcpStoreServer>> stores_;
+  sched::Scheduler scheduler_;  // every placement and queue decision (rebuilt by load())
+  int64_t clock_ms_ = 0;
+  std::map<int64_t, sched::Usage> recorded_;  // per job: usage already in ledger rows
+  std::set<std::pair<int64_t, int>> fenced_;  // (node, device) marked dead while stale
   std::unique_ptr<Server> server_;
   std::thread watcher_;
 };

@@ -1,13 +1,15 @@
 // Coordinator: the pool's one server. Owns the durable state (state.h), serves workers,
-// clients and ranks over authenticated frames (server.h), places queued jobs on free
-// devices (placement.h), and watches heartbeats.
+// clients and ranks over authenticated frames (server.h), watches heartbeats, and leaves
+// every placement and queue decision to scheduler::Scheduler (scheduler/scheduler.h):
+// gang placement, priorities, fair share, backfill, elastic jobs, the ledger's FLOPs.
 //
 // Job life: submit -> queued -> (placed: attempt n, running) -> finished | failed |
 // cancelled. An attempt ends early when a rank exits non-zero, a node of the attempt
 // stops heartbeating for `heartbeat_timeout`, or its owner reclaims it: the surviving
 // ranks are told to stop, GPU-seconds go to the ledger, and the job is queued again
 // (the next attempt resumes from the job's checkpoint) until `max_attempts` is reached.
-// A job that needs more GPUs than the pool has waits with a reason saying both numbers.
+// A job that needs more GPUs than the pool has waits with the scheduler's reason, saying
+// both numbers. After a restart the scheduler is rebuilt from the state file.
 // Ranks of a running attempt meet through a TCP store the coordinator serves for that
 // attempt; a rank gets its address by authenticating with the attempt's token (JoinJob).
 #pragma once

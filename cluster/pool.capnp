@@ -40,6 +40,7 @@ struct Device {
   index @0 :UInt32;
   kind @1 :Text;             # "cpu" (virtual GPU), "amd", ...
   memoryBytes @2 :UInt64;
+  flopsPerS @3 :Float64;     # measured speed; the scheduler's ledger estimates FLOPs with it
 }
 
 struct RegisterNode {
@@ -99,6 +100,7 @@ struct Submit {
   gpus @2 :UInt32;
   priority @3 :Int32;
   tenant @4 :Text;
+  maxGpus @5 :UInt32;        # > gpus: elastic, runs on any count in [gpus, maxGpus]
 }
 
 struct JobInfo {
@@ -113,6 +115,8 @@ struct JobInfo {
   placement @8 :Text;        # "node:device,..." of the current attempt
   lastMetrics @9 :Text;
   submittedMs @10 :Int64;
+  minGpus @11 :UInt32;
+  maxGpus @12 :UInt32;
 }
 
 struct NodeInfo {
@@ -132,6 +136,7 @@ struct LedgerEntry {
   node @4 :Text;
   gpuSeconds @5 :Float64;
   recordedMs @6 :Int64;
+  flops @7 :Float64;         # estimated FLOPs delivered (seconds held x measured FLOP/s)
 }
 
 struct JoinJob {

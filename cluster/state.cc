@@ -22,13 +22,15 @@ CREATE TABLE IF NOT EXISTS nodes (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
   node_id INTEGER NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL,
-  memory_bytes INTEGER NOT NULL, PRIMARY KEY (node_id, idx));
+  memory_bytes INTEGER NOT NULL, flops_per_s REAL NOT NULL DEFAULT 0,
+  PRIMARY KEY (node_id, idx));
 CREATE TABLE IF NOT EXISTS jobs (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL, recipe_yaml TEXT NOT NULL,
   gpus INTEGER NOT NULL, priority INTEGER NOT NULL, tenant TEXT NOT NULL,
   state TEXT NOT NULL, attempt INTEGER NOT NULL, reason TEXT NOT NULL,
   last_metrics TEXT NOT NULL, submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL,
-  finished_ms INTEGER NOT NULL);
+  finished_ms INTEGER NOT NULL, min_gpus INTEGER NOT NULL DEFAULT 0,
+  max_gpus INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS assignments (
   job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, rank INTEGER NOT NULL,
   node_id INTEGER NOT NULL, device_idx INTEGER NOT NULL, state TEXT NOT NULL,
@@ -36,8 +38,16 @@ CREATE TABLE IF NOT EXISTS assignments (
 CREATE TABLE IF NOT EXISTS ledger (
   id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, attempt INTEGER NOT NULL,
   tenant TEXT NOT NULL, node_id INTEGER NOT NULL, gpu_seconds REAL NOT NULL,
-  recorded_ms INTEGER NOT NULL);
+  recorded_ms INTEGER NOT NULL, flops REAL NOT NULL DEFAULT 0);
 )sql";
+
+// Columns added after the first release: state files written before them get them here.
+constexpr const char* kAddedColumns[] = {
+    "ALTER TABLE devices ADD COLUMN flops_per_s REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN min_gpus INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN max_gpus INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE ledger ADD COLUMN flops REAL NOT NULL DEFAULT 0",
+};
 
 // One prepared statement; binds by position (1-based) and steps.
 class Statement {
@@ -115,6 +125,10 @@ PoolState::PoolState(const std::string& path) : db_(std::make_unique<Db>()) {
   db_->exec("PRAGMA journal_mode=WAL");
   db_->exec("PRAGMA synchronous=FULL");
   db_->exec(kSchema);
+  for (const char* sql : kAddedColumns) {
+    // Fails with "duplicate column" when the column is there already (the usual case).
+    sqlite3_exec(db_->db, sql, nullptr, nullptr, nullptr);
+  }
 }
 
 PoolState::~PoolState() {
@@ -135,9 +149,9 @@ int64_t PoolState::upsert_node(const std::string& name, const std::vector<Device
     }
     Statement(db_->db, "DELETE FROM devices WHERE node_id = ?").bind(1, id).run();
     for (const DeviceRow& d : devices) {
-      Statement(db_->db, "INSERT INTO devices VALUES (?, ?, ?, ?)")
+      Statement(db_->db, "INSERT INTO devices (node_id, idx, kind, memory_bytes, flops_per_s) VALUES (?, ?, ?, ?, ?)")
           .bind(1, id).bind(2, int64_t{d.index}).bind(3, d.kind)
-          .bind(4, static_cast<int64_t>(d.memory_bytes)).run();
+          .bind(4, static_cast<int64_t>(d.memory_bytes)).bind(5, d.flops_per_s).run();
     }
   });
   return id;
@@ -152,11 +166,12 @@ std::vector<NodeRow> PoolState::nodes() {
   Statement nodes(db_->db, "SELECT id, name, state FROM nodes ORDER BY id");
   while (nodes.step()) rows.push_back({nodes.i64(0), nodes.text(1), nodes.text(2), {}});
   for (NodeRow& node : rows) {
-    Statement devices(db_->db, "SELECT idx, kind, memory_bytes FROM devices WHERE node_id = ? ORDER BY idx");
+    Statement devices(db_->db,
+                      "SELECT idx, kind, memory_bytes, flops_per_s FROM devices WHERE node_id = ? ORDER BY idx");
     devices.bind(1, node.id);
     while (devices.step()) {
       node.devices.push_back({static_cast<uint32_t>(devices.i64(0)), devices.text(1),
-                              static_cast<uint64_t>(devices.i64(2))});
+                              static_cast<uint64_t>(devices.i64(2)), devices.f64(3)});
     }
   }
   return rows;
@@ -166,23 +181,24 @@ namespace {
 void bind_job(Statement& s, const JobRow& j) {
   s.bind(1, j.name).bind(2, j.recipe_yaml).bind(3, int64_t{j.gpus}).bind(4, int64_t{j.priority})
       .bind(5, j.tenant).bind(6, j.state).bind(7, int64_t{j.attempt}).bind(8, j.reason)
-      .bind(9, j.last_metrics).bind(10, j.submitted_ms).bind(11, j.started_ms).bind(12, j.finished_ms);
+      .bind(9, j.last_metrics).bind(10, j.submitted_ms).bind(11, j.started_ms).bind(12, j.finished_ms)
+      .bind(13, int64_t{j.min_gpus}).bind(14, int64_t{j.max_gpus});
 }
 void write_job(sqlite3* db, const JobRow& job) {
   Statement s(db,
               "UPDATE jobs SET name=?, recipe_yaml=?, gpus=?, priority=?, tenant=?, state=?, "
-              "attempt=?, reason=?, last_metrics=?, submitted_ms=?, started_ms=?, finished_ms=? "
-              "WHERE id=?");
+              "attempt=?, reason=?, last_metrics=?, submitted_ms=?, started_ms=?, finished_ms=?, "
+              "min_gpus=?, max_gpus=? WHERE id=?");
   bind_job(s, job);
-  s.bind(13, job.id).run();
+  s.bind(15, job.id).run();
 }
 }  // namespace
 
 int64_t PoolState::add_job(const JobRow& job) {
   Statement s(db_->db,
               "INSERT INTO jobs (name, recipe_yaml, gpus, priority, tenant, state, attempt, "
-              "reason, last_metrics, submitted_ms, started_ms, finished_ms) "
-              "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+              "reason, last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus) "
+              "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   bind_job(s, job);
   s.run();
   return sqlite3_last_insert_rowid(db_->db);
@@ -194,7 +210,7 @@ std::vector<JobRow> PoolState::jobs() {
   std::vector<JobRow> rows;
   Statement s(db_->db,
               "SELECT id, name, recipe_yaml, gpus, priority, tenant, state, attempt, reason, "
-              "last_metrics, submitted_ms, started_ms, finished_ms FROM jobs ORDER BY id");
+              "last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus FROM jobs ORDER BY id");
   while (s.step()) {
     JobRow j;
     j.id = s.i64(0);
@@ -210,6 +226,9 @@ std::vector<JobRow> PoolState::jobs() {
     j.submitted_ms = s.i64(10);
     j.started_ms = s.i64(11);
     j.finished_ms = s.i64(12);
+    // Rows from before elastic jobs have 0 here: they were rigid.
+    j.min_gpus = s.i64(13) > 0 ? static_cast<uint32_t>(s.i64(13)) : j.gpus;
+    j.max_gpus = s.i64(14) > 0 ? static_cast<uint32_t>(s.i64(14)) : j.gpus;
     rows.push_back(std::move(j));
   }
   return rows;
@@ -266,10 +285,10 @@ void PoolState::end_attempt(const JobRow& job, const std::vector<LedgerRow>& ent
     write_job(db_->db, job);
     for (const LedgerRow& e : entries) {
       Statement(db_->db,
-                "INSERT INTO ledger (job_id, attempt, tenant, node_id, gpu_seconds, recorded_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)")
+                "INSERT INTO ledger (job_id, attempt, tenant, node_id, gpu_seconds, recorded_ms, flops) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)")
           .bind(1, e.job_id).bind(2, int64_t{e.attempt}).bind(3, e.tenant).bind(4, e.node_id)
-          .bind(5, e.gpu_seconds).bind(6, e.recorded_ms).run();
+          .bind(5, e.gpu_seconds).bind(6, e.recorded_ms).bind(7, e.flops).run();
     }
   });
 }
@@ -277,10 +296,11 @@ void PoolState::end_attempt(const JobRow& job, const std::vector<LedgerRow>& ent
 std::vector<LedgerRow> PoolState::ledger() {
   std::vector<LedgerRow> rows;
   Statement s(db_->db,
-              "SELECT id, job_id, attempt, tenant, node_id, gpu_seconds, recorded_ms FROM ledger ORDER BY id");
+              "SELECT id, job_id, attempt, tenant, node_id, gpu_seconds, flops, recorded_ms FROM ledger "
+              "ORDER BY id");
   while (s.step()) {
     rows.push_back({s.i64(0), s.i64(1), static_cast<uint32_t>(s.i64(2)), s.text(3), s.i64(4),
-                    s.f64(5), s.i64(6)});
+                    s.f64(5), s.f64(6), s.i64(7)});
   }
   return rows;
 }

@@ -18,6 +18,7 @@ struct DeviceRow {
   uint32_t index = 0;
   std::string kind;
   uint64_t memory_bytes = 0;
+  double flops_per_s = 0;  // the worker's measured speed (estimates FLOPs in the ledger)
 };
 
 struct NodeRow {
@@ -31,7 +32,9 @@ struct JobRow {
   int64_t id = 0;
   std::string name;
   std::string recipe_yaml;
-  uint32_t gpus = 1;
+  uint32_t gpus = 1;              // world size of the current (or last) attempt
+  uint32_t min_gpus = 1;          // elastic jobs run on any count in [min_gpus, max_gpus]
+  uint32_t max_gpus = 1;
   int32_t priority = 0;
   std::string tenant;
   std::string state = "queued";  // queued, running, finished, failed, cancelled
@@ -60,6 +63,7 @@ struct LedgerRow {
   std::string tenant;
   int64_t node_id = 0;
   double gpu_seconds = 0;
+  double flops = 0;  // estimated (the scheduler's ledger: seconds held x measured FLOP/s)
   int64_t recorded_ms = 0;
 };
 

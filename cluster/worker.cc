@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <condition_variable>
 #include <filesystem>
@@ -86,6 +88,29 @@ std::string last_line(const std::string& path) {
   return nl == std::string::npos ? (start == 0 ? tail : "") : tail.substr(nl + 1);
 }
 
+// A rough measured speed of one virtual GPU (one core): a 96^3 float matmul, best of 3.
+// The scheduler's ledger multiplies it by the seconds each device was held.
+double measure_cpu_flops() {
+  constexpr int n = 96;
+  std::vector<float> a(n * n, 1.0f), b(n * n, 0.5f), c(n * n);
+  double best = 0;
+  for (int trial = 0; trial < 3; ++trial) {
+    auto start = std::chrono::steady_clock::now();
+    std::fill(c.begin(), c.end(), 0.0f);
+    for (int i = 0; i < n; ++i) {
+      for (int k = 0; k < n; ++k) {
+        float aik = a[i * n + k];
+        for (int j = 0; j < n; ++j) c[i * n + j] += aik * b[k * n + j];
+      }
+    }
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    volatile float sink = c[n + 1];
+    (void)sink;
+    if (seconds > 0) best = std::max(best, 2.0 * n * n * n / seconds);
+  }
+  return best;
+}
+
 bool has_checkpoint(const std::string& dir) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
@@ -104,6 +129,7 @@ struct Worker::Impl {
   std::string kind;
   int device_count = 0;
   int64_t node_id = 0;
+  double flops_per_device = 0;  // measured once, sent with every registration
   std::unique_ptr<Connection> connection;
   std::map<RankKey, RankProcess> ranks;
   std::set<RankKey> known;                    // every rank ever started here
@@ -136,11 +162,13 @@ struct Worker::Impl {
     capnp::MallocMessageBuilder message;
     auto reg = message.initRoot<wire::Envelope>().initRegisterNode();
     reg.setName(options.name);
+    if (flops_per_device == 0) flops_per_device = measure_cpu_flops();
     auto devices = reg.initDevices(static_cast<unsigned>(device_count));
     for (int i = 0; i < device_count; ++i) {
       devices[i].setIndex(static_cast<uint32_t>(i));
       devices[i].setKind(kind);
       devices[i].setMemoryBytes(2ull << 30);
+      devices[i].setFlopsPerS(flops_per_device);
     }
     node_id = connection->call(message)->envelope().getRegistered().getNodeId();
     PR_LOG(kInfo) << "worker " << options.name << ": registered " << device_count << " " << kind

@@ -3,6 +3,7 @@
 // on the same state file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -56,6 +57,7 @@ class FakeWorker {
     for (int i = 0; i < devices; ++i) {
       list[i].setIndex(static_cast<uint32_t>(i));
       list[i].setKind("cpu");
+      list[i].setFlopsPerS(1e9);
     }
     id_ = connection_->call(message)->envelope().getRegistered().getNodeId();
   }
@@ -162,22 +164,27 @@ TEST_F(CoordinatorTest, GangPlacementExitsAndLedger) {
   FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 2);
   int64_t big = client().submit_text(recipe_text(), "r.yaml", 9, 0, "t");
   int64_t job = client().submit_text(recipe_text(), "r.yaml", 3, 0, "alice");
-  EXPECT_EQ(client().job(big)["reason"], "needs 9 GPUs; the pool has 4");
+  EXPECT_EQ(client().job(big)["reason"],
+            "needs 9 GPUs; the pool has 4 such GPUs lent; it starts when enough GPUs join the pool");
   EXPECT_EQ(client().job(job)["state"], "running");
-  EXPECT_EQ(client().job(job)["placement"], "a:0,a:1,b:0");  // all or nothing, packed
+  // All or nothing, on as few nodes as possible, a node's ranks consecutive (scheduler/).
+  EXPECT_EQ(client().job(job)["placement"], "a:0,b:0,b:1");
   Beat beat_a = a.beat(), beat_b = b.beat();
   ASSERT_EQ(beat_a.starts.size(), 1u);
-  EXPECT_EQ(beat_a.starts[0].ranks, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ(beat_a.starts[0].ranks, (std::vector<uint32_t>{0}));
   EXPECT_FALSE(beat_a.starts[0].resume);
   ASSERT_EQ(beat_b.starts.size(), 1u);
-  EXPECT_EQ(beat_b.starts[0].ranks, (std::vector<uint32_t>{2}));
-  EXPECT_TRUE(a.beat({{job, 1, 0}, {job, 1, 1}}).starts.empty());  // not sent twice
-  b.beat({}, {{job, 1, 2, 0}});
-  a.beat({}, {{job, 1, 0, 0}, {job, 1, 1, 0}});
+  EXPECT_EQ(beat_b.starts[0].ranks, (std::vector<uint32_t>{1, 2}));
+  EXPECT_TRUE(b.beat({{job, 1, 1}, {job, 1, 2}}).starts.empty());  // not sent twice
+  a.beat({}, {{job, 1, 0, 0}});
+  b.beat({}, {{job, 1, 1, 0}, {job, 1, 2, 0}});
   EXPECT_EQ(client().job(job)["state"], "finished");
   nlohmann::json ledger = client().ledger();
   ASSERT_EQ(ledger.size(), 2u);  // one row per node
   EXPECT_EQ(ledger[0]["tenant"], "alice");
+  // The scheduler's ledger: node b held two of the three GPUs, so twice a's share.
+  EXPECT_DOUBLE_EQ(ledger[1]["gpu_seconds"].get<double>(), 2 * ledger[0]["gpu_seconds"].get<double>());
+  EXPECT_DOUBLE_EQ(ledger[1]["flops"].get<double>(), 2 * ledger[0]["flops"].get<double>());
   EXPECT_EQ(client().job(big)["state"], "queued");
 }
 
@@ -229,11 +236,13 @@ TEST_F(CoordinatorTest, RestartAvoidsNodesThatMayHaveDiedWithTheAttempt) {
   FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 2),
       c(coordinator_->address(), "c", 2);
   int64_t job = client().submit_text(recipe_text(), "r.yaml", 3, 0, "t");
-  EXPECT_EQ(client().job(job)["placement"], "a:0,a:1,b:0");
-  // b's rank fails (its peers on a are gone, say): the restart keeps off a until a beats.
-  b.beat({}, {{job, 1, 2, 1}});
-  EXPECT_EQ(client().job(job)["placement"], "b:0,b:1,c:0");
+  EXPECT_EQ(client().job(job)["placement"], "a:0,c:0,c:1");
+  // c's rank fails (its peer on a is gone, say): the restart keeps off a until a beats.
+  c.beat({}, {{job, 1, 2, 1}});
   EXPECT_EQ(client().job(job)["attempt"], 2);
+  std::string placement = client().job(job)["placement"];
+  EXPECT_EQ(placement.find("a:"), std::string::npos) << placement;
+  EXPECT_EQ(std::count(placement.begin(), placement.end(), ','), 2) << placement;
 }
 
 TEST_F(CoordinatorTest, ReclaimAndCancel) {
@@ -244,7 +253,9 @@ TEST_F(CoordinatorTest, ReclaimAndCancel) {
   Beat beat = a.beat({{job, 1, 0}, {job, 1, 1}});
   EXPECT_TRUE(beat.reclaimed);
   EXPECT_EQ(beat.stops.size(), 2u);
-  EXPECT_EQ(client().job(job)["reason"], "needs 2 GPUs; the pool has 1");  // a is gone
+  EXPECT_EQ(client().job(job)["reason"],  // a is gone
+            "needs 2 GPUs; the pool has 1 such GPU lent and 2 reclaimed by their owners; it starts when "
+            "enough GPUs join the pool");
   client().cancel(job);
   EXPECT_EQ(client().job(job)["state"], "cancelled");
   EXPECT_THROW(client().cancel(job), Error);

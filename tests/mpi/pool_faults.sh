@@ -31,8 +31,8 @@ wait_for 20 "three nodes" bash -c "[[ \$('$petaring' nodes --json | grep -c aliv
 # 1. Too big for the pool.
 submit() { "$petaring" submit "$recipe" --json "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
 big=$(submit --gpus 7) || { fail "submit"; exit 1; }
-"$petaring" job "$big" --json | grep -q '"reason":"needs 7 GPUs; the pool has 6"' ||
-  fail "job $big should wait with 'needs 7 GPUs; the pool has 6': $("$petaring" job "$big" --json)"
+"$petaring" job "$big" --json | grep -q '"reason":"needs 7 GPUs; the pool has 6 such GPUs lent' ||
+  fail "job $big should wait with 'needs 7 GPUs; the pool has 6 such GPUs lent': $("$petaring" job "$big" --json)"
 
 # 2. Kill the worker holding two of A's ranks once A has a checkpoint.
 a=$(submit --gpus 3 --tenant alice) && b=$(submit --gpus 2 --tenant bob) || { fail "submit"; exit 1; }

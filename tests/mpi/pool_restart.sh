@@ -38,6 +38,6 @@ cmp -s "$work/jobs-before" "$work/jobs-after" || { fail "jobs differ after the r
 cmp -s "$work/ledger-before" "$work/ledger-after" || { fail "ledger differs after the restart"; diff "$work/ledger-before" "$work/ledger-after"; }
 # The worker comes back on its own; job 5 (1 GPU) runs; jobs 2-4 wait for 2 GPUs.
 wait_for 60 "job 5 to finish after the restart" job_is 5 finished
-"$petaring" job 2 --json | grep -q '"needs 2 GPUs; the pool has 1"' || fail "job 2 should wait for 2 GPUs"
+"$petaring" job 2 --json | grep -q '"needs 2 GPUs; the pool has 1 such GPU lent' || fail "job 2 should wait for 2 GPUs"
 if ((status != 0)); then tail -20 "$work/coordinator.log" "$work/worker-w1.log"; else echo "PASS"; fi
 exit $status
