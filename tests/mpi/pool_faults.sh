@@ -59,7 +59,7 @@ grep -q "error on rank $single_rank" "$work/jobs/job-$a/rank-$single_rank.attemp
 
 # The same recipe, uninterrupted, 3 ranks over TCP.
 PETARING_TRANSPORT=tcp timeout 120 "$petaring" launch -n 3 -- "$petaring" train "$recipe" \
-  --set checkpoint.every=0 --metrics "$work/reference.jsonl" >"$work/reference.log" 2>&1 || fail "reference run"
+  --set checkpoint.every=0 --set checkpoint.dir="$work/reference-ckpt" --metrics "$work/reference.jsonl" >"$work/reference.log" 2>&1 || fail "reference run"
 python3 - "$work/reference.jsonl" "$work"/jobs/job-"$a"/metrics.attempt-*.jsonl <<'PY' || fail "final losses differ"
 import json, sys
 def final(path):
