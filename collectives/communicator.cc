@@ -348,8 +348,15 @@ std::shared_ptr<Work> Communicator::barrier_async() {
 
 // The same sequence on every rank as long as every rank makes the same calls in the same
 // order; two calls never share a tag, so their messages never mix.
-uint64_t Communicator::begin_collective(CollectiveSignature signature) {
+uint64_t Communicator::begin_collective(CollectiveSignature signature,
+                                        std::function<void()>* check_later) {
   signature.sequence = sequence_++;
+  if (check_later != nullptr) {
+    if (check_signatures_) {
+      *check_later = [this, signature] { check_signatures(*transport_, signature, timeout_); };
+    }
+    return signature.sequence;
+  }
   if (check_signatures_) check_signatures(*transport_, signature, timeout_);
   return signature.sequence;
 }
@@ -399,8 +406,13 @@ const char* Communicator::allreduce_algorithm(size_t bytes) const {
 
 void Communicator::run_allreduce(const void* send, void* recv, size_t count, DType dtype,
                                  ReduceOp op) {
-  const uint64_t tag =
-      begin_collective(signature_of(CollectiveKind::kAllreduce, count, dtype, op));
+  const size_t bytes = count * dtype_size(dtype);
+  // Recursive doubling runs the signature check while its first message travels (the
+  // latency path: the check would otherwise double the time of a small allreduce).
+  const bool latency_path = !use_hierarchical(bytes) && bytes <= small_message_threshold_;
+  std::function<void()> check_later;
+  const uint64_t tag = begin_collective(signature_of(CollectiveKind::kAllreduce, count, dtype, op),
+                                        latency_path ? &check_later : nullptr);
   if (!logged_allreduce_choice_) {
     logged_allreduce_choice_ = true;
     if (rank() == 0) {
@@ -410,7 +422,7 @@ void Communicator::run_allreduce(const void* send, void* recv, size_t count, DTy
                     << size() << " rank(s)";
     }
   }
-  if (use_hierarchical(count * dtype_size(dtype))) {
+  if (use_hierarchical(bytes)) {
     if (intra_host_ == nullptr) {
       PR_FAIL(kFailedPrecondition, "rank ", rank(), ": the hierarchical allreduce is forced on (",
               "PETARING_HIERARCHICAL or set_hierarchical) but ",
@@ -425,9 +437,12 @@ void Communicator::run_allreduce(const void* send, void* recv, size_t count, DTy
     hierarchical_allreduce(*intra_host_, *inter_host_, send, recv, count, dtype, op, options);
     return;
   }
-  if (count * dtype_size(dtype) <= small_message_threshold_) {
-    recursive_doubling_allreduce(*transport_, send, recv, count, dtype, op,
-                                 RecursiveDoublingOptions{timeout_, tag});
+  if (latency_path) {
+    RecursiveDoublingOptions options;
+    options.timeout = timeout_;
+    options.tag = tag;
+    options.before_first_receive = std::move(check_later);
+    recursive_doubling_allreduce(*transport_, send, recv, count, dtype, op, options);
     return;
   }
   RingOptions options;

@@ -184,8 +184,11 @@ class Communicator {
 
  private:
   // Takes the next sequence number and, when enabled, checks `signature` (whose sequence
-  // it fills in) against every rank's. Returns the call's tag.
-  uint64_t begin_collective(CollectiveSignature signature);
+  // it fills in) against every rank's. Returns the call's tag. With `check_later`, the
+  // check is not run but stored in `*check_later` (a no-op when checks are off), for the
+  // algorithm to run once its first message is on its way (recursive_doubling.h).
+  uint64_t begin_collective(CollectiveSignature signature,
+                            std::function<void()>* check_later = nullptr);
   // A group id for the next sub-group of this communicator (split(), init_hosts()).
   uint64_t next_group_id(int color);
   bool use_hierarchical(size_t bytes) const;

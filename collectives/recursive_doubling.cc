@@ -10,12 +10,29 @@
 namespace petaring {
 namespace {
 
+// Runs options.before_first_receive the first time it is called, then never again.
+class Hook {
+ public:
+  explicit Hook(const RecursiveDoublingOptions& options) : hook_(options.before_first_receive) {}
+  void operator()() {
+    if (called_) return;
+    called_ = true;
+    if (hook_) hook_();
+  }
+
+ private:
+  const std::function<void()>& hook_;
+  bool called_ = false;
+};
+
 // Sends `data` to `peer` and receives the same number of bytes from it into `into`;
-// returns when both are done.
+// returns when both are done. The send is posted first so that `hook` (the first time)
+// runs while it travels.
 void exchange(Transport& transport, int peer, const char* data, char* into, size_t bytes,
-              const RecursiveDoublingOptions& options) {
-  std::unique_ptr<Request> receiving = transport.irecv(peer, into, bytes, options.tag);
+              const RecursiveDoublingOptions& options, Hook& hook) {
   std::unique_ptr<Request> sending = transport.isend(peer, data, bytes, options.tag);
+  hook();
+  std::unique_ptr<Request> receiving = transport.irecv(peer, into, bytes, options.tag);
   receiving->wait(options.timeout);
   sending->wait(options.timeout);
 }
@@ -32,8 +49,15 @@ int recursive_doubling_group(int n) {
 void recursive_doubling_allreduce(Transport& transport, const void* send, void* recv,
                                   size_t count, DType dtype, ReduceOp op,
                                   const RecursiveDoublingOptions& options) {
-  validate_reduction(dtype, op, "allreduce");
+  Hook hook(options);
+  try {
+    validate_reduction(dtype, op, "allreduce");
+  } catch (...) {
+    hook();  // a disagreement among the ranks is the better error
+    throw;
+  }
   const int n = transport.size(), r = transport.rank();
+  if (count == 0 || n == 1) hook();
   if (count == 0) return;
   PR_CHECK(send != nullptr && recv != nullptr)
       << "allreduce of " << count << " values over a null buffer";
@@ -49,12 +73,15 @@ void recursive_doubling_allreduce(Transport& transport, const void* send, void* 
 
   const int p = recursive_doubling_group(n);
   if (r >= p) {  // an extra rank: fold into rank r - p, then take its result
-    transport.isend(r - p, out, bytes, options.tag)->wait(options.timeout);
+    std::unique_ptr<Request> folding = transport.isend(r - p, out, bytes, options.tag);
+    hook();
+    folding->wait(options.timeout);
     transport.irecv(r - p, out, bytes, options.tag)->wait(options.timeout);
     return;
   }
   std::vector<char> staging(bytes);
   if (r + p < n) {  // fold: own (lower rank) (op) the extra rank's block
+    hook();  // nothing to send before the fold's receive
     transport.irecv(r + p, staging.data(), bytes, options.tag)->wait(options.timeout);
     reduce_into(out, staging.data(), count, dtype, op);
   }
@@ -64,7 +91,7 @@ void recursive_doubling_allreduce(Transport& transport, const void* send, void* 
   char* spare = staging.data();
   for (int distance = 1; distance < p; distance *= 2) {
     const int partner = r ^ distance;
-    exchange(transport, partner, current, spare, bytes, options);
+    exchange(transport, partner, current, spare, bytes, options, hook);
     if (r < partner) {
       reduce_into(current, spare, count, dtype, op);
     } else {

@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "collectives/reduce.h"
 #include "collectives/transport.h"
@@ -45,6 +46,13 @@ struct RecursiveDoublingOptions {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   // Every message of this call carries this tag; callers take one per collective call.
   uint64_t tag = 0;
+  // When set, called exactly once per call on every rank (also for count 0, world size 1
+  // and unsupported dtype/op pairs, before their error): after this rank's first message
+  // is posted and before any receive is posted. Communicator runs its signature check
+  // here (signature.h), so the check's round trip overlaps the first data message instead
+  // of preceding it; a hook that throws ends the call with no receive posted (the message
+  // already sent stays unreceived under this call's tag, which no later call reuses).
+  std::function<void()> before_first_receive;
 };
 
 // Out of place: recv = reduction over every rank's `send` (count values of `dtype`, host

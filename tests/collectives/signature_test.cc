@@ -62,6 +62,21 @@ TEST(SignatureCheck, CountMismatchNamesBothRanksAndCalls) {
   }
 }
 
+// Small allreduces send their first message before the check (recursive_doubling.h); a
+// rank on that path and one on the ring's (above the small-message threshold) still both
+// get the mismatch error, and the communicators stay usable.
+TEST(SignatureCheck, CountMismatchAcrossTheSmallMessageThreshold) {
+  for (int n : {2, 3, 4}) {
+    SCOPED_TRACE(testing::Message() << n << " ranks");
+    expect_mismatch_reported(n, [](Communicator& comm) {
+      std::vector<float> data(100000, 1.0f);
+      size_t count = comm.rank() == 1 ? 100000 : 100;
+      comm.allreduce(data.data(), count, DType::kF32, ReduceOp::kSum);
+    }, {"rank 0 called allreduce #0 (count 100, f32, sum)",
+        "rank 1 called allreduce #0 (count 100000, f32, sum)"});
+  }
+}
+
 TEST(SignatureCheck, DTypeAndOpMismatch) {
   expect_mismatch_reported(4, [](Communicator& comm) {
     std::vector<int32_t> data(10, 1);
