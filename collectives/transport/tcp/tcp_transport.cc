@@ -1,5 +1,8 @@
 #include "collectives/transport/tcp/tcp_transport.h"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <array>
 #include <condition_variable>
 #include <optional>
@@ -176,10 +179,31 @@ struct State {
     op.done = true;
   }
 
+  // --- sending ---
+  // The caller's fast path (mutex held; only when nothing is queued for p, so no write to
+  // p's socket is under way): writes as much of the frame as the socket takes now,
+  // without blocking and without handing the send to the I/O thread and waking the caller
+  // back. Whatever does not fit (or an error, which the I/O thread then reports) is left
+  // for start_write, which resumes at op.moved.
+  void write_now(int p, Op& op) {
+    Peer& peer = peers[p];
+    iovec parts[2] = {{op.header, kHeaderBytes}, {op.data, op.bytes}};
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = op.bytes > 0 ? 2 : 1;
+    ssize_t moved = ::sendmsg(peer.connection.socket->native_handle(), &message,
+                              MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (moved <= 0) return;
+    peer.last_progress = Clock::now();
+    op.moved = static_cast<size_t>(moved);
+    if (op.moved == kHeaderBytes + op.bytes) op.done = true;
+  }
+
   // --- sending (I/O thread, mutex held) ---
   void start_write(int p) {
     Peer& peer = peers[p];
     if (peer.failed || peer.writing || peer.sends.empty()) return;
+    // (the front may be partly written already by write_now: write_some resumes at moved)
     peer.writing = true;
     peer.sends.front()->in_flight = true;
     write_some(p);
@@ -265,7 +289,7 @@ class TcpRequest : public Request {
     std::unique_lock<std::mutex> lock(state_->mutex);
     if (op_->done) return;
     Peer& peer = state_->peers[op_->peer];
-    if (!op_->in_flight) {  // not started: withdraw it
+    if (!op_->in_flight && op_->moved == 0) {  // not started: withdraw it
       if (send_) {
         std::erase(peer.sends, op_);
       } else {
@@ -378,7 +402,12 @@ class TcpTransport : public Transport {
     } else {
       op->header[0] = tag;
       op->header[1] = bytes;
-      state_->peers[peer].sends.push_back(op);
+      Peer& to = state_->peers[peer];
+      if (!to.writing && to.sends.empty()) {
+        state_->write_now(peer, *op);
+        if (op->done) return std::make_unique<TcpRequest>(state_, std::move(op), true);
+      }
+      to.sends.push_back(op);
       State* state = state_.get();
       asio::post(state->io, [state, peer] {
         std::lock_guard<std::mutex> inner(state->mutex);
