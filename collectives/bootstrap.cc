@@ -112,13 +112,13 @@ std::string requested_transport(bool under_mpi) {
 
 // Shared-memory waits for `ranks` ranks on this host: with more ranks than cores a spinning
 // or yielding rank takes the core from the rank it waits for, so oversubscribed ranks poll
-// briefly and then sleep (short sleeps, still backing off).
+// briefly and then sleep on their doorbell (shm_transport.h), woken by the peer's bytes.
 ShmTransportOptions shm_options(int ranks) {
   ShmTransportOptions options;
   if (ranks > static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
     options.spin_polls = 50;
     options.yield_window = std::chrono::milliseconds(0);
-    options.max_sleep = std::chrono::microseconds(50);
+    options.max_sleep = std::chrono::microseconds(2000);
   }
   return options;
 }

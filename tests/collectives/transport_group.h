@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,6 +51,8 @@ struct TransportGroupOptions {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
   // shm only: ring bytes per ordered pair (small rings make large messages wrap often).
   size_t shm_ring_bytes = size_t{256} << 10;
+  // shm only: how waits poll and sleep (ShmTransportOptions); the defaults when unset.
+  std::optional<ShmTransportOptions> shm_waits;
 };
 
 // Builds the `size` transports of a fresh group of `kind`, element i being rank i. tcp and
@@ -82,7 +85,7 @@ inline std::vector<std::unique_ptr<Transport>> make_transport_group(
           transports[rank] = make_tcp_transport(store, rank, size, tcp);
         } else {
           FileStore store(folder);
-          ShmTransportOptions shm;
+          ShmTransportOptions shm = options.shm_waits.value_or(ShmTransportOptions{});
           shm.ring_bytes = options.shm_ring_bytes;
           shm.connect_timeout = options.connect_timeout;
           transports[rank] = make_shm_transport(store, rank, size, shm);

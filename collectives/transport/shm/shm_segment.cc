@@ -1,6 +1,9 @@
 #include "collectives/transport/shm/shm_segment.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +31,8 @@ struct Header {
   int64_t pid;
   int64_t size;
   uint64_t ring_bytes;
+  std::atomic<uint32_t> doorbell;  // see Segment::doorbell
+  std::atomic<uint32_t> sleepers;
 };
 static_assert(sizeof(Header) <= kHeaderBytes);
 
@@ -161,5 +166,36 @@ Ring Segment::ring(int source) const {
 int64_t Segment::owner_pid() const { return reinterpret_cast<const Header*>(base_)->pid; }
 
 void unlink_segment(const std::string& name) { shm_unlink(name.c_str()); }
+
+std::atomic<uint32_t>* Segment::doorbell() const {
+  return &reinterpret_cast<Header*>(base_)->doorbell;
+}
+
+std::atomic<uint32_t>* Segment::sleepers() const {
+  return &reinterpret_cast<Header*>(base_)->sleepers;
+}
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
+                  std::atomic<uint32_t>::is_always_lock_free,
+              "the doorbell is a futex word");
+
+// Shared (not FUTEX_PRIVATE) futex operations: the words live in memory mapped by
+// several processes.
+void ring_doorbell(std::atomic<uint32_t>* doorbell, std::atomic<uint32_t>* sleepers) {
+  doorbell->fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers->load(std::memory_order_seq_cst) == 0) return;
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(doorbell), FUTEX_WAKE, INT32_MAX, nullptr,
+          nullptr, 0);
+}
+
+void wait_doorbell(std::atomic<uint32_t>* doorbell, uint32_t seen,
+                   std::chrono::microseconds at_most) {
+  timespec limit{};
+  limit.tv_sec = static_cast<time_t>(at_most.count() / 1000000);
+  limit.tv_nsec = static_cast<long>(at_most.count() % 1000000) * 1000;
+  // Returns at once when the doorbell moved since `seen`; EINTR and timeouts just return.
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(doorbell), FUTEX_WAIT, seen, &limit, nullptr,
+          0);
+}
 
 }  // namespace petaring::shm

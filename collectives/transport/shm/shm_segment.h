@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -54,6 +55,11 @@ class Segment {
 
   Ring ring(int source) const;  // the ring holding bytes from `source` to the owner
   int64_t owner_pid() const;
+  // The owner's doorbell: a counter that every rank which moves bytes into or out of one
+  // of the owner's rings bumps (ring_doorbell), and a waiting owner sleeps on
+  // (wait_doorbell) instead of polling. `sleepers` counts owner threads asleep on it.
+  std::atomic<uint32_t>* doorbell() const;
+  std::atomic<uint32_t>* sleepers() const;
 
  private:
   char* base_ = nullptr;
@@ -61,6 +67,13 @@ class Segment {
   int size_ = 0;
   size_t ring_bytes_ = 0;
 };
+
+// Bumps `doorbell` and wakes its sleepers, if any (a system call only then).
+void ring_doorbell(std::atomic<uint32_t>* doorbell, std::atomic<uint32_t>* sleepers);
+// Sleeps until `doorbell` differs from `seen` (its value read after this thread counted
+// itself in `sleepers` and then found nothing to do), for at most `at_most`.
+void wait_doorbell(std::atomic<uint32_t>* doorbell, uint32_t seen,
+                   std::chrono::microseconds at_most);
 
 // Removes the name from /dev/shm (mappings stay valid); ignores a name already gone.
 void unlink_segment(const std::string& name);

@@ -73,6 +73,8 @@ struct Incoming {
 struct Peer {
   shm::Ring out;  // this rank to the peer
   shm::Ring in;   // the peer to this rank
+  std::atomic<uint32_t>* doorbell = nullptr;  // the peer's (in its segment)
+  std::atomic<uint32_t>* sleepers = nullptr;
   int64_t pid = 0;
   bool dead = false;
   std::deque<std::shared_ptr<SendOp>> sends;
@@ -117,7 +119,21 @@ class ShmTransport : public Transport {
   // Marks peers whose process is gone; returns the lowest dead rank, or -1.
   int check_liveness();
   void cancel(int source, const std::shared_ptr<RecvOp>& op);
-  void abort() override { aborted_.store(true); }
+  void abort() override {
+    aborted_.store(true);
+    shm::ring_doorbell(segments_[rank_].doorbell(), segments_[rank_].sleepers());
+  }
+  // Waiting without polling (ShmRequest::wait): doze_begin counts this thread as asleep
+  // on this rank's doorbell and returns its value; the caller then checks once more for
+  // something to do and, if nothing, calls doze(value, at_most), then doze_end.
+  uint32_t doze_begin() {
+    segments_[rank_].sleepers()->fetch_add(1, std::memory_order_seq_cst);
+    return segments_[rank_].doorbell()->load(std::memory_order_seq_cst);
+  }
+  void doze(uint32_t seen, std::chrono::microseconds at_most) {
+    shm::wait_doorbell(segments_[rank_].doorbell(), seen, at_most);
+  }
+  void doze_end() { segments_[rank_].sleepers()->fetch_sub(1, std::memory_order_seq_cst); }
   void check_aborted(int peer) const {
     if (aborted_.load(std::memory_order_relaxed)) {
       throw Error(ErrorKind::kFailedPrecondition, transport_aborted_message(rank_, peer, "shm"));
@@ -158,7 +174,6 @@ class ShmRequest : public Request {
   void wait(milliseconds timeout) override {
     const ShmTransportOptions& options = transport_->options();
     Clock::time_point start = Clock::now(), last_check = start;
-    std::chrono::microseconds sleep{1};
     for (int polls = 0;; ++polls) {
       if (test()) return;
       Clock::time_point now = Clock::now();
@@ -167,8 +182,19 @@ class ShmRequest : public Request {
         if (idle < options.yield_window) {
           std::this_thread::yield();
         } else {
-          std::this_thread::sleep_for(sleep);
-          sleep = std::min(sleep * 2, options.max_sleep);
+          // Asleep on this rank's doorbell until a peer moves bytes to or from it (or
+          // max_sleep passes, for the timeout and liveness checks below).
+          uint32_t seen = transport_->doze_begin();
+          bool done = false;
+          try {
+            done = test();
+          } catch (...) {
+            transport_->doze_end();
+            throw;
+          }
+          if (!done) transport_->doze(seen, options.max_sleep);
+          transport_->doze_end();
+          if (done) return;
         }
       }
       if (now - last_check >= kLivenessPeriod) {
@@ -252,6 +278,8 @@ ShmTransport::ShmTransport(std::vector<shm::Segment> segments, int rank, int siz
     peers_[p].out = segments_[p].ring(rank);
     peers_[p].in = segments_[rank].ring(p);
     peers_[p].pid = segments_[p].owner_pid();
+    peers_[p].doorbell = segments_[p].doorbell();
+    peers_[p].sleepers = segments_[p].sleepers();
   }
 }
 
@@ -266,7 +294,8 @@ std::unique_ptr<Request> ShmTransport::isend(int peer, const void* data, size_t 
   op->data = static_cast<const char*>(data);
   op->bytes = bytes;
   peers_[peer].sends.push_back(op);
-  push_sends(peers_[peer]);  // small messages usually leave at once
+  // Small messages usually leave at once; the peer may be asleep waiting for them.
+  if (push_sends(peers_[peer])) shm::ring_doorbell(peers_[peer].doorbell, peers_[peer].sleepers);
   return std::make_unique<SendRequest>(this, peer, tag, std::move(op));
 }
 
@@ -292,10 +321,20 @@ std::unique_ptr<Request> ShmTransport::irecv(int peer, void* data, size_t bytes,
 }
 
 void ShmTransport::progress() {
+  bool drained = false;
   for (int p = 0; p < size_; ++p) {
     bool moved = push_sends(peers_[p]);
-    moved = drain(p) || moved;
-    if (moved) peers_[p].last_progress = Clock::now();
+    if (drain(p)) drained = moved = true;
+    if (!moved) continue;
+    peers_[p].last_progress = Clock::now();
+    // Bytes into p's ring (p may wait to receive them) or out of it (p may wait for room).
+    shm::ring_doorbell(peers_[p].doorbell, peers_[p].sleepers);
+  }
+  // Another thread of this rank (a sub-group's communicator) may sleep on a receive that
+  // this call just completed.
+  auto* own_sleepers = segments_[rank_].sleepers();
+  if (drained && own_sleepers->load(std::memory_order_seq_cst) != 0) {
+    shm::ring_doorbell(segments_[rank_].doorbell(), own_sleepers);
   }
 }
 

@@ -17,7 +17,10 @@
 //
 // Waiting spins for spin_polls polls, then yields the core between polls for yield_window
 // without progress (a sleeping peer would stall a streaming sender, see mpi_transport.h),
-// then sleeps between polls with a backoff up to max_sleep.
+// then sleeps on a futex: each rank's segment header holds a doorbell word that every
+// rank moving bytes into or out of one of its rings bumps (a FUTEX_WAKE only when the
+// owner counts a sleeper), so a sleeping rank wakes as soon as its peer writes or frees
+// room, and otherwise after max_sleep (for the timeout and liveness checks).
 //
 // Errors: a wait with no bytes moving to or from its peer for its timeout throws kTimeout
 // naming the peer. While waiting, peers' pids (from their segment headers) are checked with
@@ -45,7 +48,7 @@ struct ShmTransportOptions {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(120)};  // whole start-up
   int spin_polls = 1000;
   std::chrono::milliseconds yield_window{50};
-  std::chrono::microseconds max_sleep{200};
+  std::chrono::microseconds max_sleep{200};  // longest futex sleep between checks
 };
 
 // Joins rank `rank` of `size` (all on this host) through `store` (used during this call
