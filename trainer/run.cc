@@ -92,6 +92,41 @@ CheckpointState load_for_resume(const std::string& dir, Communicator& comm, std:
   return read_checkpoint(chosen);
 }
 
+// How the ranks agree to stop after the same step without a blocking collective per step:
+// at each step boundary a rank waits for the allreduce (max) of the flags issued at the
+// previous boundary (it ran on the progress thread during this step, so it is done) and
+// issues the next one with its own flag. A stop asked before boundary k is agreed at k+1.
+class StopAgreement {
+ public:
+  explicit StopAgreement(Communicator& comm) : comm_(comm) {}
+  StopAgreement(const StopAgreement&) = delete;
+  StopAgreement& operator=(const StopAgreement&) = delete;
+  ~StopAgreement() {  // the operation owns `flag_` until it has finished
+    if (!work_) return;
+    try {
+      work_->wait();
+    } catch (...) {  // the run is failing already; its own error is the one to report
+    }
+  }
+  // True on every rank at the same boundary, once any rank's `requested` was true.
+  bool stop(bool requested) {
+    if (comm_.size() == 1) return requested;
+    if (work_) {
+      work_->wait();
+      work_.reset();
+      if (flag_ != 0) return true;
+    }
+    flag_ = requested ? 1 : 0;
+    work_ = comm_.allreduce_async(&flag_, 1, DType::kI64, ReduceOp::kMax);
+    return false;
+  }
+
+ private:
+  Communicator& comm_;
+  int64_t flag_ = 0;
+  std::shared_ptr<Work> work_;
+};
+
 // The end of a preempted run: the checkpoint of this step (unless one was just written),
 // then a barrier so that no rank exits before it is on disk.
 template <typename Save>
@@ -187,6 +222,7 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
   }
 
   result.world_size = comm.size();
+  StopAgreement stop_agreement(comm);
   double train_seconds = 0;  // steps only, evaluation excluded
   const Clock::time_point run_start = Clock::now();
   Clock::time_point since = Clock::now();  // start of the current stretch of steps
@@ -227,12 +263,10 @@ TrainResult run_training(const Recipe& recipe, Communicator& comm, Device& devic
     if (logged) result.loss = info.loss;
     if (recipe.checkpoint.every > 0 && done % recipe.checkpoint.every == 0 && !trainer.finished()) save();
     if (options.stop_requested && !trainer.finished()) {
-      // Every rank asks at every step boundary; one integer's allreduce makes them agree.
       const Clock::time_point check_start = Clock::now();
-      int64_t stop = options.stop_requested() ? 1 : 0;
-      if (comm.size() > 1) comm.allreduce(&stop, 1, DType::kI64, ReduceOp::kMax);
+      const bool stop = stop_agreement.stop(options.stop_requested());
       result.stop_check_s += seconds_since(check_start);
-      if (stop != 0) return stop_preempted(recipe, comm, trainer, reporter, checkpoint_dir,
+      if (stop) return stop_preempted(recipe, comm, trainer, reporter, checkpoint_dir,
                                            saved_step == done, save, result);
     }
     if (!epoch_ended) continue;

@@ -137,8 +137,11 @@ void mark_preemption_saved();
 
 struct TrainOptions {
   // Asked at every step boundary on every rank (empty: never); when it returns true on
-  // any rank, all ranks stop after the same step (an allreduce max of one integer per
-  // step) and the run ends preempted. `petaring train` passes preemption_requested.
+  // any rank, all ranks stop after the same step and the run ends preempted. The ranks
+  // agree through an allreduce (max) of one integer per step, issued asynchronously at
+  // one boundary and awaited at the next (it runs during the step), so a stop asked at
+  // boundary k takes effect at boundary k+1 (at once at 1 rank). `petaring train` passes
+  // preemption_requested.
   std::function<bool()> stop_requested;
   std::string metrics_path;  // JSONL; empty = none (appended to when resuming)
   // Continue from the newest good checkpoint of resume_dir (empty: the recipe's
@@ -158,7 +161,7 @@ struct TrainResult {
   int64_t resumed_from = -1;  // the checkpoint's step when resumed
   bool preempted = false;     // stopped early by TrainOptions::stop_requested
   std::string checkpoint;     // when preempted: the checkpoint written (empty: none)
-  double stop_check_s = 0;    // time spent agreeing on stops (the per-step allreduce)
+  double stop_check_s = 0;    // time spent at step boundaries agreeing on stops
 };
 
 // Runs the whole recipe: the model and data the recipe names (trainer/factory.h), every
