@@ -25,10 +25,13 @@ struct ClientArgs {
   int32_t priority = 0;
   std::string tenant = "default";
   int64_t id = 0;
+  int64_t timeout_ms = 30000;
 };
 
 cluster::PoolClient connect(const ClientArgs& args) {
-  return cluster::PoolClient(cluster::resolve_pool_address(args.coordinator, args.secret_file));
+  cluster::PoolAddress address = cluster::resolve_pool_address(args.coordinator, args.secret_file);
+  address.timeout = std::chrono::milliseconds(args.timeout_ms);
+  return cluster::PoolClient(address);
 }
 
 // Prints rows under headers, each column as wide as its widest cell.
@@ -116,6 +119,9 @@ void add_pool_options(CLI::App* sub, ClientArgs* args) {
   sub->add_option("--coordinator", args->coordinator, "host:port (or PETARING_COORDINATOR)");
   sub->add_option("--secret-file", args->secret_file, "pool secret file (or PETARING_SECRET_FILE)");
   sub->add_flag("--json", args->json_output, "one JSON object per line");
+  sub->add_option("--timeout-ms", args->timeout_ms, "give up when the coordinator does not answer in time (0 = never)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 }  // namespace

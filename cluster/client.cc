@@ -52,6 +52,7 @@ PoolClient::PoolClient(const PoolAddress& address) {
   options.name = "client";
   options.key = address.secret;
   options.connect_timeout = std::chrono::milliseconds(3000);
+  options.read_timeout = address.timeout;
   connection_ = std::make_unique<Connection>(options);
 }
 

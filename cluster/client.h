@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@ class Connection;
 struct PoolAddress {
   std::string coordinator;  // host:port
   std::string secret;       // the pool secret's bytes
+  std::chrono::milliseconds timeout{30000};  // per reply; 0 = wait forever
 };
 
 // --coordinator / --secret-file, else PETARING_COORDINATOR / PETARING_SECRET_FILE. Throws

@@ -18,6 +18,34 @@ struct Connection::State {
   asio::io_context io;
   tcp::socket socket{io};
   std::string address;
+  std::chrono::milliseconds read_timeout{0};
+
+  // Fills `buffer` before `deadline` (none when read_timeout is 0). Returns the read's
+  // error; on timeout closes the socket and throws kTimeout.
+  boost::system::error_code read(asio::mutable_buffer buffer, std::chrono::steady_clock::time_point deadline) {
+    if (read_timeout.count() == 0) {
+      boost::system::error_code ec;
+      asio::read(socket, buffer, ec);
+      return ec;
+    }
+    boost::system::error_code result;
+    bool done = false;
+    asio::async_read(socket, buffer, [&](const boost::system::error_code& ec, size_t) {
+      result = ec;
+      done = true;
+    });
+    io.restart();
+    io.run_until(deadline);
+    if (!done) {
+      boost::system::error_code ignored;
+      socket.close(ignored);  // the read completes with operation_aborted
+      io.restart();
+      io.run();
+      PR_FAIL(kTimeout, "the coordinator at ", address, " did not answer within ", read_timeout.count(),
+              " ms; it may be hung or overloaded (check its log), or pass a longer --timeout-ms");
+    }
+    return result;
+  }
 };
 
 namespace {
@@ -42,6 +70,7 @@ ErrorKind kind_from_name(const std::string& name) {
 
 Connection::Connection(const ConnectOptions& options) : state_(std::make_unique<State>()) {
   state_->address = options.address;
+  state_->read_timeout = options.read_timeout;
   std::string host;
   int port = 0;
   split_host_port(options.address, "coordinator address", &host, &port);
@@ -101,16 +130,16 @@ void Connection::send_bytes(const std::string& bytes) {
 }
 
 std::unique_ptr<Frame> Connection::read_frame() {
+  auto deadline = std::chrono::steady_clock::now() + state_->read_timeout;
   uint8_t header[kFrameHeaderBytes];
-  boost::system::error_code ec;
-  asio::read(state_->socket, asio::buffer(header), ec);
+  boost::system::error_code ec = state_->read(asio::buffer(header), deadline);
   if (ec) {
     PR_FAIL(kDisconnected, "the coordinator at ", state_->address, " closed the connection (",
             ec.message(), ")");
   }
   uint32_t length = decode_frame_header(header);
   std::vector<uint8_t> payload(length);
-  asio::read(state_->socket, asio::buffer(payload), ec);
+  ec = state_->read(asio::buffer(payload), deadline);
   if (ec) PR_FAIL(kDisconnected, "the coordinator at ", state_->address, " closed mid-frame");
   return std::make_unique<Frame>(payload.data(), payload.size());
 }

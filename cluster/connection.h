@@ -20,6 +20,9 @@ struct ConnectOptions {
   std::string key;       // the pool secret, or the job token for a rank
   // Keep retrying a refused connection this long (a coordinator starting or restarting).
   std::chrono::milliseconds connect_timeout{10000};
+  // Give up on a reply (the handshake's included) after this long: a hung coordinator is
+  // an error (kTimeout), not a wait forever. 0 = wait forever.
+  std::chrono::milliseconds read_timeout{30000};
 };
 
 class Connection {
@@ -33,7 +36,8 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   // Sends `request` and returns the reply. A Failure reply is thrown as an Error of its
-  // kind; a closed connection is kDisconnected.
+  // kind; a closed connection is kDisconnected; no reply within read_timeout is kTimeout
+  // (the connection is closed then: later calls are kDisconnected).
   std::unique_ptr<Frame> call(capnp::MessageBuilder& request);
 
   // Raw access for tests that send broken bytes.

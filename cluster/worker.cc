@@ -364,7 +364,7 @@ void Worker::run() {
         w.stop_all();
       }
     } catch (const Error& e) {
-      if (e.kind() != ErrorKind::kDisconnected) throw;
+      if (e.kind() != ErrorKind::kDisconnected && e.kind() != ErrorKind::kTimeout) throw;
       PR_LOG(kWarn) << "worker " << w.options.name << ": " << e.what() << "; reconnecting";
       w.connect();
       continue;
