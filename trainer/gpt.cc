@@ -253,7 +253,9 @@ Tensor Gpt::forward(Queue& q, Tensor tokens, Tensor targets) {
 }
 
 // `x` is the block's input (B T, C); `dres` holds dL/d(block output) on entry and
-// dL/dx on return. ready(offset, count) follows each parameter gradient's kernel.
+// dL/dx on return. ready(offset, count) follows each parameter gradient's kernel, in
+// exactly the reverse of the layout (each bias before its weight), so that the finished
+// gradients always form one slice and a bucket can close after any tensor.
 void Gpt::backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
                          const std::function<void(int64_t, int64_t)>& ready) {
   const Block& b = blocks_[l];
@@ -263,37 +265,37 @@ void Gpt::backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
   const Shape nc{n, c};
   Tensor dbuf = view(s.dbuf, nc), dfch = view(s.dfch, {n, 4 * c}), dqkv = view(s.dqkv, {n, 3 * c});
   // MLP: res_mlp = res_att + fch_gelu @ fc_proj.w^T + fc_proj.b
+  kernels::bias_grad(q, dres, grad(b.fc_proj_b, {c}), beta);
+  ready(b.fc_proj_b, c);
   kernels::gemm(q, true, false, 1.0f, dres, view(a.fch_gelu, {n, 4 * c}), beta,
                 grad(b.fc_proj_w, {c, 4 * c}));
   ready(b.fc_proj_w, c * 4 * c);
-  kernels::bias_grad(q, dres, grad(b.fc_proj_b, {c}), beta);
-  ready(b.fc_proj_b, c);
   kernels::gemm(q, false, false, 1.0f, dres, param(b.fc_proj_w, {c, 4 * c}), 0.0f, dfch);
   kernels::gelu_backward(q, view(a.fch, {n, 4 * c}), dfch, dfch);
-  kernels::gemm(q, true, false, 1.0f, dfch, view(a.ln2, nc), beta, grad(b.fc_w, {4 * c, c}));
-  ready(b.fc_w, 4 * c * c);
   kernels::bias_grad(q, dfch, grad(b.fc_b, {4 * c}), beta);
   ready(b.fc_b, 4 * c);
+  kernels::gemm(q, true, false, 1.0f, dfch, view(a.ln2, nc), beta, grad(b.fc_w, {4 * c, c}));
+  ready(b.fc_w, 4 * c * c);
   kernels::gemm(q, false, false, 1.0f, dfch, param(b.fc_w, {4 * c, c}), 0.0f, dbuf);
   kernels::layernorm_backward(q, dbuf, view(a.res_att, nc), param(b.ln2_w, {c}),
                               view(a.ln2_mean, {n}), view(a.ln2_rstd, {n}), dres,
                               grad(b.ln2_w, {c}), grad(b.ln2_b, {c}), 1.0f, beta);
   ready(b.ln2_w, 2 * c);  // ln_2.w and ln_2.b, adjacent
   // Attention: res_att = x + atty @ proj.w^T + proj.b
-  kernels::gemm(q, true, false, 1.0f, dres, view(a.atty, nc), beta, grad(b.proj_w, {c, c}));
-  ready(b.proj_w, c * c);
   kernels::bias_grad(q, dres, grad(b.proj_b, {c}), beta);
   ready(b.proj_b, c);
+  kernels::gemm(q, true, false, 1.0f, dres, view(a.atty, nc), beta, grad(b.proj_w, {c, c}));
+  ready(b.proj_w, c * c);
   kernels::gemm(q, false, false, 1.0f, dres, param(b.proj_w, {c, c}), 0.0f, dbuf);
   kernels::attention_backward(q, dbuf.reshape({batch_, steps_, c}),
                               view(a.qkv, {batch_, steps_, 3 * c}),
                               view(a.probs, {batch_, h, steps_, steps_}),
                               dqkv.reshape({batch_, steps_, 3 * c}),
                               view(s.dscores, {batch_, h, steps_, steps_}), h);
-  kernels::gemm(q, true, false, 1.0f, dqkv, view(a.ln1, nc), beta, grad(b.qkv_w, {3 * c, c}));
-  ready(b.qkv_w, 3 * c * c);
   kernels::bias_grad(q, dqkv, grad(b.qkv_b, {3 * c}), beta);
   ready(b.qkv_b, 3 * c);
+  kernels::gemm(q, true, false, 1.0f, dqkv, view(a.ln1, nc), beta, grad(b.qkv_w, {3 * c, c}));
+  ready(b.qkv_w, 3 * c * c);
   kernels::gemm(q, false, false, 1.0f, dqkv, param(b.qkv_w, {3 * c, c}), 0.0f, dbuf);
   kernels::layernorm_backward(q, dbuf, x, param(b.ln1_w, {c}), view(a.ln1_mean, {n}),
                               view(a.ln1_rstd, {n}), dres, grad(b.ln1_w, {c}), grad(b.ln1_b, {c}),

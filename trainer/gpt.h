@@ -12,8 +12,9 @@
 //   [wte (V, C) | wpe (P, C) | block 0 | ... | block L-1 | ln_f.w (C) | ln_f.b (C) | head (V, C)]
 //   block: ln_1.w (C) | ln_1.b (C) | qkv.w (3C, C) | qkv.b (3C) | proj.w (C, C) | proj.b (C) |
 //          ln_2.w (C) | ln_2.b (C) | fc.w (4C, C) | fc.b (4C) | fc_proj.w (C, 4C) | fc_proj.b (C)
-// (head only when untied; P = context). Backward finishes gradients from the end of this
-// layout towards its start, so gradient buckets taken from the end fill first.
+// (head only when untied; P = context). Backward finishes gradients tensor by tensor in
+// exactly the reverse of this layout (a bias before its weight), so the finished ones
+// always form one slice from the end and a gradient bucket can close after any tensor.
 #pragma once
 
 #include <cstdint>
@@ -75,7 +76,7 @@ class Gpt : public Model {
   Tensor forward(Queue& q, Tensor tokens, Tensor targets);
   // The gradients of options.grad_scale x the last forward's loss into grads() (added
   // when options.accumulate). Calls options.on_grad_ready per parameter tensor as its
-  // gradient is enqueued, from the end of the layout towards its start (a tied wte last).
+  // gradient is enqueued, in the reverse of the layout order (a tied wte last).
   // Asynchronous on q.
   void backward(Queue& q, const StepOptions& options = {});
 
