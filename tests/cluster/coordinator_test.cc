@@ -34,6 +34,7 @@ struct Beat {
     uint32_t attempt;
     std::vector<uint32_t> ranks;
     bool resume;
+    uint32_t world_size = 0;
   };
   std::vector<Start> starts;
   std::vector<std::tuple<int64_t, uint32_t, uint32_t>> stops;
@@ -84,7 +85,7 @@ class FakeWorker {
     auto hb = reply->envelope().getHeartbeatReply();
     Beat out;
     for (auto s : hb.getStart()) {
-      Beat::Start start{s.getJobId(), s.getAttempt(), {}, s.getResume()};
+      Beat::Start start{s.getJobId(), s.getAttempt(), {}, s.getResume(), s.getWorldSize()};
       for (uint32_t rank : s.getRanks()) start.ranks.push_back(rank);
       EXPECT_EQ(std::string(reinterpret_cast<const char*>(s.getToken().begin()), s.getToken().size()),
                 job_token(kSecret, s.getJobId(), s.getAttempt()));
@@ -243,6 +244,28 @@ TEST_F(CoordinatorTest, RestartAvoidsNodesThatMayHaveDiedWithTheAttempt) {
   std::string placement = client().job(job)["placement"];
   EXPECT_EQ(placement.find("a:"), std::string::npos) << placement;
   EXPECT_EQ(std::count(placement.begin(), placement.end(), ','), 2) << placement;
+}
+
+TEST_F(CoordinatorTest, ElasticJobTakesWhatIsFreeAndShrinksAfterAReclaim) {
+  FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 1);
+  int64_t job = client().submit_text(recipe_text(), "r.yaml", 1, 0, "t", /*max_gpus=*/4);
+  nlohmann::json info = client().job(job);
+  EXPECT_EQ(info["min_gpus"], 1);
+  EXPECT_EQ(info["max_gpus"], 4);
+  EXPECT_EQ(info["gpus"], 3);  // every free GPU, up to 4
+  Beat beat = a.beat();
+  ASSERT_EQ(beat.starts.size(), 1u);
+  EXPECT_EQ(beat.starts[0].world_size, 3u);
+  client().reclaim("a");
+  info = client().job(job);
+  EXPECT_EQ(info["attempt"], 2);
+  EXPECT_EQ(info["gpus"], 1);  // re-placed on what is left
+  EXPECT_EQ(info["placement"], "b:0");
+  beat = b.beat();
+  ASSERT_EQ(beat.starts.size(), 1u);
+  EXPECT_EQ(beat.starts[0].world_size, 1u);
+  EXPECT_TRUE(beat.starts[0].resume);
+  EXPECT_THROW(client().submit_text(recipe_text(), "r.yaml", 3, 0, "t", 2), Error);  // max < min
 }
 
 TEST_F(CoordinatorTest, ReclaimAndCancel) {
