@@ -1,7 +1,9 @@
 // run_training: the whole recipe, step by step, with progress, evaluation and metrics.
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <algorithm>
 #include <csignal>
@@ -24,14 +26,30 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr int64_t kRepeatedSignalWindowNs = 1'000'000'000;  // 1 s
+
 volatile std::sig_atomic_t stop_signal = 0;      // the first SIGTERM/SIGINT received
 volatile std::sig_atomic_t preemption_saved = 0;  // the preemption checkpoint is on disk
+std::atomic<int64_t> first_signal_ns{0};          // CLOCK_MONOTONIC of the first one
+static_assert(std::atomic<int64_t>::is_always_lock_free, "read and written in a signal handler");
 
-void on_stop_signal(int signal) {  // async-signal-safe: flags, _exit, signal, raise only
+int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
+// Async-signal-safe: flags, a lock-free atomic, clock_gettime, _exit, signal and raise only.
+void on_stop_signal(int signal) {
+  const int64_t now = monotonic_ns();
   if (stop_signal == 0) {
+    first_signal_ns.store(now);
     stop_signal = signal;
     return;
   }
+  // Ctrl-C reaches a rank twice at once: from the terminal and forwarded by
+  // `petaring launch` (or mpirun). That is still the first request.
+  if (now - first_signal_ns.load() < kRepeatedSignalWindowNs) return;
   if (preemption_saved != 0) ::_exit(kPreemptedExitCode);
   ::signal(signal, SIG_DFL);
   ::raise(signal);

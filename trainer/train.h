@@ -129,8 +129,10 @@ class Trainer {
 inline constexpr int kPreemptedExitCode = 75;
 
 // Makes SIGTERM and SIGINT set a flag (async-signal-safe) that preemption_requested()
-// reads. A second signal ends the process at once: with kPreemptedExitCode when the
-// preemption checkpoint is already on disk (mark_preemption_saved()), else by the signal.
+// reads. A second signal (1 s or more after the first: a terminal's Ctrl-C forwarded by
+// `petaring launch` arrives twice at once) ends the process at once: with
+// kPreemptedExitCode when the preemption checkpoint is already on disk
+// (mark_preemption_saved()), else by the signal.
 void install_preemption_handlers();
 bool preemption_requested();
 void mark_preemption_saved();

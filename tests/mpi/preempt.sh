@@ -33,30 +33,48 @@ echo "== uninterrupted, 2 ranks"
 timeout 120 "$petaring" launch -n 2 -- "$petaring" --log warn train "$recipe" "${sets[@]}" \
   --set checkpoint.dir="$work/full" --metrics "$work/full.jsonl" > /dev/null 2>&1 || fail "full run exited $?"
 
-echo "== SIGTERM to rank 1 mid-run"
 # Each rank runs under a shell that writes down its exit code (and ignores SIGTERM itself).
 wrapper='trap "" TERM INT; "$@"; code=$?; echo $code > "$CODES/code-$PETARING_RANK"; exit $code'
-CODES=$work "$petaring" launch -n 2 -- bash -c "$wrapper" rank "$petaring" --log warn train \
-  "$recipe" "${sets[@]}" --set checkpoint.dir="$work/ck" --metrics "$work/cut.jsonl" > "$work/cut.log" 2>&1 &
-launcher=$!
-# Wait (bounded) for step 5 in rank 0's metrics, then find rank 1 among the launcher's children.
-for _ in $(seq 1000); do
-  grep -q '"step":5[,}]' "$work/cut.jsonl" 2>/dev/null && break
-  kill -0 "$launcher" 2>/dev/null || break
-  sleep 0.01
+# start NAME: a 2-rank run with checkpoints in $work/NAME, metrics $work/NAME.jsonl, log
+# $work/NAME.log, rank codes $work/NAME/code-R; waits (bounded) for step 5 in rank 0's
+# metrics, then sets $launcher and $rank1 (rank 1's petaring process).
+start() {
+  mkdir -p "$work/$1"
+  CODES=$work/$1 "$petaring" launch -n 2 -- bash -c "$wrapper" rank "$petaring" --log warn train \
+    "$recipe" "${sets[@]}" --set checkpoint.dir="$work/$1" --metrics "$work/$1.jsonl" > "$work/$1.log" 2>&1 &
+  launcher=$!
+  for _ in $(seq 1000); do
+    grep -q '"step":5[,}]' "$work/$1.jsonl" 2>/dev/null && break
+    kill -0 "$launcher" 2>/dev/null || break
+    sleep 0.01
+  done
+  rank1=
+  for shell in $(pgrep -P "$launcher"); do
+    if tr '\0' '\n' < "/proc/$shell/environ" 2>/dev/null | grep -qx 'PETARING_RANK=1'; then
+      rank1=$(pgrep -P "$shell")
+    fi
+  done
+  [[ -n "$rank1" ]] || fail "$1: rank 1 not found among the launcher's children (did the run end early?)"
+}
+
+echo "== Ctrl-C: SIGINT twice to rank 1 at once, and to the launcher, which forwards it"
+start int
+if [[ -n "$rank1" ]]; then kill -INT "$rank1"; kill -INT "$rank1"; kill -INT "$launcher"; fi
+wait "$launcher"; launcher=
+for rank in 0 1; do
+  [[ $(cat "$work/int/code-$rank" 2>/dev/null) == 75 ]] \
+    || fail "Ctrl-C: rank $rank exited $(cat "$work/int/code-$rank" 2>/dev/null), not 75 (a repeated signal within 1 s must not kill it)"
 done
-rank1=
-for shell in $(pgrep -P "$launcher"); do
-  if tr '\0' '\n' < "/proc/$shell/environ" 2>/dev/null | grep -qx 'PETARING_RANK=1'; then
-    rank1=$(pgrep -P "$shell")
-  fi
-done
-[[ -n "$rank1" ]] || fail "rank 1 not found among the launcher's children (did the run end early?)"
+grep -q "preempted at step [0-9]*; checkpoint $work/int/step-" "$work/int.log" || fail "Ctrl-C: no preemption line"
+
+echo "== SIGTERM to rank 1 mid-run"
+start ck
 [[ -n "$rank1" ]] && kill -TERM "$rank1"
 wait "$launcher"; code=$?; launcher=
+mv "$work/ck.jsonl" "$work/cut.jsonl"; mv "$work/ck.log" "$work/cut.log"
 [[ $code -eq 75 ]] || fail "the preempted launch exited $code, not 75: $(grep -v "^epoch" "$work/cut.log")"
 for rank in 0 1; do
-  [[ $(cat "$work/code-$rank" 2>/dev/null) == 75 ]] || fail "rank $rank exited $(cat "$work/code-$rank" 2>/dev/null), not 75"
+  [[ $(cat "$work/ck/code-$rank" 2>/dev/null) == 75 ]] || fail "rank $rank exited $(cat "$work/ck/code-$rank" 2>/dev/null), not 75"
 done
 step=$(grep '"event":"preempted"' "$work/cut.jsonl" | sed -E 's/.*"step":([0-9]+).*/\1/')
 [[ -n "$step" ]] || fail "no preempted event in the metrics"

@@ -1,8 +1,12 @@
 // Graceful preemption through run_training: a stop asked on one rank only stops every rank
 // after the same step, with that step's checkpoint on disk and a "preempted" metrics
-// record; at 1 rank the stop takes effect at the boundary where it is asked.
+// record; at 1 rank the stop takes effect at the boundary where it is asked. The signal
+// handlers: a first SIGTERM asks, a repeat within 1 s is the same request.
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
 
 #include <filesystem>
 #include <fstream>
@@ -117,6 +121,22 @@ TEST_F(PreemptTest, NoStopAskedRunsToTheEnd) {
     EXPECT_EQ(result.steps, 30);
   }
   EXPECT_EQ(last_record()["event"], "final");
+}
+
+// In a child process (the handlers are process-wide): the first SIGTERM only asks; the
+// same request delivered again at once (terminal plus launcher) does not end the process.
+TEST(PreemptSignalTest, FirstSignalAsksAndAnImmediateRepeatIsTheSameRequest) {
+  EXPECT_EXIT(
+      {
+        install_preemption_handlers();
+        if (preemption_requested()) std::_Exit(3);
+        std::raise(SIGTERM);  // delivered to this thread before raise returns
+        if (!preemption_requested()) std::_Exit(4);
+        std::raise(SIGINT);
+        std::raise(SIGTERM);
+        std::_Exit(kPreemptedExitCode);
+      },
+      ::testing::ExitedWithCode(kPreemptedExitCode), "");
 }
 
 }  // namespace
