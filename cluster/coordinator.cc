@@ -91,7 +91,7 @@ class Coordinator::Impl : public Handler {
     Clock::time_point last_heartbeat;
     int64_t last_heartbeat_ms = 0;
     std::vector<RankKey> stops;  // to send with the next heartbeat reply
-    bool suspect = false;        // see stale()
+    bool suspect = false;        // see fence_suspect_nodes()
   };
 
   // Rebuilds everything from the state file: nodes, jobs, the running attempts' placements
@@ -118,7 +118,14 @@ class Coordinator::Impl : public Handler {
       }
     }
     s.now = now_ms();
-    for (const auto& [id, node] : nodes_) s.nodes.push_back(node_info(node.row));
+    // Every node starts lent; their recorded states are applied below, through the
+    // scheduler, so that a job left running on a node that died or was reclaimed just
+    // before a crash is stopped and queued again instead of waiting forever.
+    for (const auto& [id, node] : nodes_) {
+      NodeRow lent = node.row;
+      lent.state = "alive";
+      s.nodes.push_back(node_info(lent));
+    }
     for (const auto& [id, job] : jobs_) {
       sched::JobRecord r;
       r.spec = job_spec(job);
@@ -149,6 +156,12 @@ class Coordinator::Impl : public Handler {
     for (const auto& [id, u] : node_usage) s.nodes_usage.push_back({std::to_string(id), u});
     clock_ms_ = s.now;
     scheduler_ = sched::Scheduler(s);
+    for (const auto& [id, node] : nodes_) {
+      if (node.row.state == "alive") continue;
+      auto availability = node.row.state == "reclaimed" ? sched::Availability::kReclaimed : sched::Availability::kDead;
+      act(scheduler_.set_node_availability(id, availability, clock()),
+          str_cat("node ", node.row.name, " was ", node.row.state, " when the coordinator restarted"));
+    }
   }
 
   // The coordinator's clock for the scheduler: wall-clock ms, never going backwards.
@@ -225,17 +238,9 @@ class Coordinator::Impl : public Handler {
     schedule();
   }
 
-  // A node silent for half the timeout gets no new ranks (it is probably gone, and an
-  // attempt placed there would only fail at the timeout); it counts again once it beats.
-  // A node is also skipped while `suspect`: it held ranks of an attempt that another rank's
-  // failure ended (its worker may have died with them); its next heartbeat clears that.
-  bool stale(const Node& node, Clock::time_point now) const {
-    return node.suspect || now - node.last_heartbeat > options_.heartbeat_timeout / 2;
-  }
-
   void touch(Node& node) {
     auto now = Clock::now();
-    if (stale(node, now)) dirty_ = true;
+    if (node.suspect) dirty_ = true;
     unfence(node.row.id);
     node.suspect = false;
     node.last_heartbeat = now;
@@ -413,18 +418,20 @@ class Coordinator::Impl : public Handler {
   void schedule() {
     if (!dirty_) return;
     dirty_ = false;
-    fence_stale_nodes();
+    fence_suspect_nodes();
     act(scheduler_.tick(clock()));
   }
 
-  // Free devices of a stale node are marked dead in the scheduler until the node beats
-  // again (touch), so that no new attempt lands there; devices held by running jobs are
-  // left alone (their loss, if it comes, is the heartbeat timeout's).
-  void fence_stale_nodes() {
-    auto now = Clock::now();
+  // A `suspect` node held ranks of an attempt that another rank's failure ended (its
+  // worker may have died with them). Its free devices are marked dead in the scheduler
+  // until its next heartbeat (touch), so that the restart does not land on a worker that
+  // died but has not timed out yet; devices held by running jobs are left alone (their
+  // loss, if it comes, is the heartbeat timeout's). Event-driven, not timed: a slow host
+  // does not change what the pool has.
+  void fence_suspect_nodes() {
     int64_t t = clock();
     for (const auto& [id, node] : nodes_) {
-      if (node.row.state != "alive" || !stale(node, now)) continue;
+      if (node.row.state != "alive" || !node.suspect) continue;
       for (const DeviceRow& d : node.row.devices) {
         auto key = std::make_pair(id, static_cast<int>(d.index));
         if (fenced_.count(key) || scheduler_.holder(id, key.second) != 0) continue;
@@ -653,7 +660,7 @@ class Coordinator::Impl : public Handler {
   sched::Scheduler scheduler_;  // every placement and queue decision (rebuilt by load())
   int64_t clock_ms_ = 0;
   std::map<int64_t, sched::Usage> recorded_;  // per job: usage already in ledger rows
-  std::set<std::pair<int64_t, int>> fenced_;  // (node, device) marked dead while stale
+  std::set<std::pair<int64_t, int>> fenced_;  // (node, device) marked dead while suspect
   std::unique_ptr<Server> server_;
   std::thread watcher_;
 };

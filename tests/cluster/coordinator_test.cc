@@ -13,6 +13,7 @@
 #include "cluster/client.h"
 #include "cluster/connection.h"
 #include "cluster/coordinator.h"
+#include "cluster/state.h"
 #include "runtime/error.h"
 #include "trainer/recipe.h"
 
@@ -266,6 +267,35 @@ TEST_F(CoordinatorTest, ElasticJobTakesWhatIsFreeAndShrinksAfterAReclaim) {
   EXPECT_EQ(beat.starts[0].world_size, 1u);
   EXPECT_TRUE(beat.starts[0].resume);
   EXPECT_THROW(client().submit_text(recipe_text(), "r.yaml", 3, 0, "t", 2), Error);  // max < min
+}
+
+TEST_F(CoordinatorTest, RestartStopsAJobLeftOnANodeThatDied) {
+  // A crash between "node dead" and "attempt ended" leaves this in the state file.
+  coordinator_.reset();
+  {
+    PoolState state((dir_ / "state.db").string());
+    int64_t a = state.upsert_node("a", {{0, "cpu", 0, 1e9}, {1, "cpu", 0, 1e9}});
+    state.set_node_state(a, "dead");
+    JobRow job;
+    job.name = "r.yaml";
+    job.recipe_yaml = recipe_text();
+    job.gpus = job.min_gpus = job.max_gpus = 2;
+    job.tenant = "t";
+    job.id = state.add_job(job);
+    job.state = "running";
+    job.attempt = 1;
+    job.started_ms = now_ms();
+    state.start_attempt(job, {{job.id, 1, 0, a, 0, "running", 0}, {job.id, 1, 1, a, 1, "running", 0}});
+  }
+  start();
+  nlohmann::json job = client().job(1);
+  EXPECT_EQ(job["state"], "queued");
+  EXPECT_EQ(job["placement"], "");
+  ASSERT_EQ(client().ledger().size(), 1u);  // the attempt's usage is accounted for
+  EXPECT_EQ(client().ledger()[0]["node"], "a");
+  FakeWorker b(coordinator_->address(), "b", 2);
+  EXPECT_EQ(client().job(1)["placement"], "b:0,b:1");
+  EXPECT_EQ(client().job(1)["attempt"], 2);
 }
 
 TEST_F(CoordinatorTest, ReclaimAndCancel) {
