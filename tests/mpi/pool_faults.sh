@@ -24,7 +24,7 @@ sed -e 's/max_steps: 100 /max_steps: 400 /' -e 's/evaluate: true/evaluate: false
   "$source_dir/examples/recipes/fashion_mlp_small.yaml" >"$recipe"
 printf 'checkpoint:\n  dir: ckpt\n  every: 50\n' >>"$recipe"  # the worker puts it in the job's folder
 
-start_coordinator 127.0.0.1:0 --heartbeat-timeout-ms 1000 || exit 1
+start_coordinator 127.0.0.1:0 --heartbeat-timeout-ms 3000 || exit 1  # 1 s proved too short on a loaded host
 for w in w1 w2 w3; do start_worker "$w" cpu:2; done
 wait_for 20 "three nodes" bash -c "[[ \$('$petaring' nodes --json | grep -c alive) == 3 ]]"
 
