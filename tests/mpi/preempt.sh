@@ -21,8 +21,8 @@ cleanup() { [[ -n "$launcher" ]] && kill -9 "$launcher" 2>/dev/null; rm -rf "$wo
 trap cleanup EXIT
 status=0
 fail() { echo "FAIL: $*"; status=1; }
-steps=400
-sets=(--set training.log_every=1 --set training.max_steps=$steps --set optimizer.type=adamw
+steps=2000  # long enough (seconds) that the signals land mid-run on a fast idle host
+sets=(--set training.log_every=1 --set training.max_steps=$steps --set training.epochs=5 --set optimizer.type=adamw
       --set optimizer.lr=0.002 --set optimizer.momentum=0 --set optimizer.schedule=cosine
       --set optimizer.warmup_steps=10 --set checkpoint.every=1000 --set training.evaluate=false)
 # "step loss" per logged step of a metrics file
