@@ -1,5 +1,7 @@
 #include "device/device.h"
 
+#include "runtime/check.h"
+
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -77,6 +79,15 @@ bool parse_bytes(std::string_view text, uint64_t* bytes) {
   if (!(value >= 0) || value > 1.8e19) return false;
   *bytes = static_cast<uint64_t>(std::llround(value));
   return true;
+}
+
+void expect_kernel_args(const KernelArgs& args, size_t tensors, size_t floats, size_t ints,
+                        std::string_view kernel) {
+  PR_CHECK(args.tensors.size() == tensors && args.floats.size() == floats &&
+           args.ints.size() == ints)
+      << kernel << " takes " << tensors << " tensors, " << floats << " floats and " << ints
+      << " ints; got " << args.tensors.size() << ", " << args.floats.size() << " and "
+      << args.ints.size();
 }
 
 }  // namespace petaring

@@ -128,4 +128,9 @@ std::string format_bytes(uint64_t bytes);
 // Parses "4GiB", "512MiB", "1.5 GB", "1024" (bytes). Returns false on bad input.
 bool parse_bytes(std::string_view text, uint64_t* bytes);
 
+// For kernel implementations: PR_CHECK that `args` holds exactly this many tensors,
+// floats and ints, naming `kernel` and both counts otherwise.
+void expect_kernel_args(const KernelArgs& args, size_t tensors, size_t floats, size_t ints,
+                        std::string_view kernel);
+
 }  // namespace petaring

@@ -9,15 +9,6 @@
 namespace petaring::amd {
 namespace {
 
-void expect_args(const KernelArgs& args, size_t tensors, size_t floats, size_t ints,
-                 std::string_view kernel) {
-  PR_CHECK(args.tensors.size() == tensors && args.floats.size() == floats &&
-           args.ints.size() == ints)
-      << kernel << " takes " << tensors << " tensors, " << floats << " floats and " << ints
-      << " ints; got " << args.tensors.size() << ", " << args.floats.size() << " and "
-      << args.ints.size();
-}
-
 void expect_dtype(const Tensor& t, DType dtype, std::string_view kernel, const char* role) {
   if (t.dtype != dtype) {
     PR_FAIL(kUnimplemented, kernel, ": ", role, " is ", dtype_name(t.dtype), "; the amd backend's ",
@@ -61,7 +52,7 @@ LaunchPlan plan_launch(std::string_view k, const KernelArgs& a,
   };
   auto flt = [&](size_t i) { return static_cast<float>(a.floats[i]); };
   if (k == "gemm") {
-    expect_args(a, 3, 2, 2, k);
+    expect_kernel_args(a, 3, 2, 2, k);
     const Tensor& A = a.tensors[0];
     const Tensor& C = a.tensors[2];
     PR_CHECK(A.shape.rank() == 2 && C.shape.rank() == 2) << "gemm A " << A.shape << ", C " << C.shape;
@@ -83,7 +74,7 @@ LaunchPlan plan_launch(std::string_view k, const KernelArgs& a,
   }
   if (k == "bias_add" || k == "bias_grad") {
     const bool grad = k == "bias_grad";
-    expect_args(a, 2, grad ? 1 : 0, 0, k);
+    expect_kernel_args(a, 2, grad ? 1 : 0, 0, k);
     const uint32_t cols = count32(a.tensors[1].numel(), k);
     const int64_t total = a.tensors[0].numel();
     PR_CHECK(cols > 0 ? total % cols == 0 : total == 0) << k << " " << a.tensors[0].shape;
@@ -96,13 +87,13 @@ LaunchPlan plan_launch(std::string_view k, const KernelArgs& a,
     return plan(g, uint64_t{rows} * cols);
   }
   if (k == "relu") {
-    expect_args(a, 2, 0, 0, k);
+    expect_kernel_args(a, 2, 0, 0, k);
     PR_CHECK_EQ(a.tensors[0].numel(), a.tensors[1].numel()) << "relu X and Y";
     PrReluArgs g{f32(0, "X"), f32(1, "Y"), count32(a.tensors[0].numel(), k)};
     return plan(g, g.count);
   }
   if (k == "relu_backward") {
-    expect_args(a, 3, 0, 0, k);
+    expect_kernel_args(a, 3, 0, 0, k);
     PR_CHECK(a.tensors[1].numel() == a.tensors[0].numel() &&
              a.tensors[2].numel() == a.tensors[0].numel()) << "relu_backward sizes";
     PrReluBackwardArgs g{f32(0, "Y"), f32(1, "dY"), f32(2, "dX"), count32(a.tensors[0].numel(), k)};
@@ -110,7 +101,7 @@ LaunchPlan plan_launch(std::string_view k, const KernelArgs& a,
   }
   if (k == "softmax_xent_forward" || k == "softmax_xent_backward") {
     const bool forward = k == "softmax_xent_forward";
-    expect_args(a, forward ? 4 : 3, forward ? 0 : 1, 0, k);
+    expect_kernel_args(a, forward ? 4 : 3, forward ? 0 : 1, 0, k);
     const Tensor& logits = a.tensors[0];
     PR_CHECK_EQ(logits.shape.rank(), 2) << k << " " << logits.shape;
     if (a.tensors[1].dtype != DType::kI32) {
@@ -132,14 +123,14 @@ LaunchPlan plan_launch(std::string_view k, const KernelArgs& a,
     return p;
   }
   if (k == "sgd_momentum") {
-    expect_args(a, 3, 3, 1, k);
+    expect_kernel_args(a, 3, 3, 1, k);
     PrSgdMomentumArgs g{f32(0, "param"), f32(1, "grad"), f32(2, "velocity"),
                         count32(a.tensors[0].numel(), k), flt(0), flt(1), flt(2),
                         a.ints[0] != 0 ? 1u : 0u};
     return plan(g, g.count);
   }
   if (k == "adamw") {
-    expect_args(a, 4, 5, 1, k);
+    expect_kernel_args(a, 4, 5, 1, k);
     PR_CHECK_GE(a.ints[0], 1) << "adamw step t";
     const uint32_t count = count32(a.tensors[0].numel(), k);
     PrAdamwArgs g = gpu::pr_make_adamw_args(f32(0, "param"), f32(1, "grad"), f32(2, "m"),
@@ -148,25 +139,25 @@ LaunchPlan plan_launch(std::string_view k, const KernelArgs& a,
     return plan(g, count);
   }
   if (k == "sum_squares") {
-    expect_args(a, 2, 0, 0, k);
+    expect_kernel_args(a, 2, 0, 0, k);
     PR_CHECK_EQ(a.tensors[1].numel(), 1) << "sum_squares out";
     PrSumSquaresArgs g{f32(0, "X"), f32(1, "out"), count32(a.tensors[0].numel(), k)};
     return plan_single(g);
   }
   if (k == "fill") {
-    expect_args(a, 1, 1, 0, k);
+    expect_kernel_args(a, 1, 1, 0, k);
     PrFillArgs g{f32(0, "X"), count32(a.tensors[0].numel(), k), flt(0)};
     return plan(g, g.count);
   }
   if (k == "copy") {
-    expect_args(a, 2, 0, 0, k);
+    expect_kernel_args(a, 2, 0, 0, k);
     PR_CHECK_EQ(a.tensors[0].bytes(), a.tensors[1].bytes()) << "copy X and Y bytes";
     PrCopyArgs g{address(a.tensors[0]), address(a.tensors[1]),
                  count32(static_cast<int64_t>(a.tensors[0].bytes()), k)};
     return plan(g, (uint64_t{g.bytes} + 3) / 4);
   }
   if (k == "scale") {
-    expect_args(a, 1, 1, 0, k);
+    expect_kernel_args(a, 1, 1, 0, k);
     PrScaleArgs g{f32(0, "X"), count32(a.tensors[0].numel(), k), flt(0)};
     return plan(g, g.count);
   }

@@ -13,18 +13,7 @@
 #include "runtime/error.h"
 
 namespace petaring {
-namespace {
 
-void expect_args(const KernelArgs& args, size_t tensors, size_t floats, size_t ints,
-                 const char* kernel) {
-  PR_CHECK(args.tensors.size() == tensors && args.floats.size() == floats &&
-           args.ints.size() == ints)
-      << kernel << " takes " << tensors << " tensors, " << floats << " floats and " << ints
-      << " ints; got " << args.tensors.size() << ", " << args.floats.size() << " and "
-      << args.ints.size();
-}
-
-// The f32 data of `tensor`; other dtypes are not implemented by this backend yet.
 float* f32_data(const Tensor& tensor, const char* kernel, const char* role) {
   if (tensor.dtype != DType::kF32) {
     PR_FAIL(kUnimplemented, kernel, ": ", role, " is ", dtype_name(tensor.dtype),
@@ -32,6 +21,8 @@ float* f32_data(const Tensor& tensor, const char* kernel, const char* role) {
   }
   return tensor.data<float>();
 }
+
+namespace {
 
 const int32_t* label_data(const Tensor& labels, int64_t rows, const char* kernel) {
   if (labels.dtype != DType::kI32) {
@@ -59,7 +50,7 @@ void scale_or_zero(float* __restrict x, int64_t count, float beta) {
 }
 
 void gemm_kernel(const KernelArgs& args) {
-  expect_args(args, 3, 2, 2, "gemm");
+  expect_kernel_args(args, 3, 2, 2, "gemm");
   const Tensor& a = args.tensors[0];
   const Tensor& b = args.tensors[1];
   const Tensor& c = args.tensors[2];
@@ -87,7 +78,7 @@ void gemm_kernel(const KernelArgs& args) {
 }
 
 void bias_add_kernel(const KernelArgs& args) {
-  expect_args(args, 2, 0, 0, "bias_add");
+  expect_kernel_args(args, 2, 0, 0, "bias_add");
   const Tensor& y = args.tensors[0];  // (B, N)
   const int64_t n = args.tensors[1].numel();
   PR_CHECK(n > 0 ? y.numel() % n == 0 : y.numel() == 0) << "bias_add Y " << y.shape << ", bias "
@@ -102,7 +93,7 @@ void bias_add_kernel(const KernelArgs& args) {
 }
 
 void bias_grad_kernel(const KernelArgs& args) {
-  expect_args(args, 2, 1, 0, "bias_grad");
+  expect_kernel_args(args, 2, 1, 0, "bias_grad");
   const Tensor& dy = args.tensors[0];  // (B, N)
   const int64_t n = args.tensors[1].numel();
   PR_CHECK(n > 0 ? dy.numel() % n == 0 : dy.numel() == 0)
@@ -118,7 +109,7 @@ void bias_grad_kernel(const KernelArgs& args) {
 }
 
 void relu_kernel(const KernelArgs& args) {
-  expect_args(args, 2, 0, 0, "relu");
+  expect_kernel_args(args, 2, 0, 0, "relu");
   PR_CHECK_EQ(args.tensors[0].numel(), args.tensors[1].numel()) << "relu X and Y";
   const float* x = f32_data(args.tensors[0], "relu", "X");
   float* y = f32_data(args.tensors[1], "relu", "Y");  // may alias x
@@ -127,7 +118,7 @@ void relu_kernel(const KernelArgs& args) {
 }
 
 void relu_backward_kernel(const KernelArgs& args) {
-  expect_args(args, 3, 0, 0, "relu_backward");
+  expect_kernel_args(args, 3, 0, 0, "relu_backward");
   const int64_t count = args.tensors[0].numel();
   PR_CHECK(args.tensors[1].numel() == count && args.tensors[2].numel() == count)
       << "relu_backward Y, dY and dX sizes";
@@ -156,7 +147,7 @@ double softmax_row(const float* __restrict x, float* __restrict probs, int64_t c
 
 void softmax_xent_forward_kernel(const KernelArgs& args) {
   const char* kName = "softmax_xent_forward";
-  expect_args(args, 4, 0, 0, kName);
+  expect_kernel_args(args, 4, 0, 0, kName);
   const Tensor& logits = args.tensors[0];  // (B, C)
   PR_CHECK_EQ(logits.shape.rank(), 2) << kName << " logits " << logits.shape;
   const int64_t rows = logits.shape[0], classes = logits.shape[1];
@@ -177,7 +168,7 @@ void softmax_xent_forward_kernel(const KernelArgs& args) {
 
 void softmax_xent_backward_kernel(const KernelArgs& args) {
   const char* kName = "softmax_xent_backward";
-  expect_args(args, 3, 1, 0, kName);
+  expect_kernel_args(args, 3, 1, 0, kName);
   const Tensor& probs_tensor = args.tensors[0];  // (B, C)
   PR_CHECK_EQ(probs_tensor.shape.rank(), 2) << kName << " probs " << probs_tensor.shape;
   const int64_t rows = probs_tensor.shape[0], classes = probs_tensor.shape[1];
@@ -210,7 +201,7 @@ void sgd_loop(float* __restrict param, const float* __restrict grad, float* __re
 
 void sgd_momentum_kernel(const KernelArgs& args) {
   const char* kName = "sgd_momentum";
-  expect_args(args, 3, 3, 1, kName);
+  expect_kernel_args(args, 3, 3, 1, kName);
   const int64_t count = args.tensors[0].numel();
   PR_CHECK(args.tensors[1].numel() == count && args.tensors[2].numel() == count)
       << kName << " param, grad and velocity sizes";
@@ -233,7 +224,7 @@ void sgd_momentum_kernel(const KernelArgs& args) {
 
 void adamw_kernel(const KernelArgs& args) {
   const char* kName = "adamw";
-  expect_args(args, 4, 5, 1, kName);
+  expect_kernel_args(args, 4, 5, 1, kName);
   const int64_t count = args.tensors[0].numel();
   PR_CHECK(args.tensors[1].numel() == count && args.tensors[2].numel() == count &&
            args.tensors[3].numel() == count)
@@ -264,7 +255,7 @@ void adamw_kernel(const KernelArgs& args) {
 }
 
 void sum_squares_kernel(const KernelArgs& args) {
-  expect_args(args, 2, 0, 0, "sum_squares");
+  expect_kernel_args(args, 2, 0, 0, "sum_squares");
   PR_CHECK_EQ(args.tensors[1].numel(), 1) << "sum_squares out";
   const float* __restrict x = f32_data(args.tensors[0], "sum_squares", "X");
   float* out = f32_data(args.tensors[1], "sum_squares", "out");
@@ -280,14 +271,14 @@ void sum_squares_kernel(const KernelArgs& args) {
 }
 
 void fill_kernel(const KernelArgs& args) {
-  expect_args(args, 1, 1, 0, "fill");
+  expect_kernel_args(args, 1, 1, 0, "fill");
   float* x = f32_data(args.tensors[0], "fill", "X");
   std::fill(x, x + args.tensors[0].numel(), static_cast<float>(args.floats[0]));
 }
 
 // A byte copy: any dtype, as long as X and Y agree. Overlapping views are allowed.
 void copy_kernel(const KernelArgs& args) {
-  expect_args(args, 2, 0, 0, "copy");
+  expect_kernel_args(args, 2, 0, 0, "copy");
   const Tensor& x = args.tensors[0];
   const Tensor& y = args.tensors[1];
   PR_CHECK(x.dtype == y.dtype && x.numel() == y.numel())
@@ -301,7 +292,7 @@ void copy_kernel(const KernelArgs& args) {
 }
 
 void scale_kernel(const KernelArgs& args) {
-  expect_args(args, 1, 1, 0, "scale");
+  expect_kernel_args(args, 1, 1, 0, "scale");
   float* x = f32_data(args.tensors[0], "scale", "X");
   const float alpha = static_cast<float>(args.floats[0]);
   const int64_t count = args.tensors[0].numel();

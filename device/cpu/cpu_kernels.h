@@ -29,6 +29,10 @@ class CpuKernel : public Kernel {
   Function function_;
 };
 
+// The f32 data of `tensor` for `kernel`'s argument `role`; other dtypes raise
+// kUnimplemented (the cpu backend implements f32 only for now).
+float* f32_data(const Tensor& tensor, const char* kernel, const char* role);
+
 // A fresh copy of the table; each CpuDevice holds its own.
 std::vector<CpuKernel> make_cpu_kernels();
 // Appends the transformer kernels (cpu_kernels_transformer.cc) to `table`.

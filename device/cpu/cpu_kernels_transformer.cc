@@ -19,23 +19,6 @@
 namespace petaring {
 namespace {
 
-void expect_args(const KernelArgs& args, size_t tensors, size_t floats, size_t ints,
-                 const char* kernel) {
-  PR_CHECK(args.tensors.size() == tensors && args.floats.size() == floats &&
-           args.ints.size() == ints)
-      << kernel << " takes " << tensors << " tensors, " << floats << " floats and " << ints
-      << " ints; got " << args.tensors.size() << ", " << args.floats.size() << " and "
-      << args.ints.size();
-}
-
-float* f32_data(const Tensor& tensor, const char* kernel, const char* role) {
-  if (tensor.dtype != DType::kF32) {
-    PR_FAIL(kUnimplemented, kernel, ": ", role, " is ", dtype_name(tensor.dtype),
-            "; the cpu backend implements f32 only for now");
-  }
-  return tensor.data<float>();
-}
-
 const int32_t* token_data(const Tensor& tokens, const char* kernel) {
   if (tokens.dtype != DType::kI32 || tokens.shape.rank() != 2) {
     PR_FAIL(kInvalidArgument, kernel, ": tokens must be i32 (B, T), got ", tokens.shape, " ",
@@ -66,7 +49,7 @@ void scale_or_zero(float* x, int64_t count, float beta) {
 
 void embedding_forward_kernel(const KernelArgs& args) {
   const char* kName = "embedding_forward";
-  expect_args(args, 4, 0, 0, kName);
+  expect_kernel_args(args, 4, 0, 0, kName);
   const Tensor& tokens = args.tensors[0];  // (B, T)
   const int32_t* tok = token_data(tokens, kName);
   const float* wte = f32_data(args.tensors[1], kName, "wte");  // (V, C)
@@ -87,7 +70,7 @@ void embedding_forward_kernel(const KernelArgs& args) {
 
 void embedding_backward_kernel(const KernelArgs& args) {
   const char* kName = "embedding_backward";
-  expect_args(args, 4, 2, 0, kName);
+  expect_kernel_args(args, 4, 2, 0, kName);
   const float* dout = f32_data(args.tensors[0], kName, "dout");  // (B, T, C)
   const Tensor& tokens = args.tensors[1];                        // (B, T)
   const int32_t* tok = token_data(tokens, kName);
@@ -113,7 +96,7 @@ void embedding_backward_kernel(const KernelArgs& args) {
 
 void layernorm_forward_kernel(const KernelArgs& args) {
   const char* kName = "layernorm_forward";
-  expect_args(args, 6, 1, 0, kName);
+  expect_kernel_args(args, 6, 1, 0, kName);
   const Tensor& x_tensor = args.tensors[0];  // (N, C)
   PR_CHECK_EQ(x_tensor.shape.rank(), 2) << kName << " X " << x_tensor.shape;
   const int64_t rows = x_tensor.shape[0], c = x_tensor.shape[1];
@@ -146,7 +129,7 @@ void layernorm_forward_kernel(const KernelArgs& args) {
 
 void layernorm_backward_kernel(const KernelArgs& args) {
   const char* kName = "layernorm_backward";
-  expect_args(args, 8, 2, 0, kName);
+  expect_kernel_args(args, 8, 2, 0, kName);
   const Tensor& x_tensor = args.tensors[1];  // (N, C)
   PR_CHECK_EQ(x_tensor.shape.rank(), 2) << kName << " X " << x_tensor.shape;
   const int64_t rows = x_tensor.shape[0], c = x_tensor.shape[1];
@@ -225,7 +208,7 @@ constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluCubic = 0.044715f;
 
 void gelu_kernel(const KernelArgs& args) {
-  expect_args(args, 2, 0, 0, "gelu");
+  expect_kernel_args(args, 2, 0, 0, "gelu");
   const int64_t count = args.tensors[0].numel();
   PR_CHECK_EQ(args.tensors[1].numel(), count) << "gelu X and Y";
   const float* x = f32_data(args.tensors[0], "gelu", "X");
@@ -238,7 +221,7 @@ void gelu_kernel(const KernelArgs& args) {
 }
 
 void gelu_backward_kernel(const KernelArgs& args) {
-  expect_args(args, 3, 0, 0, "gelu_backward");
+  expect_kernel_args(args, 3, 0, 0, "gelu_backward");
   const int64_t count = args.tensors[0].numel();
   PR_CHECK(args.tensors[1].numel() == count && args.tensors[2].numel() == count)
       << "gelu_backward X, dY and dX sizes";
@@ -255,7 +238,7 @@ void gelu_backward_kernel(const KernelArgs& args) {
 }
 
 void add_kernel(const KernelArgs& args) {
-  expect_args(args, 3, 0, 0, "add");
+  expect_kernel_args(args, 3, 0, 0, "add");
   const int64_t count = args.tensors[0].numel();
   PR_CHECK(args.tensors[1].numel() == count && args.tensors[2].numel() == count)
       << "add X, Y and Z sizes";
@@ -297,7 +280,7 @@ void causal_softmax_row(float* __restrict p, int64_t i, int64_t steps) {
 
 void attention_forward_kernel(const KernelArgs& args) {
   const char* kName = "attention_forward";
-  expect_args(args, 3, 0, 1, kName);
+  expect_kernel_args(args, 3, 0, 1, kName);
   const AttentionDims d = attention_dims(args.tensors[0], args, kName);
   const int64_t t = d.steps, c = d.channels, c3 = 3 * c;
   PR_CHECK(args.tensors[1].numel() == d.batch * t * c &&
@@ -327,7 +310,7 @@ void attention_forward_kernel(const KernelArgs& args) {
 //   dQ = dS K,    dK = dS^T Q.
 void attention_backward_kernel(const KernelArgs& args) {
   const char* kName = "attention_backward";
-  expect_args(args, 5, 0, 1, kName);
+  expect_kernel_args(args, 5, 0, 1, kName);
   const AttentionDims d = attention_dims(args.tensors[1], args, kName);
   const int64_t t = d.steps, c = d.channels, c3 = 3 * c;
   PR_CHECK(args.tensors[0].numel() == d.batch * t * c &&

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -175,6 +176,41 @@ inline std::vector<float> random_values(size_t count, uint32_t seed, float lo = 
     v = lo + (hi - lo) * static_cast<float>(state >> 8) / static_cast<float>(1u << 24);
   }
   return out;
+}
+
+// Gradient checks: sum(weights * values) in double.
+inline double weighted_sum(const std::vector<float>& weights, const std::vector<float>& values) {
+  EXPECT_EQ(weights.size(), values.size());
+  double sum = 0.0;
+  for (size_t i = 0; i < values.size(); ++i) sum += double(weights[i]) * double(values[i]);
+  return sum;
+}
+
+// dL/dx[i] = (L(x + h e_i) - L(x - h e_i)) / 2h for each i.
+inline std::vector<double> numeric_gradient(std::vector<float> x,
+                                     const std::function<double(const std::vector<float>&)>& loss,
+                                     float h) {
+  std::vector<double> gradient(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float saved = x[i];
+    x[i] = saved + h;
+    const double plus = loss(x);
+    x[i] = saved - h;
+    const double minus = loss(x);
+    x[i] = saved;
+    gradient[i] = (plus - minus) / (2.0 * double(h));
+  }
+  return gradient;
+}
+
+// EXPECT_NEAR per element with tolerance atol + rtol * |numeric|.
+inline void expect_close(const std::vector<float>& analytic, const std::vector<double>& numeric,
+                  double atol, double rtol, const std::string& what) {
+  ASSERT_EQ(analytic.size(), numeric.size()) << what;
+  for (size_t i = 0; i < analytic.size(); ++i) {
+    EXPECT_NEAR(analytic[i], numeric[i], atol + rtol * std::fabs(numeric[i]))
+        << what << " element " << i;
+  }
 }
 
 }  // namespace petaring::testing
