@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cluster/client.h"
+#include "cluster/rank_store.h"
 #include "cluster/worker.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -77,10 +78,13 @@ int run_pool_rank(const PoolRankArgs& args) {
     if (!value) PR_FAIL(kInvalidArgument, name, " is not set; `petaring pool-rank` is started by a worker");
     return std::string(value);
   };
-  std::string token = cluster::from_hex(env("PETARING_JOB_TOKEN"));
-  ::unsetenv("PETARING_JOB_TOKEN");  // the rank's program does not need it
-  std::string store = cluster::join_job_store(env("PETARING_COORDINATOR"), std::stoll(env("PETARING_JOB_ID")),
-                                              static_cast<uint32_t>(std::stoul(env("PETARING_JOB_ATTEMPT"))), token);
+  // Fails fast (a clear error in the rank's log) on a wrong token or an ended attempt.
+  std::string coordinator = env("PETARING_COORDINATOR");
+  cluster::join_job(coordinator, std::stoll(env("PETARING_JOB_ID")),
+                    static_cast<uint32_t>(std::stoul(env("PETARING_JOB_ATTEMPT"))),
+                    cluster::from_hex(env("PETARING_JOB_TOKEN")));
+  // The rank meets its peers through the coordinator with the same token (rank_store.h).
+  std::string store = "pool://" + coordinator;
   ::setenv("PETARING_STORE", store.c_str(), 1);
   if (args.command.empty()) PR_FAIL(kInvalidArgument, "pool-rank: no command after --");
   std::vector<char*> argv;
@@ -93,6 +97,7 @@ int run_pool_rank(const PoolRankArgs& args) {
 }  // namespace
 
 void register_worker(CLI::App& app, CommandTable& table) {
+  cluster::register_pool_store_scheme();  // PETARING_STORE=pool://... in a pool's ranks
   auto args = std::make_shared<WorkerArgs>();
   CLI::App* sub = app.add_subcommand("worker", "lend this node's devices to a pool");
   sub->add_option("--coordinator", args->coordinator, "host:port (or PETARING_COORDINATOR)");

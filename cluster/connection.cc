@@ -107,6 +107,11 @@ Connection::Connection(const ConnectOptions& options) : state_(std::make_unique<
     welcome = call(message);
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::kDisconnected) throw;
+    if (options.role == wire::Role::RANK) {
+      PR_FAIL(kPermissionDenied, "the coordinator at ", options.address, " refused rank of job attempt ",
+              options.name, ": its job token is wrong (a rank can only join its own job attempt, with the ",
+              "token its worker was given)");
+    }
     PR_FAIL(kPermissionDenied, "the coordinator at ", options.address,
             " refused this connection: check that --secret-file holds the pool's secret");
   }
@@ -152,6 +157,12 @@ std::unique_ptr<Frame> Connection::call(capnp::MessageBuilder& request) {
     throw Error(kind_from_name(failure.getKind()), failure.getMessage());
   }
   return reply;
+}
+
+std::string Connection::local_ip() const {
+  boost::system::error_code ec;
+  auto endpoint = state_->socket.local_endpoint(ec);
+  return ec ? std::string() : endpoint.address().to_string();
 }
 
 }  // namespace petaring::cluster

@@ -40,6 +40,9 @@ class Connection {
   // (the connection is closed then: later calls are kDisconnected).
   std::unique_ptr<Frame> call(capnp::MessageBuilder& request);
 
+  // This end's IP address on the connection (the interface towards the coordinator).
+  std::string local_ip() const;
+
   // Raw access for tests that send broken bytes.
   void send_bytes(const std::string& bytes);
   std::unique_ptr<Frame> read_frame();

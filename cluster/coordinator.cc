@@ -12,7 +12,6 @@
 #include "cluster/auth.h"
 #include "cluster/frame.h"
 #include "cluster/state.h"
-#include "collectives/store/tcp_store.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "scheduler/scheduler.h"
@@ -54,7 +53,7 @@ class Coordinator::Impl : public Handler {
   bool allowed(const Peer& peer, W which) const override {
     switch (peer.role) {
       case wire::Role::WORKER: return which == W::REGISTER_NODE || which == W::HEARTBEAT;
-      case wire::Role::RANK: return which == W::JOIN_JOB;
+      case wire::Role::RANK: return which == W::JOIN_JOB || which == W::STORE_OP;
       case wire::Role::CLIENT:
         return which == W::SUBMIT || which == W::LIST_JOBS || which == W::GET_JOB ||
                which == W::CANCEL || which == W::LIST_NODES || which == W::GET_LEDGER ||
@@ -81,6 +80,7 @@ class Coordinator::Impl : public Handler {
       case W::GET_LEDGER: return list_ledger(reply);
       case W::RECLAIM: reclaim(request.getReclaim()); return reply.setOk();
       case W::JOIN_JOB: return join_job(peer, request.getJoinJob(), reply.initJoined());
+      case W::STORE_OP: return store_op(peer, request.getStoreOp(), reply.initStoreReply());
       default: PR_FAIL(kInvalidArgument, "unexpected request ", envelope_kind_name(request.which()));
     }
   }
@@ -406,7 +406,7 @@ class Coordinator::Impl : public Handler {
     state_.end_attempt(job, ledger);
     dirty_ = true;
     placement_.erase(job.id);
-    stores_.erase({job.id, job.attempt});
+    tables_.erase({job.id, job.attempt});
     PR_LOG(kInfo) << "coordinator: job " << job.id << " attempt " << job.attempt << " ended: " << new_state
                   << (reason.empty() ? "" : " (" + reason + ")");
   }
@@ -630,20 +630,71 @@ class Coordinator::Impl : public Handler {
 
   // ---- ranks ----
 
-  void join_job(const Peer& peer, wire::JoinJob::Reader request, wire::Joined::Builder reply) {
+  void join_job(const Peer& peer, wire::JoinJob::Reader request, wire::Joined::Builder) {
     if (request.getJobId() != peer.job_id || request.getAttempt() != peer.attempt) {
       PR_FAIL(kPermissionDenied, "a rank of job ", peer.job_id, " attempt ", peer.attempt,
               " may not join job ", request.getJobId(), " attempt ", request.getAttempt());
     }
+    running_attempt_or_fail(peer);
+  }
+
+  void running_attempt_or_fail(const Peer& peer) const {
     auto job = jobs_.find(peer.job_id);
     if (job == jobs_.end() || job->second.state != "running" || job->second.attempt != peer.attempt) {
-      PR_FAIL(kFailedPrecondition, "job ", peer.job_id, " attempt ", peer.attempt, " is not running");
+      PR_FAIL(kFailedPrecondition, "job ", peer.job_id, " attempt ", peer.attempt, " is not running",
+              job == jobs_.end() ? std::string()
+                                 : str_cat(" (the job is ", job->second.state, " at attempt ", job->second.attempt,
+                                           ")"),
+              "; this rank should exit");
     }
-    auto key = std::make_pair(peer.job_id, peer.attempt);
-    auto& store = stores_[key];
-    std::string host = options_.listen.substr(0, options_.listen.rfind(':'));
-    if (!store) store = std::make_unique<TcpStoreServer>(0, host);
-    reply.setStoreAddress(str_cat(host, ":", store->port()));
+  }
+
+  // The rendezvous of the attempt the rank proved (rank_store.h): only its own table.
+  void store_op(const Peer& peer, wire::StoreOp::Reader request, wire::StoreReply::Builder reply) {
+    running_attempt_or_fail(peer);
+    constexpr size_t kMaxKeys = 65536, kMaxKeyBytes = 1024, kMaxValueBytes = 1 << 20;
+    std::string key = request.getKey();
+    if (key.size() > kMaxKeyBytes) PR_FAIL(kInvalidArgument, "store key of ", key.size(), " bytes; at most ", kMaxKeyBytes);
+    auto& table = tables_[{peer.job_id, peer.attempt}];
+    if (request.getOp() != wire::StoreOp::Op::GET && !table.count(key) && table.size() >= kMaxKeys) {
+      PR_FAIL(kInvalidArgument, "the rendezvous of job ", peer.job_id, " holds ", kMaxKeys, " keys already");
+    }
+    switch (request.getOp()) {
+      case wire::StoreOp::Op::SET: {
+        auto value = request.getValue();
+        if (value.size() > kMaxValueBytes) {
+          PR_FAIL(kInvalidArgument, "store value of ", value.size(), " bytes for key '", key, "'; at most ", kMaxValueBytes);
+        }
+        table[key] = std::string(reinterpret_cast<const char*>(value.begin()), value.size());
+        reply.setFound(true);
+        return;
+      }
+      case wire::StoreOp::Op::GET: {
+        auto found = table.find(key);
+        reply.setFound(found != table.end());
+        if (found != table.end()) {
+          reply.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(found->second.data()), found->second.size()));
+        }
+        return;
+      }
+      case wire::StoreOp::Op::ADD: {
+        int64_t count = 0;
+        auto found = table.find(key);
+        if (found != table.end()) {
+          char* end = nullptr;
+          count = std::strtoll(found->second.c_str(), &end, 10);
+          if (found->second.empty() || *end != '\0') {
+            PR_FAIL(kInvalidArgument, "store key '", key, "' does not hold a counter");
+          }
+        }
+        std::string text = std::to_string(count + request.getDelta());
+        table[key] = text;
+        reply.setFound(true);
+        reply.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
+        return;
+      }
+    }
+    PR_FAIL(kInvalidArgument, "unknown store operation ", static_cast<int>(request.getOp()));
   }
 
   CoordinatorOptions options_;
@@ -656,7 +707,9 @@ class Coordinator::Impl : public Handler {
   std::map<int64_t, JobRow> jobs_;
   std::map<int64_t, std::vector<AssignmentRow>> placement_;  // running jobs' current attempt
   std::set<RankKey> sent_;
-  std::map<std::pair<int64_t, uint32_t>, std::unique_ptr<TcpStoreServer>> stores_;
+  // Running attempts' rendezvous tables (rank_store.h), kept in memory only: after a
+  // coordinator restart the ranks that still need one fail and the attempt restarts.
+  std::map<std::pair<int64_t, uint32_t>, std::map<std::string, std::string>> tables_;
   sched::Scheduler scheduler_;  // every placement and queue decision (rebuilt by load())
   int64_t clock_ms_ = 0;
   std::map<int64_t, sched::Usage> recorded_;  // per job: usage already in ledger rows

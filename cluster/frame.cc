@@ -115,6 +115,8 @@ std::string envelope_kind_name(wire::Envelope::Which which) {
     case W::RECLAIM: return "reclaim";
     case W::JOIN_JOB: return "joinJob";
     case W::JOINED: return "joined";
+    case W::STORE_OP: return "storeOp";
+    case W::STORE_REPLY: return "storeReply";
   }
   return str_cat("unknown(", static_cast<int>(which), ")");
 }

@@ -145,7 +145,28 @@ struct JoinJob {
 }
 
 struct Joined {
-  storeAddress @0 :Text;     # the job attempt's rendezvous store, host:port
+  storeAddress @0 :Text;     # unused (empty): ranks meet through the coordinator (StoreOp)
+}
+
+# The rendezvous store of a job attempt, served by the coordinator to that attempt's
+# ranks only: the table is the one of the job and attempt the rank proved in its hello,
+# so a rank can neither read nor write another job's keys. Gone when the attempt ends;
+# a rank of an ended attempt gets a failedPrecondition failure.
+struct StoreOp {
+  op @0 :Op;
+  key @1 :Text;
+  value @2 :Data;            # set: the value
+  delta @3 :Int64;           # add: what to add to the counter
+  enum Op {
+    set @0;
+    get @1;                  # answers at once: found or not (the rank polls)
+    add @2;
+  }
+}
+
+struct StoreReply {
+  found @0 :Bool;
+  value @1 :Data;            # get: the value; add: the new count as decimal text
 }
 
 struct Envelope {
@@ -173,5 +194,7 @@ struct Envelope {
     reclaim @20 :Text;       # node name to reclaim
     joinJob @21 :JoinJob;
     joined @22 :Joined;
+    storeOp @23 :StoreOp;
+    storeReply @24 :StoreReply;
   }
 }

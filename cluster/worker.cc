@@ -51,8 +51,7 @@ std::string from_hex(const std::string& hex) {
   return bytes;
 }
 
-std::string join_job_store(const std::string& coordinator, int64_t job_id, uint32_t attempt,
-                           const std::string& token) {
+void join_job(const std::string& coordinator, int64_t job_id, uint32_t attempt, const std::string& token) {
   ConnectOptions options;
   options.address = coordinator;
   options.role = wire::Role::RANK;
@@ -63,7 +62,7 @@ std::string join_job_store(const std::string& coordinator, int64_t job_id, uint3
   auto join = message.initRoot<wire::Envelope>().initJoinJob();
   join.setJobId(job_id);
   join.setAttempt(attempt);
-  return connection.call(message)->envelope().getJoined().getStoreAddress();
+  connection.call(message);
 }
 
 namespace {

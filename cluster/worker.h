@@ -9,9 +9,11 @@
 // working directory (`workdir`/job-ID) as
 //   petaring pool-rank -- petaring train recipe.yaml --set checkpoint.dir=JOBDIR/checkpoints
 //       [--metrics ...] [--resume]   (--resume on a later attempt when a checkpoint exists)
-// `pool-rank` authenticates with the job attempt's token (PETARING_JOB_TOKEN), gets the
-// attempt's rendezvous store from the coordinator, and execs `petaring train` with
-// PETARING_RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE/STORE and PETARING_TRANSPORT=tcp.
+// `pool-rank` authenticates with the job attempt's token (PETARING_JOB_TOKEN), checks
+// with the coordinator that the attempt still runs, and execs `petaring train` with
+// PETARING_RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE, PETARING_TRANSPORT=tcp and
+// PETARING_STORE=pool://COORDINATOR: the ranks meet through the coordinator, each proving
+// the token (rank_store.h).
 // Ranks die with the worker (PR_SET_PDEATHSIG), so a lost node takes its ranks with it.
 // A lost coordinator connection is retried; running ranks are kept and re-reported.
 #pragma once
@@ -50,10 +52,11 @@ class Worker {
   std::unique_ptr<Impl> impl_;
 };
 
-// The `petaring pool-rank` step: joins job attempt (PETARING_JOB_ID, PETARING_JOB_ATTEMPT,
-// PETARING_JOB_TOKEN hex) at PETARING_COORDINATOR and returns the store address.
-std::string join_job_store(const std::string& coordinator, int64_t job_id, uint32_t attempt,
-                           const std::string& token);
+// The `petaring pool-rank` step: proves the token of job attempt (PETARING_JOB_ID,
+// PETARING_JOB_ATTEMPT, PETARING_JOB_TOKEN hex) to the coordinator at PETARING_COORDINATOR.
+// Throws kPermissionDenied for a wrong token and kFailedPrecondition when the attempt no
+// longer runs.
+void join_job(const std::string& coordinator, int64_t job_id, uint32_t attempt, const std::string& token);
 
 std::string to_hex(const std::string& bytes);
 std::string from_hex(const std::string& hex);

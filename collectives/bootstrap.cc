@@ -159,7 +159,7 @@ std::unique_ptr<Transport> build_world_transport(Store& store, const WorldInfo& 
   std::string name, why;
   auto make_tcp = [&] {
     TcpTransportOptions options;
-    if (auto* tcp_store = dynamic_cast<TcpStore*>(&store)) options.advertise_host = tcp_store->local_ip();
+    if (std::string ip = store.local_ip(); !ip.empty()) options.advertise_host = ip;
     return make_tcp_transport(store, me, n, options);
   };
   if (requested == "shm" || requested == "tcp") {
@@ -253,9 +253,9 @@ std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info) {
             info->local_size, " are inconsistent; start ranks with `petaring launch`");
   }
   set_log_rank(info->rank);
-  TcpStore store(std::getenv("PETARING_STORE"));
+  std::unique_ptr<Store> store = open_store(std::getenv("PETARING_STORE"));
   std::string requested = requested_transport(/*under_mpi=*/false);
-  return std::make_unique<Communicator>(build_world_transport(store, *info, requested, nullptr));
+  return std::make_unique<Communicator>(build_world_transport(*store, *info, requested, nullptr));
 }
 
 }  // namespace

@@ -22,6 +22,7 @@ class PrefixStore : public Store {
   int64_t add(const std::string& key, int64_t delta) override {
     return base_.add(prefix_ + key, delta);
   }
+  std::string local_ip() const override { return base_.local_ip(); }
 
  private:
   Store& base_;

@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 namespace petaring {
@@ -23,6 +25,18 @@ class Store {
   // Atomically adds `delta` to the counter `key` (a missing key counts as 0) and returns
   // the new value. Counters are stored as decimal text, so get() reads them too.
   virtual int64_t add(const std::string& key, int64_t delta) = 0;
+  // This end's IP address towards the store's server, when the store has one: the
+  // interface through which this host reaches it, a good address to advertise to other
+  // ranks. "" when unknown.
+  virtual std::string local_ip() const { return ""; }
 };
+
+// Opens the store a launcher names in PETARING_STORE. "host:port" is a TcpStore;
+// "SCHEME://REST" goes to the opener a layer registered for SCHEME (the pool registers
+// "pool": its ranks meet through the coordinator, proving their job token; see
+// cluster/rank_store.h). Throws kInvalidArgument for a scheme nobody registered.
+using StoreOpener = std::function<std::unique_ptr<Store>(const std::string& rest)>;
+void register_store_scheme(const std::string& scheme, StoreOpener opener);
+std::unique_ptr<Store> open_store(const std::string& address);
 
 }  // namespace petaring

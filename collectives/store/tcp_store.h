@@ -49,7 +49,7 @@ class TcpStore : public Store {
   const std::string& address() const;
   // This end's IP address on the connection to the server: the interface through which
   // this host reaches the server, a good address to advertise to other ranks.
-  std::string local_ip() const;
+  std::string local_ip() const override;
 
  private:
   struct State;

@@ -13,7 +13,9 @@
 #include "cluster/client.h"
 #include "cluster/connection.h"
 #include "cluster/coordinator.h"
+#include "cluster/rank_store.h"
 #include "cluster/state.h"
+#include "cluster/worker.h"
 #include "runtime/error.h"
 #include "trainer/recipe.h"
 
@@ -340,6 +342,71 @@ TEST_F(CoordinatorTest, RestartKeepsJobsLedgerAndRunningAttempts) {
   EXPECT_TRUE(beat.starts.empty());
   a.beat({}, {{running, 1, 0, 0}, {running, 1, 1, 0}});
   EXPECT_EQ(client().job(running)["state"], "finished");
+}
+
+// The ranks of a job meet through the coordinator (rank_store.h), each proving its
+// attempt's token: a rank sees its own attempt's table only, a wrong token or another
+// job's token is refused with a clear error, and an ended attempt's ranks are refused.
+TEST_F(CoordinatorTest, RanksMeetThroughTheCoordinatorInTheirOwnJobOnly) {
+  FakeWorker a(coordinator_->address(), "a", 2);
+  int64_t one = client().submit_text(recipe_text(), "r.yaml", 1, 0, "t");
+  int64_t two = client().submit_text(recipe_text(), "r.yaml", 1, 0, "t");
+  a.beat();
+  ASSERT_EQ(client().job(one)["state"], "running");
+  ASSERT_EQ(client().job(two)["state"], "running");
+  std::string address = coordinator_->address();
+  RankStore rank0(address, one, 1, job_token(kSecret, one, 1));
+  RankStore rank1(address, one, 1, job_token(kSecret, one, 1));
+  rank0.set("host/0", "a");
+  EXPECT_EQ(rank1.get("host/0", std::chrono::seconds(5)), "a");
+  EXPECT_EQ(rank0.add("count", 2), 2);
+  EXPECT_EQ(rank1.add("count", 3), 5);
+  EXPECT_EQ(rank1.local_ip(), "127.0.0.1");
+  // A get waits (polling) until another rank sets the key.
+  std::thread late([&] { RankStore(address, one, 1, job_token(kSecret, one, 1)).set("late", "here"); });
+  EXPECT_EQ(rank0.get("late", std::chrono::seconds(5)), "here");
+  late.join();
+
+  // Job two's ranks have a table of their own: job one's keys are not in it.
+  RankStore other(address, two, 1, job_token(kSecret, two, 1));
+  try {
+    other.get("host/0", std::chrono::milliseconds(30));
+    FAIL() << "a rank of job two read job one's key";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kTimeout);
+  }
+  // A wrong token, another job's token, another attempt's token: refused at the handshake.
+  for (const std::string& token : {std::string(32, 'x'), job_token(kSecret, two, 1), job_token(kSecret, one, 2),
+                                   kSecret}) {
+    try {
+      RankStore impostor(address, one, 1, token);
+      FAIL() << "a rank with a wrong token joined job one";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kPermissionDenied);
+      EXPECT_NE(std::string(e.what()).find("its job token is wrong"), std::string::npos) << e.what();
+    }
+  }
+  // A rank's request names no job: it can only ever reach the one it proved. Joining
+  // another job by id is refused too.
+  ConnectOptions options{address, wire::Role::RANK, rank_name(one, 1), job_token(kSecret, one, 1)};
+  Connection connection(options);
+  capnp::MallocMessageBuilder join;
+  join.initRoot<wire::Envelope>().initJoinJob().setJobId(two);
+  EXPECT_THROW(connection.call(join), Error);
+
+  // Job one ends: its table goes, and its ranks (or a late one) are told so.
+  a.beat({{two, 1, 0}}, {{one, 1, 0, 0}});
+  ASSERT_EQ(client().job(one)["state"], "finished");
+  try {
+    rank1.set("host/1", "a");
+    FAIL() << "a rank of a finished job wrote to the rendezvous";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kFailedPrecondition);
+    EXPECT_NE(std::string(e.what()).find("job 1 attempt 1 is not running"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(join_job(address, one, 1, job_token(kSecret, one, 1)), Error);
+  EXPECT_NO_THROW(join_job(address, two, 1, job_token(kSecret, two, 1)));
+  EXPECT_EQ(other.add("count", 1), 1);  // job two's rendezvous is untouched
 }
 
 }  // namespace
