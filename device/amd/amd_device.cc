@@ -4,6 +4,7 @@
 
 #include "device/amd/amd_queue.h"
 #include "device/amd/kfd_access.h"
+#include "device/amd/launch_plan.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -107,16 +108,22 @@ std::unique_ptr<Queue> AmdDevice::create_queue(QueueKind kind) {
   return std::make_unique<AmdQueue>(*this, std::move(queue_name));
 }
 
-const Kernel* AmdDevice::find_kernel(std::string_view name) const {
+const AmdKernel* AmdDevice::find_gpu_kernel(std::string_view name) const {
   for (const AmdKernel& kernel : kernels_) {
     if (kernel.name() == name) return &kernel;
   }
   return nullptr;
 }
 
+const Kernel* AmdDevice::find_kernel(std::string_view name) const {
+  return is_helper_kernel(name) ? nullptr : find_gpu_kernel(name);
+}
+
 std::vector<std::string> AmdDevice::kernel_names() const {
   std::vector<std::string> names;
-  for (const AmdKernel& kernel : kernels_) names.emplace_back(kernel.name());
+  for (const AmdKernel& kernel : kernels_) {
+    if (!is_helper_kernel(kernel.name())) names.emplace_back(kernel.name());
+  }
   return names;
 }
 

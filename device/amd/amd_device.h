@@ -61,6 +61,8 @@ class AmdDevice : public Device {
   std::unique_ptr<Queue> create_queue(QueueKind kind) override;
   const Kernel* find_kernel(std::string_view name) const override;
   std::vector<std::string> kernel_names() const override;
+  // Any kernel of the code object, the helpers that launch plans use included.
+  const AmdKernel* find_gpu_kernel(std::string_view name) const;
 
   GpuAccess& access() { return *access_; }
   const AmdDeviceOptions& options() const { return options_; }

@@ -115,19 +115,32 @@ void AmdQueue::sdma_copy(uint64_t dst, uint64_t src, uint64_t bytes, const char*
 }
 
 void AmdQueue::run_kernel(const AmdKernel& kernel, const KernelArgs& args) {
-  LaunchPlan plan = plan_launch(kernel.name(), args, [this](const Tensor& t) { return address(t); });
+  const std::vector<LaunchPlan> plans =
+      plan_launch(kernel.name(), args, [this](const Tensor& t) { return address(t); });
+  for (const LaunchPlan& plan : plans) {
+    const AmdKernel* step = plan.kernel == kernel.name() ? &kernel : amd_.find_gpu_kernel(plan.kernel);
+    if (step == nullptr) {
+      PR_FAIL(kNotFound, name(), ": ", kernel.name(), " needs the GPU kernel '", plan.kernel,
+              "', which the code object lacks; rebuild the gfx1100 code objects");
+    }
+    dispatch(*step, plan, args);
+  }
+}
+
+void AmdQueue::dispatch(const AmdKernel& kernel, const LaunchPlan& plan, const KernelArgs& args) {
   if (plan.empty()) return;
   Hardware& hw = *hw_;
   const KernelInfo& info = kernel.info();
   PR_CHECK_LE(plan.kernargs.size(), kStatusOffset) << kernel.name() << " kernargs";
   auto* kernargs = static_cast<uint8_t*>(hw.kernargs.address);
   auto* status = reinterpret_cast<volatile uint64_t*>(kernargs + kStatusOffset);
+  std::vector<uint8_t> bytes = plan.kernargs;
   if (plan.status_offset >= 0) {
     *status = 0;
     const uint64_t status_address = hw.kernargs.gpu_address() + kStatusOffset;
-    std::memcpy(plan.kernargs.data() + plan.status_offset, &status_address, 8);
+    std::memcpy(bytes.data() + plan.status_offset, &status_address, 8);
   }
-  std::memcpy(kernargs, plan.kernargs.data(), plan.kernargs.size());
+  std::memcpy(kernargs, bytes.data(), bytes.size());
 
   const int user_index = info.user_sgprs.kernarg_segment_ptr_index();
   PR_CHECK(user_index >= 0 && user_index + 1 < info.user_sgprs.count)
@@ -152,7 +165,7 @@ void AmdQueue::run_kernel(const AmdKernel& kernel, const KernelArgs& args) {
       .event_write();
   submit_compute(w.dwords(), std::string(kernel.name()));
   if (plan.status_offset >= 0 && *status != 0) {
-    throw_label_status(kernel.name(), *status, args.tensors[0].shape[1]);
+    throw_launch_status(kernel.name(), *status, args);
   }
 }
 

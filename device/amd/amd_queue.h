@@ -19,6 +19,7 @@
 
 #include "device/amd/amd_device.h"
 #include "device/amd/hw_queue.h"
+#include "device/amd/launch_plan.h"
 #include "device/cpu/cpu_queue.h"
 
 namespace petaring::amd {
@@ -39,6 +40,7 @@ class AmdQueue : public CpuQueue {
   uint64_t address(const Tensor& tensor) const;
   // Runs on the worker.
   void run_kernel(const AmdKernel& kernel, const KernelArgs& args);
+  void dispatch(const AmdKernel& kernel, const LaunchPlan& plan, const KernelArgs& args);
   void sdma_copy(uint64_t dst, uint64_t src, uint64_t bytes, const char* what);
   void submit_compute(std::vector<uint32_t> dwords, const std::string& what);
   void submit_copy(std::vector<uint32_t> dwords, const std::string& what);

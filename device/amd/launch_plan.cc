@@ -1,5 +1,6 @@
 #include "device/amd/launch_plan.h"
 
+#include <array>
 #include <cstring>
 
 #include "device/amd/gpu/kernargs.h"
@@ -28,6 +29,7 @@ uint32_t blocks(uint64_t items, uint32_t per) { return static_cast<uint32_t>((it
 template <typename Args>
 LaunchPlan plan(const Args& args, uint64_t work_items) {
   LaunchPlan p;
+  p.kernel = {};
   p.kernargs.resize(sizeof(Args));
   std::memcpy(p.kernargs.data(), &args, sizeof(Args));
   p.workgroup = {PR_BLOCK, 1, 1};
@@ -42,10 +44,25 @@ LaunchPlan plan_single(const Args& args) {
   return p;
 }
 
-}  // namespace
+const Tensor& tokens_of(const Tensor& tokens, std::string_view kernel) {
+  if (tokens.dtype != DType::kI32 || tokens.shape.rank() != 2) {
+    PR_FAIL(kInvalidArgument, kernel, ": tokens must be i32 (B, T), got ", tokens.shape, " ",
+            dtype_name(tokens.dtype));
+  }
+  return tokens;
+}
 
-LaunchPlan plan_launch(std::string_view k, const KernelArgs& a,
-                       const std::function<uint64_t(const Tensor&)>& address) {
+// (B, T, C, H) of an attention launch from qkv (B, T, 3C) and ints {heads}.
+std::array<uint32_t, 4> attention_dims(const Tensor& qkv, int64_t heads, std::string_view k) {
+  PR_CHECK_EQ(qkv.shape.rank(), 3) << k << " qkv " << qkv.shape;
+  const int64_t c = qkv.shape[2] / 3;
+  PR_CHECK(heads > 0 && qkv.shape[2] == 3 * c && c % heads == 0)
+      << k << " qkv " << qkv.shape << " heads " << heads;
+  return {count32(qkv.shape[0], k), count32(qkv.shape[1], k), count32(c, k), count32(heads, k)};
+}
+
+LaunchPlan plan_one(std::string_view k, const KernelArgs& a,
+                    const std::function<uint64_t(const Tensor&)>& address) {
   auto f32 = [&](size_t i, const char* role) {
     expect_dtype(a.tensors[i], DType::kF32, k, role);
     return address(a.tensors[i]);
@@ -161,14 +178,145 @@ LaunchPlan plan_launch(std::string_view k, const KernelArgs& a,
     PrScaleArgs g{f32(0, "X"), count32(a.tensors[0].numel(), k), flt(0)};
     return plan(g, g.count);
   }
-  PR_FAIL(kUnimplemented, "the amd backend has no launch plan for kernel '", k, "'");
+  if (k == "embedding_forward") {
+    expect_kernel_args(a, 4, 0, 0, k);
+    const Tensor& tokens = tokens_of(a.tensors[0], k);
+    const Tensor& wte = a.tensors[1];
+    PR_CHECK(wte.shape.rank() == 2 && a.tensors[2].shape.rank() == 2 &&
+             a.tensors[2].shape[0] >= tokens.shape[1] &&
+             a.tensors[3].numel() == tokens.numel() * wte.shape[1])
+        << k << " wte " << wte.shape << ", wpe " << a.tensors[2].shape << ", out "
+        << a.tensors[3].shape;
+    PrEmbeddingForwardArgs g{address(tokens), f32(1, "wte"), f32(2, "wpe"), f32(3, "out"), 0,
+                             count32(tokens.numel(), k), count32(tokens.shape[1], k),
+                             count32(wte.shape[1], k), count32(wte.shape[0], k)};
+    LaunchPlan p = plan(g, uint64_t{g.count} * g.channels);
+    p.status_offset = offsetof(PrEmbeddingForwardArgs, status);
+    return p;
+  }
+  if (k == "embedding_backward") {
+    expect_kernel_args(a, 4, 2, 0, k);
+    const Tensor& tokens = tokens_of(a.tensors[1], k);
+    const Tensor& dwte = a.tensors[2];
+    const Tensor& dwpe = a.tensors[3];
+    PR_CHECK(dwte.shape.rank() == 2 && dwpe.shape.rank() == 2 &&
+             dwpe.shape[0] >= tokens.shape[1] && dwpe.shape[1] == dwte.shape[1] &&
+             a.tensors[0].numel() == tokens.numel() * dwte.shape[1])
+        << k << " dwte " << dwte.shape << ", dwpe " << dwpe.shape << ", dout "
+        << a.tensors[0].shape;
+    PrEmbeddingBackwardArgs g{f32(0, "dout"), address(tokens), f32(2, "dwte"), f32(3, "dwpe"), 0,
+                              count32(tokens.numel(), k), count32(tokens.shape[1], k),
+                              count32(dwte.shape[1], k), count32(dwte.shape[0], k),
+                              count32(dwpe.shape[0], k), flt(0), flt(1), 0};
+    LaunchPlan p = plan(g, uint64_t{count32(dwte.numel() + dwpe.numel(), k)});
+    p.status_offset = offsetof(PrEmbeddingBackwardArgs, status);
+    return p;
+  }
+  if (k == "layernorm_forward") {
+    expect_kernel_args(a, 6, 1, 0, k);
+    const Tensor& x = a.tensors[0];
+    PR_CHECK_EQ(x.shape.rank(), 2) << k << " X " << x.shape;
+    const uint32_t rows = count32(x.shape[0], k), cols = count32(x.shape[1], k);
+    PR_CHECK(a.tensors[1].numel() == int64_t{cols} && a.tensors[2].numel() == int64_t{cols} &&
+             a.tensors[3].numel() == x.numel() && a.tensors[4].numel() == int64_t{rows} &&
+             a.tensors[5].numel() == int64_t{rows})
+        << k << " shapes for X " << x.shape;
+    PrLayernormForwardArgs g{f32(0, "X"),  f32(1, "weight"), f32(2, "bias"), f32(3, "Y"),
+                             f32(4, "mean"), f32(5, "rstd"), rows, cols, flt(0), 0};
+    return plan(g, rows);
+  }
+  if (k == "layernorm_backward") {
+    expect_kernel_args(a, 8, 2, 0, k);
+    const Tensor& x = a.tensors[1];
+    PR_CHECK_EQ(x.shape.rank(), 2) << k << " X " << x.shape;
+    const uint32_t rows = count32(x.shape[0], k), cols = count32(x.shape[1], k);
+    PR_CHECK(a.tensors[0].numel() == x.numel() && a.tensors[2].numel() == int64_t{cols} &&
+             a.tensors[3].numel() == int64_t{rows} && a.tensors[4].numel() == int64_t{rows} &&
+             a.tensors[5].numel() == x.numel() && a.tensors[6].numel() == int64_t{cols} &&
+             a.tensors[7].numel() == int64_t{cols})
+        << k << " shapes for X " << x.shape;
+    PrLayernormBackwardArgs g{f32(0, "dY"),   f32(1, "X"),       f32(2, "weight"),
+                              f32(3, "mean"), f32(4, "rstd"),    f32(5, "dX"),
+                              f32(6, "dweight"), f32(7, "dbias"), rows, cols, flt(0), flt(1)};
+    return plan(g, uint64_t{rows} + cols);
+  }
+  if (k == "gelu") {
+    expect_kernel_args(a, 2, 0, 0, k);
+    PR_CHECK_EQ(a.tensors[0].numel(), a.tensors[1].numel()) << "gelu X and Y";
+    PrGeluArgs g{f32(0, "X"), f32(1, "Y"), count32(a.tensors[0].numel(), k)};
+    return plan(g, g.count);
+  }
+  if (k == "gelu_backward" || k == "add") {
+    expect_kernel_args(a, 3, 0, 0, k);
+    PR_CHECK(a.tensors[1].numel() == a.tensors[0].numel() &&
+             a.tensors[2].numel() == a.tensors[0].numel()) << k << " sizes";
+    const uint32_t count = count32(a.tensors[0].numel(), k);
+    if (k == "add") {
+      PrAddArgs g{f32(0, "X"), f32(1, "Y"), f32(2, "Z"), count};
+      return plan(g, count);
+    }
+    PrGeluBackwardArgs g{f32(0, "X"), f32(1, "dY"), f32(2, "dX"), count};
+    return plan(g, count);
+  }
+  if (k == "attention_forward") {
+    expect_kernel_args(a, 3, 0, 1, k);
+    const auto [b, t, c, h] = attention_dims(a.tensors[0], a.ints[0], k);
+    PR_CHECK(a.tensors[1].numel() == int64_t{b} * t * c &&
+             a.tensors[2].numel() == int64_t{b} * h * t * t)
+        << k << " out " << a.tensors[1].shape << ", probs " << a.tensors[2].shape;
+    PrAttentionForwardArgs g{f32(0, "qkv"), f32(1, "out"), f32(2, "probs"), b, t, c, h};
+    count32(int64_t{b} * h * t * t, k);
+    return plan(g, uint64_t{b} * h * t);
+  }
+  PR_FAIL(kUnimplemented, "the amd backend has no launch plan for kernel '", k,
+          "'; it runs only the kernels its code object names (and f32 data)");
 }
 
-void throw_label_status(std::string_view kernel, uint64_t status, int64_t classes) {
-  const auto label = static_cast<int32_t>(status >> 32);
-  const int64_t row = static_cast<int64_t>(status & 0xffffffffu) - 1;
-  PR_FAIL(kInvalidArgument, kernel, ": label ", label, " in row ", row, " is out of range [0, ",
-          classes, "); check the data set's labels against the model's output size");
+}  // namespace
+
+std::vector<LaunchPlan> plan_launch(std::string_view k, const KernelArgs& a,
+                                    const std::function<uint64_t(const Tensor&)>& address) {
+  if (k == "attention_backward") {
+    expect_kernel_args(a, 5, 0, 1, k);
+    const auto [b, t, c, h] = attention_dims(a.tensors[1], a.ints[0], k);
+    PR_CHECK(a.tensors[0].numel() == int64_t{b} * t * c &&
+             a.tensors[2].numel() == int64_t{b} * h * t * t &&
+             a.tensors[3].numel() == int64_t{b} * t * 3 * c &&
+             a.tensors[4].numel() == int64_t{b} * h * t * t)
+        << k << " dout " << a.tensors[0].shape << ", dqkv " << a.tensors[3].shape;
+    for (size_t i = 0; i < 5; ++i) {
+      static const char* const roles[] = {"dout", "qkv", "probs", "dqkv", "scratch"};
+      expect_dtype(a.tensors[i], DType::kF32, k, roles[i]);
+    }
+    count32(int64_t{b} * h * t * t, k);
+    PrAttentionBackwardArgs g{address(a.tensors[0]), address(a.tensors[1]), address(a.tensors[2]),
+                              address(a.tensors[3]), address(a.tensors[4]), b, t, c, h};
+    LaunchPlan rows = plan(g, uint64_t{b} * h * t);
+    rows.kernel = "attention_backward";
+    LaunchPlan columns = rows;  // then dK and dV from the dS rows the first one wrote
+    columns.kernel = "attention_backward_kv";
+    return {rows, columns};
+  }
+  LaunchPlan p = plan_one(k, a, address);
+  p.kernel = k;
+  return {p};
+}
+
+bool is_helper_kernel(std::string_view name) { return name == "attention_backward_kv"; }
+
+void throw_launch_status(std::string_view kernel, uint64_t status, const KernelArgs& args) {
+  const auto value = static_cast<int32_t>(status >> 32);
+  const int64_t index = static_cast<int64_t>(status & 0xffffffffu) - 1;
+  if (kernel == "embedding_forward" || kernel == "embedding_backward") {
+    const bool forward = kernel == "embedding_forward";
+    const Tensor& tokens = args.tensors[forward ? 0 : 1];
+    const int64_t steps = tokens.shape[1], vocab = args.tensors[forward ? 1 : 2].shape[0];
+    PR_FAIL(kInvalidArgument, kernel, ": token ", value, " at (", index / steps, ", ",
+            index % steps, ") is out of range [0, ", vocab,
+            "); the data's token ids must be below the model's vocab");
+  }
+  PR_FAIL(kInvalidArgument, kernel, ": label ", value, " in row ", index, " is out of range [0, ",
+          args.tensors[0].shape[1], "); check the data set's labels against the model's output size");
 }
 
 }  // namespace petaring::amd

@@ -16,6 +16,9 @@
 namespace petaring::amd {
 
 struct LaunchPlan {
+  // The GPU kernel to dispatch: the launched one, or a helper of the code object that
+  // the kernel table does not name (is_helper_kernel) for a later step.
+  std::string_view kernel;
   std::vector<uint8_t> kernargs;           // the kernel's Pr*Args struct
   std::array<uint32_t, 3> workgroup{1, 1, 1};  // work-items per workgroup
   std::array<uint32_t, 3> grid{0, 0, 0};   // workgroups; all 0 = nothing to run
@@ -25,11 +28,20 @@ struct LaunchPlan {
   bool empty() const { return grid[0] == 0 || grid[1] == 0 || grid[2] == 0; }
 };
 
-// `address(tensor)` gives the GPU address of a tensor's first byte.
-LaunchPlan plan_launch(std::string_view kernel, const KernelArgs& args,
-                       const std::function<uint64_t(const Tensor&)>& address);
+// The dispatches one launch of `kernel` takes, in order; each runs after the previous
+// one completed (attention_backward is two). `address(tensor)` gives the GPU address of
+// a tensor's first byte. A kernel with no plan (one added to the table later, a bf16
+// variant) raises kUnimplemented naming it.
+std::vector<LaunchPlan> plan_launch(std::string_view kernel, const KernelArgs& args,
+                                    const std::function<uint64_t(const Tensor&)>& address);
 
-// The error a non-zero status word of softmax_xent_* means (label << 32 | row + 1).
-[[noreturn]] void throw_label_status(std::string_view kernel, uint64_t status, int64_t classes);
+// True for the code object's kernels that only launch plans use (attention_backward_kv):
+// the device neither lists nor finds them by name.
+bool is_helper_kernel(std::string_view name);
+
+// The error a non-zero status word means: softmax_xent_* (label << 32 | row + 1) or
+// embedding_* (token << 32 | position + 1), with the launch's arguments for context.
+[[noreturn]] void throw_launch_status(std::string_view kernel, uint64_t status,
+                                      const KernelArgs& args);
 
 }  // namespace petaring::amd

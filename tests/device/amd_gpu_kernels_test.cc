@@ -237,6 +237,87 @@ TEST_F(GpuSourceOnHost, SumSquaresFillCopyScale) {
   expect_near_all(scaled, download(tx), 0.0f, "scale");
 }
 
+// Sizes whose grids span several workgroups, so that the index arithmetic of every
+// work-item is exercised, against the cpu backend's transformer kernels.
+TEST_F(GpuSourceOnHost, EmbeddingBackwardSumsEachTokensRowsInOrder) {
+  const uint32_t b = 3, t = 7, c = 20, vocab = 17, positions = 9;
+  std::vector<int32_t> tokens(b * t);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i * 5 % 6);  // repeats
+  std::vector<float> dout = random_values(b * t * c, 21);
+  for (float beta : {0.0f, 1.0f}) {
+    std::vector<float> dwte = random_values(vocab * c, 22), dwpe(positions * c);
+    dwpe.assign(dwpe.size(), std::numeric_limits<float>::quiet_NaN());  // beta_wpe 0 ignores it
+    Tensor tdout = upload(dout, Shape{b, t, c});
+    buffers_.push_back(device_->allocate(tokens.size() * 4));
+    Tensor ttok(buffers_.back().get(), 0, Shape{b, t}, DType::kI32);
+    queue_->write(ttok, tokens.data());
+    Tensor tdwte = upload(dwte, Shape{vocab, c}), tdwpe = upload(dwpe, Shape{positions, c});
+    kernels::embedding_backward(*queue_, tdout, ttok, tdwte, tdwpe, beta, 0.0f);
+    PrEmbeddingBackwardArgs args{address(dout.data()), address(tokens.data()), address(dwte.data()),
+                                 address(dwpe.data()), 0, b * t, t, c, vocab, positions, beta,
+                                 0.0f, 0};
+    run("embedding_backward", args, groups_1d((vocab + positions) * c));
+    expect_near_all(dwte, download(tdwte), 1e-6f, "dwte");
+    expect_near_all(dwpe, download(tdwpe), 1e-6f, "dwpe");
+  }
+}
+
+TEST_F(GpuSourceOnHost, LayerNormForwardAndBackward) {
+  const uint32_t rows = 300, c = 24;  // rows + cols > PR_BLOCK
+  std::vector<float> x = random_values(rows * c, 23, -2.0f, 2.0f), w = random_values(c, 24);
+  std::vector<float> bias = random_values(c, 25), y(rows * c), mean(rows), rstd(rows);
+  Tensor tx = upload(x, Shape{rows, c}), tw = upload(w, Shape{c}), tb = upload(bias, Shape{c});
+  Tensor ty = upload(y, Shape{rows, c}), tm = upload(mean, Shape{rows}), tr = upload(rstd, Shape{rows});
+  kernels::layernorm_forward(*queue_, tx, tw, tb, ty, tm, tr, 1e-5f);
+  run("layernorm_forward",
+      PrLayernormForwardArgs{address(x.data()), address(w.data()), address(bias.data()),
+                             address(y.data()), address(mean.data()), address(rstd.data()), rows,
+                             c, 1e-5f, 0},
+      groups_1d(rows));
+  expect_near_all(y, download(ty), 1e-5f, "Y");
+  expect_near_all(rstd, download(tr), 1e-5f, "rstd");
+  std::vector<float> dy = random_values(rows * c, 26), dx = random_values(rows * c, 27);
+  std::vector<float> dw = random_values(c, 28), db = random_values(c, 29);
+  Tensor tdy = upload(dy, Shape{rows, c}), tdx = upload(dx, Shape{rows, c});
+  Tensor tdw = upload(dw, Shape{c}), tdb = upload(db, Shape{c});
+  kernels::layernorm_backward(*queue_, tdy, tx, tw, tm, tr, tdx, tdw, tdb, 1.0f, 0.5f);
+  run("layernorm_backward",
+      PrLayernormBackwardArgs{address(dy.data()), address(x.data()), address(w.data()),
+                              address(mean.data()), address(rstd.data()), address(dx.data()),
+                              address(dw.data()), address(db.data()), rows, c, 1.0f, 0.5f},
+      groups_1d(rows + c));
+  expect_near_all(dx, download(tdx), 1e-4f, "dX");
+  expect_near_all(dw, download(tdw), 1e-4f, "dweight");
+  expect_near_all(db, download(tdb), 1e-4f, "dbias");
+}
+
+TEST_F(GpuSourceOnHost, AttentionForwardAndBothBackwardDispatches) {
+  const uint32_t b = 2, t = 33, heads = 4, d = 6, c = heads * d;  // b * heads * t > PR_BLOCK
+  std::vector<float> qkv = random_values(b * t * 3 * c, 30, -1.0f, 1.0f), out(b * t * c);
+  std::vector<float> probs(b * heads * t * t);
+  Tensor tqkv = upload(qkv, Shape{b, t, 3 * c}), tout = upload(out, Shape{b, t, c});
+  Tensor tprobs = upload(probs, Shape{b, heads, t, t});
+  kernels::attention_forward(*queue_, tqkv, tout, tprobs, heads);
+  run("attention_forward",
+      PrAttentionForwardArgs{address(qkv.data()), address(out.data()), address(probs.data()), b,
+                             t, c, heads},
+      groups_1d(b * heads * t));
+  expect_near_all(probs, download(tprobs), 1e-5f, "probs");
+  expect_near_all(out, download(tout), 1e-5f, "out");
+  std::vector<float> dout = random_values(b * t * c, 31), dqkv(qkv.size(), 7.0f);
+  std::vector<float> scratch(probs.size(), 7.0f);
+  Tensor tdout = upload(dout, Shape{b, t, c}), tdqkv = upload(dqkv, Shape{b, t, 3 * c});
+  Tensor tscratch = upload(scratch, Shape{b, heads, t, t});
+  kernels::attention_backward(*queue_, tdout, tqkv, tprobs, tdqkv, tscratch, heads);
+  const PrAttentionBackwardArgs args{address(dout.data()), address(qkv.data()),
+                                     address(probs.data()), address(dqkv.data()),
+                                     address(scratch.data()), b, t, c, heads};
+  run("attention_backward", args, groups_1d(b * heads * t));
+  run("attention_backward_kv", args, groups_1d(b * heads * t));
+  expect_near_all(scratch, download(tscratch), 1e-5f, "dS");
+  expect_near_all(dqkv, download(tdqkv), 1e-4f, "dqkv");
+}
+
 TEST(GpuSourceOnHostLaunch, RejectsWrongWorkgroupAndUnknownKernel) {
   PrFillArgs args{};
   petaring::testing::expect_error(
@@ -248,7 +329,7 @@ TEST(GpuSourceOnHostLaunch, RejectsWrongWorkgroupAndUnknownKernel) {
   petaring::testing::expect_error(
       [&] { run_host_kernel("softmax", &args, sizeof args, {1, 1, 1}, kBlock); },
       ErrorKind::kNotFound, {"no GPU kernel 'softmax'", "gemm", "scale"});
-  EXPECT_EQ(host_kernels().size(), 13u);
+  EXPECT_EQ(host_kernels().size(), 23u);  // the table and attention_backward_kv
 }
 
 }  // namespace

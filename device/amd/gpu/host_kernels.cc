@@ -98,6 +98,17 @@ const std::vector<Entry>& entries() {
       entry<PrFillArgs, host::fill>("fill", k1d, false),
       entry<PrCopyArgs, host::copy>("copy", k1d, false),
       entry<PrScaleArgs, host::scale>("scale", k1d, false),
+      entry<PrEmbeddingForwardArgs, host::embedding_forward>("embedding_forward", k1d, false),
+      entry<PrEmbeddingBackwardArgs, host::embedding_backward>("embedding_backward", k1d, false),
+      entry<PrLayernormForwardArgs, host::layernorm_forward>("layernorm_forward", k1d, false),
+      entry<PrLayernormBackwardArgs, host::layernorm_backward>("layernorm_backward", k1d, false),
+      entry<PrGeluArgs, host::gelu>("gelu", k1d, false),
+      entry<PrGeluBackwardArgs, host::gelu_backward>("gelu_backward", k1d, false),
+      entry<PrAddArgs, host::add>("add", k1d, false),
+      entry<PrAttentionForwardArgs, host::attention_forward>("attention_forward", k1d, false),
+      entry<PrAttentionBackwardArgs, host::attention_backward>("attention_backward", k1d, false),
+      entry<PrAttentionBackwardArgs, host::attention_backward_kv>("attention_backward_kv", k1d,
+                                                                  false),
   };
   return table;
 }

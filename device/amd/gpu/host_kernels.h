@@ -30,7 +30,8 @@ struct HostKernelInfo {
   bool uses_barriers = false;
 };
 
-// Every kernel of kernels.cl, in the order of device/kernels.h.
+// Every kernel of kernels.cl, in the order of device/kernels.h (then the helper
+// attention_backward_kv, the second dispatch of attention_backward).
 const std::vector<HostKernelInfo>& host_kernels();
 
 // Runs kernel `name` over `groups` workgroups of `workgroup` work-items, reading its

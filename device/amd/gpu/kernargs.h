@@ -126,6 +126,82 @@ typedef struct {
   float alpha;
 } PrScaleArgs;
 
+/* ---- Transformer kernels (device/kernels.h). B batch, T steps, C channels, H heads,
+ * D = C / H, V vocab, P positions; count = B * T tokens. */
+
+/* out[i, :] = wte[tokens[i], :] + wpe[i % steps, :] for i < count. Grid: count * channels.
+ * A token outside [0, vocab) stores (token << 32 | i + 1) at `status` (0 = none; the
+ * host zeroes it before the launch) and its row is left as it was. */
+typedef struct {
+  pr_u64 tokens, wte, wpe, out, status;
+  pr_u32 count, steps, channels, vocab;
+} PrEmbeddingForwardArgs;
+
+/* dwte = beta_wte * dwte + the rows of dout scattered by token; dwpe = beta_wpe * dwpe +
+ * the rows of dout summed over the batch (rows t >= steps: scaled only). beta == 0
+ * ignores old contents. Work-item i < vocab * channels owns dwte element i, the next
+ * positions * channels own dwpe's: each sums its tokens in order (no atomics), so the
+ * result is deterministic. Grid: (vocab + positions) * channels. `status` as above. */
+typedef struct {
+  pr_u64 dout, tokens, dwte, dwpe, status;
+  pr_u32 count, steps, channels, vocab, positions;
+  float beta_wte, beta_wpe;
+  pr_u32 pad;
+} PrEmbeddingBackwardArgs;
+
+/* LayerNorm of each row of x (rows, cols) into y, keeping mean and rstd (rows).
+ * One work-item per row. Grid: rows. */
+typedef struct {
+  pr_u64 x, weight, bias, y, mean, rstd;
+  pr_u32 rows, cols;
+  float eps;
+  pr_u32 pad;
+} PrLayernormForwardArgs;
+
+/* LayerNorm's backward (device/kernels.h). Work-item i < rows computes row i of dx;
+ * work-item rows + j sums column j of dweight and dbias over the rows in order.
+ * Grid: rows + cols. */
+typedef struct {
+  pr_u64 dy, x, weight, mean, rstd, dx, dweight, dbias;
+  pr_u32 rows, cols;
+  float dx_beta, param_beta;
+} PrLayernormBackwardArgs;
+
+/* y = gelu(x) (GPT-2's tanh form); y may alias x. Grid: count. */
+typedef struct {
+  pr_u64 x, y;
+  pr_u32 count;
+} PrGeluArgs;
+
+/* dx = dy * gelu'(x); dx may alias dy. Grid: count. */
+typedef struct {
+  pr_u64 x, dy, dx;
+  pr_u32 count;
+} PrGeluBackwardArgs;
+
+/* z = x + y; z may alias x or y. Grid: count. */
+typedef struct {
+  pr_u64 x, y, z;
+  pr_u32 count;
+} PrAddArgs;
+
+/* Causal attention over qkv (B, T, 3C) into out (B, T, C) and probs (B, H, T, T).
+ * One work-item per query row (b, h, i). Grid: batch * heads * steps. */
+typedef struct {
+  pr_u64 qkv, out, probs;
+  pr_u32 batch, steps, channels, heads;
+} PrAttentionForwardArgs;
+
+/* Attention's backward, in two dispatches with the same kernargs, each one work-item
+ * per (b, h, row), grid batch * heads * steps:
+ *   attention_backward     row i: dS_i into scratch and dQ_i = sum_j dS_ij K_j
+ *   attention_backward_kv  row j: dK_j = sum_i dS_ij Q_i, dV_j = sum_i P_ij dO_i (i >= j)
+ * The second reads the first's scratch, so it must run after it. */
+typedef struct {
+  pr_u64 dout, qkv, probs, dqkv, scratch;
+  pr_u32 batch, steps, channels, heads;
+} PrAttentionBackwardArgs;
+
 #ifdef __cplusplus
 #include <cmath>
 #include <cstddef>
@@ -149,6 +225,19 @@ static_assert(sizeof(PrSumSquaresArgs) == 24);
 static_assert(sizeof(PrFillArgs) == 16 && offsetof(PrFillArgs, value) == 12);
 static_assert(sizeof(PrCopyArgs) == 24);
 static_assert(sizeof(PrScaleArgs) == 16 && offsetof(PrScaleArgs, alpha) == 12);
+static_assert(sizeof(PrEmbeddingForwardArgs) == 56 &&
+              offsetof(PrEmbeddingForwardArgs, vocab) == 52);
+static_assert(sizeof(PrEmbeddingBackwardArgs) == 72 &&
+              offsetof(PrEmbeddingBackwardArgs, beta_wpe) == 64);
+static_assert(sizeof(PrLayernormForwardArgs) == 64 && offsetof(PrLayernormForwardArgs, eps) == 56);
+static_assert(sizeof(PrLayernormBackwardArgs) == 80 &&
+              offsetof(PrLayernormBackwardArgs, param_beta) == 76);
+static_assert(sizeof(PrGeluArgs) == 24);
+static_assert(sizeof(PrGeluBackwardArgs) == 32);
+static_assert(sizeof(PrAddArgs) == 32);
+static_assert(sizeof(PrAttentionForwardArgs) == 40);
+static_assert(sizeof(PrAttentionBackwardArgs) == 56 &&
+              offsetof(PrAttentionBackwardArgs, heads) == 52);
 
 // AdamW's per-step scalars from the contract's (lr, beta1, beta2, eps, weight_decay, t),
 // computed in double exactly as the cpu backend does.

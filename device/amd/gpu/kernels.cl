@@ -216,3 +216,260 @@ kernel BLOCK_1D void scale(PrScaleArgs args) {
   const uint i = global_id_1d();
   if (i < args.count) ((global float*)args.x)[i] *= args.alpha;
 }
+
+/* ---- Transformer kernels. Simple loops, one work-item per output row or element,
+ * summing in the cpu backend's order so that results match it closely.
+ * TODO(perf): LDS tiling, and attention blocked over rows, once a GPU can measure it. */
+
+/* Records a token outside [0, vocab) at flat position `index` (any one, when several race). */
+static inline void report_token(ulong status, uint index, int token) {
+  if (status != 0) *(volatile global ulong*)status = (ulong)(uint)token << 32 | (index + 1);
+}
+
+kernel BLOCK_1D void embedding_forward(PrEmbeddingForwardArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.count * args.channels) return;
+  const uint row = i / args.channels, j = i % args.channels;
+  const int token = ((const global int*)args.tokens)[row];
+  if (token < 0 || (uint)token >= args.vocab) {
+    if (j == 0) report_token(args.status, row, token);
+    return;
+  }
+  const global float* wte = (const global float*)args.wte;
+  const global float* wpe = (const global float*)args.wpe;
+  ((global float*)args.out)[i] = wte[(ulong)token * args.channels + j] +
+                                 wpe[(ulong)(row % args.steps) * args.channels + j];
+}
+
+kernel BLOCK_1D void embedding_backward(PrEmbeddingBackwardArgs args) {
+  const uint i = global_id_1d();
+  const uint table = args.vocab * args.channels;
+  if (i >= table + args.positions * args.channels) return;
+  const global float* dout = (const global float*)args.dout;
+  const global int* tokens = (const global int*)args.tokens;
+  const uint c = args.channels;
+  if (i < table) {  /* dwte[v, j]: the rows of dout whose token is v, in order */
+    const uint v = i / c, j = i % c;
+    global float* dwte = (global float*)args.dwte;
+    float sum = args.beta_wte == 0.0f ? 0.0f : args.beta_wte * dwte[i];
+    for (uint n = 0; n < args.count; ++n) {
+      const int token = tokens[n];
+      if (token < 0 || (uint)token >= args.vocab) {
+        if (i == 0) report_token(args.status, n, token);
+      } else if ((uint)token == v) {
+        sum += dout[(ulong)n * c + j];
+      }
+    }
+    dwte[i] = sum;
+    return;
+  }
+  const uint k = i - table, p = k / c, j = k % c;  /* dwpe[p, j]: position p of each sequence */
+  global float* dwpe = (global float*)args.dwpe;
+  float sum = args.beta_wpe == 0.0f ? 0.0f : args.beta_wpe * dwpe[k];
+  if (p < args.steps) {
+    for (uint n = p; n < args.count; n += args.steps) sum += dout[(ulong)n * c + j];
+  }
+  dwpe[k] = sum;
+}
+
+kernel BLOCK_1D void layernorm_forward(PrLayernormForwardArgs args) {
+  const uint r = global_id_1d();
+  if (r >= args.rows) return;
+  const uint c = args.cols;
+  const global float* x = (const global float*)args.x + (ulong)r * c;
+  global float* y = (global float*)args.y + (ulong)r * c;
+  const global float* w = (const global float*)args.weight;
+  const global float* b = (const global float*)args.bias;
+  float sum = 0.0f;
+  for (uint j = 0; j < c; ++j) sum += x[j];
+  const float m = sum / (float)c;
+  float var = 0.0f;
+  for (uint j = 0; j < c; ++j) var += (x[j] - m) * (x[j] - m);
+  const float rstd = 1.0f / __builtin_sqrtf(var / (float)c + args.eps);
+  for (uint j = 0; j < c; ++j) y[j] = (x[j] - m) * rstd * w[j] + b[j];
+  ((global float*)args.mean)[r] = m;
+  ((global float*)args.rstd)[r] = rstd;
+}
+
+kernel BLOCK_1D void layernorm_backward(PrLayernormBackwardArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.rows + args.cols) return;
+  const uint c = args.cols;
+  const global float* dy = (const global float*)args.dy;
+  const global float* x = (const global float*)args.x;
+  const global float* mean = (const global float*)args.mean;
+  const global float* rstd = (const global float*)args.rstd;
+  if (i < args.rows) {  /* row i of dX */
+    const global float* w = (const global float*)args.weight;
+    const global float* dyi = dy + (ulong)i * c;
+    const global float* xi = x + (ulong)i * c;
+    global float* dxi = (global float*)args.dx + (ulong)i * c;
+    const float m = mean[i], r = rstd[i];
+    float g_mean = 0.0f, gx_mean = 0.0f;
+    for (uint j = 0; j < c; ++j) {
+      const float g = dyi[j] * w[j];
+      g_mean += g;
+      gx_mean += g * (xi[j] - m) * r;
+    }
+    const float inv_c = 1.0f / (float)c;
+    g_mean *= inv_c;
+    gx_mean *= inv_c;
+    for (uint j = 0; j < c; ++j) {
+      const float xhat = (xi[j] - m) * r;
+      const float grad = r * (dyi[j] * w[j] - g_mean - xhat * gx_mean);
+      dxi[j] = args.dx_beta == 0.0f ? grad : args.dx_beta * dxi[j] + grad;
+    }
+    return;
+  }
+  const uint j = i - args.rows;  /* column j of dweight and dbias, rows in order */
+  global float* dw = (global float*)args.dweight;
+  global float* db = (global float*)args.dbias;
+  float sw = args.param_beta == 0.0f ? 0.0f : args.param_beta * dw[j];
+  float sb = args.param_beta == 0.0f ? 0.0f : args.param_beta * db[j];
+  for (uint r = 0; r < args.rows; ++r) {
+    const float g = dy[(ulong)r * c + j];
+    sw += g * (x[(ulong)r * c + j] - mean[r]) * rstd[r];
+    sb += g;
+  }
+  dw[j] = sw;
+  db[j] = sb;
+}
+
+/* tanh(u) = 1 - 2 / (1 + e^(2u)): e^(2u) = inf gives 1, e^(2u) = 0 gives -1. */
+static inline float tanh_f32(float u) { return 1.0f - 2.0f / (1.0f + __builtin_expf(2.0f * u)); }
+
+#define PR_GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
+#define PR_GELU_CUBIC 0.044715f
+
+kernel BLOCK_1D void gelu(PrGeluArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.count) return;
+  const float v = ((const global float*)args.x)[i];
+  const float th = tanh_f32(PR_GELU_SCALE * (v + PR_GELU_CUBIC * v * v * v));
+  ((global float*)args.y)[i] = 0.5f * v * (1.0f + th);
+}
+
+kernel BLOCK_1D void gelu_backward(PrGeluBackwardArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.count) return;
+  const float v = ((const global float*)args.x)[i];
+  const float th = tanh_f32(PR_GELU_SCALE * (v + PR_GELU_CUBIC * v * v * v));
+  const float dth = (1.0f - th * th) * PR_GELU_SCALE * (1.0f + 3.0f * PR_GELU_CUBIC * v * v);
+  const float dy = ((const global float*)args.dy)[i];
+  ((global float*)args.dx)[i] = dy * (0.5f * (1.0f + th) + 0.5f * v * dth);
+}
+
+kernel BLOCK_1D void add(PrAddArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.count) return;
+  const float x = ((const global float*)args.x)[i];
+  const float y = ((const global float*)args.y)[i];
+  ((global float*)args.z)[i] = x + y;
+}
+
+/* Splits the flat work-item id of the attention kernels into (b, h, row). */
+typedef struct {
+  uint b, h, row, head_dim;
+  ulong head;   /* offset of the head's q columns in qkv row 0 of sequence b */
+  ulong square; /* offset of the (b, h) (T, T) block in probs */
+} PrAttentionItem;
+
+static inline PrAttentionItem attention_item(uint i, uint steps, uint channels, uint heads) {
+  PrAttentionItem a;
+  a.row = i % steps;
+  a.h = i / steps % heads;
+  a.b = i / steps / heads;
+  a.head_dim = channels / heads;
+  a.head = (ulong)a.b * steps * 3 * channels + (ulong)a.h * a.head_dim;
+  a.square = ((ulong)a.b * heads + a.h) * steps * steps;
+  return a;
+}
+
+kernel BLOCK_1D void attention_forward(PrAttentionForwardArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.batch * args.heads * args.steps) return;
+  const uint t = args.steps, c = args.channels, c3 = 3 * args.channels;
+  const PrAttentionItem a = attention_item(i, t, c, args.heads);
+  const global float* qkv = (const global float*)args.qkv;
+  const global float* q = qkv + a.head + (ulong)a.row * c3;
+  global float* p = (global float*)args.probs + a.square + (ulong)a.row * t;
+  const float scale = 1.0f / __builtin_sqrtf((float)a.head_dim);
+  float max = 0.0f;
+  for (uint j = 0; j <= a.row; ++j) {
+    const global float* k = qkv + a.head + (ulong)j * c3 + c;
+    float dot = 0.0f;
+    for (uint d = 0; d < a.head_dim; ++d) dot += q[d] * k[d];
+    p[j] = dot * scale;
+    max = j == 0 || p[j] > max ? p[j] : max;
+  }
+  float sum = 0.0f;
+  for (uint j = 0; j <= a.row; ++j) {
+    p[j] = __builtin_expf(p[j] - max);
+    sum += p[j];
+  }
+  const float inverse = 1.0f / sum;
+  for (uint j = 0; j <= a.row; ++j) p[j] *= inverse;
+  for (uint j = a.row + 1; j < t; ++j) p[j] = 0.0f;
+  global float* out = (global float*)args.out + ((ulong)a.b * t + a.row) * c + (ulong)a.h * a.head_dim;
+  for (uint d = 0; d < a.head_dim; ++d) {
+    float acc = 0.0f;
+    for (uint j = 0; j <= a.row; ++j) acc += p[j] * qkv[a.head + (ulong)j * c3 + 2 * c + d];
+    out[d] = acc;
+  }
+}
+
+/* Row i of (b, h): dP_ij = dO_i . V_j, dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) / sqrt(D)
+ * for j <= i (0 above), then dQ_i = sum_j dS_ij K_j. */
+kernel BLOCK_1D void attention_backward(PrAttentionBackwardArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.batch * args.heads * args.steps) return;
+  const uint t = args.steps, c = args.channels, c3 = 3 * args.channels;
+  const PrAttentionItem a = attention_item(i, t, c, args.heads);
+  const global float* qkv = (const global float*)args.qkv;
+  const global float* d_o = (const global float*)args.dout + ((ulong)a.b * t + a.row) * c +
+                            (ulong)a.h * a.head_dim;
+  const global float* p = (const global float*)args.probs + a.square + (ulong)a.row * t;
+  global float* ds = (global float*)args.scratch + a.square + (ulong)a.row * t;
+  const float scale = 1.0f / __builtin_sqrtf((float)a.head_dim);
+  float dot = 0.0f;
+  for (uint j = 0; j <= a.row; ++j) {
+    const global float* v = qkv + a.head + (ulong)j * c3 + 2 * c;
+    float dp = 0.0f;
+    for (uint d = 0; d < a.head_dim; ++d) dp += d_o[d] * v[d];
+    ds[j] = dp;
+    dot += p[j] * dp;
+  }
+  for (uint j = 0; j <= a.row; ++j) ds[j] = p[j] * (ds[j] - dot) * scale;
+  for (uint j = a.row + 1; j < t; ++j) ds[j] = 0.0f;
+  global float* dq = (global float*)args.dqkv + a.head + (ulong)a.row * c3;
+  for (uint d = 0; d < a.head_dim; ++d) {
+    float acc = 0.0f;
+    for (uint j = 0; j <= a.row; ++j) acc += ds[j] * qkv[a.head + (ulong)j * c3 + c + d];
+    dq[d] = acc;
+  }
+}
+
+/* Row j of (b, h), after attention_backward: dK_j = sum_{i >= j} dS_ij Q_i and
+ * dV_j = sum_{i >= j} P_ij dO_i. */
+kernel BLOCK_1D void attention_backward_kv(PrAttentionBackwardArgs args) {
+  const uint n = global_id_1d();
+  if (n >= args.batch * args.heads * args.steps) return;
+  const uint t = args.steps, c = args.channels, c3 = 3 * args.channels;
+  const PrAttentionItem a = attention_item(n, t, c, args.heads);
+  const global float* qkv = (const global float*)args.qkv;
+  const global float* dout = (const global float*)args.dout + (ulong)a.b * t * c +
+                             (ulong)a.h * a.head_dim;
+  const global float* p = (const global float*)args.probs + a.square;
+  const global float* ds = (const global float*)args.scratch + a.square;
+  global float* dk = (global float*)args.dqkv + a.head + (ulong)a.row * c3 + c;
+  global float* dv = dk + c;
+  for (uint d = 0; d < a.head_dim; ++d) {
+    float k_acc = 0.0f, v_acc = 0.0f;
+    for (uint i = a.row; i < t; ++i) {
+      k_acc += ds[(ulong)i * t + a.row] * qkv[a.head + (ulong)i * c3 + d];
+      v_acc += p[(ulong)i * t + a.row] * dout[(ulong)i * c + d];
+    }
+    dk[d] = k_acc;
+    dv[d] = v_acc;
+  }
+}

@@ -97,22 +97,42 @@ Args read_args(MockKfd& kfd, uint64_t address, const KernelInfo& kernel) {
   return args;
 }
 
-// Writes a softmax label error to the status word, as the GPU kernel does; true if any.
-bool label_status(MockKfd& kfd, uint64_t status, const int32_t* labels, uint32_t rows,
-                  uint32_t cols) {
-  for (uint32_t i = 0; i < rows; ++i) {
-    if (labels[i] >= 0 && static_cast<uint32_t>(labels[i]) < cols) continue;
+// Writes the first of `values` outside [0, limit) to the status word as the GPU kernels
+// do (value << 32 | index + 1): softmax labels, embedding tokens. True if there was one.
+bool range_status(MockKfd& kfd, std::string_view kernel, uint64_t status, const int32_t* values,
+                  uint32_t count, uint32_t limit) {
+  for (uint32_t i = 0; i < count; ++i) {
+    if (values[i] >= 0 && static_cast<uint32_t>(values[i]) < limit) continue;
     if (status != 0) {
       if (kfd.find_gpu_mapped(status, 8) == nullptr) {
         throw MockQueueFault{status, ErrorKind::kFailedPrecondition,
-                             "softmax status word is not inside memory mapped for the GPU"};
+                             str_cat(kernel, ": the status word is not inside memory mapped "
+                                     "for the GPU")};
       }
       *reinterpret_cast<volatile uint64_t*>(status) =
-          uint64_t{static_cast<uint32_t>(labels[i])} << 32 | (i + 1);
+          uint64_t{static_cast<uint32_t>(values[i])} << 32 | (i + 1);
     }
     return true;
   }
   return false;
+}
+
+// The (B, T) tokens of an embedding launch: count tokens in rows of `steps`.
+Tensor tokens_tensor(Twin& t, std::string_view kernel, uint64_t address, uint32_t count,
+                     uint32_t steps) {
+  if (steps == 0 || count % steps != 0) {
+    throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                         str_cat(kernel, ": ", count, " tokens are not whole rows of ", steps)};
+  }
+  return t.tensor(address, {count / steps, steps}, DType::kI32, "tokens");
+}
+
+// The attention launch's tensors qkv, out (or dout) and a (B, H, T, T) square.
+void expect_heads(std::string_view kernel, uint32_t channels, uint32_t heads) {
+  if (heads == 0 || channels % heads != 0) {
+    throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                         str_cat(kernel, ": ", channels, " channels in ", heads, " heads")};
+  }
 }
 
 void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const MockDispatch& d,
@@ -149,14 +169,14 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
   } else if (k == "softmax_xent_forward") {
     auto g = read_args<PrSoftmaxXentForwardArgs>(kfd, kernargs, kernel);
     Tensor labels = t.tensor(g.labels, {g.rows}, DType::kI32, "labels");
-    if (execute && label_status(kfd, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
+    if (execute && range_status(kfd, k, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
     t.run({{t.f32(g.logits, {g.rows, g.cols}, "logits"), labels,
             t.f32(g.probs, {g.rows, g.cols}, "probs"), t.f32(g.loss, {1}, "loss")}, {}, {}});
   } else if (k == "softmax_xent_backward") {
     auto g = read_args<PrSoftmaxXentBackwardArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, uint64_t{g.rows} * g.cols);
     Tensor labels = t.tensor(g.labels, {g.rows}, DType::kI32, "labels");
-    if (execute && label_status(kfd, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
+    if (execute && range_status(kfd, k, g.status, labels.data<int32_t>(), g.rows, g.cols)) return;
     t.run({{t.f32(g.probs, {g.rows, g.cols}, "probs"), labels,
             t.f32(g.dlogits, {g.rows, g.cols}, "dlogits")}, {g.scale}, {}});
   } else if (k == "sgd_momentum") {
@@ -198,6 +218,73 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
     auto g = read_args<PrScaleArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, g.count);
     t.run({{t.f32(g.x, {g.count}, "X")}, {g.alpha}, {}});
+  } else if (k == "embedding_forward") {
+    auto g = read_args<PrEmbeddingForwardArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, uint64_t{g.count} * g.channels);
+    Tensor tokens = tokens_tensor(t, k, g.tokens, g.count, g.steps);
+    const int64_t c = g.channels;
+    Tensor wte = t.f32(g.wte, {g.vocab, c}, "wte"), wpe = t.f32(g.wpe, {g.steps, c}, "wpe");
+    Tensor out = t.f32(g.out, {g.count / g.steps, g.steps, c}, "out");
+    if (execute && range_status(kfd, k, g.status, tokens.data<int32_t>(), g.count, g.vocab)) return;
+    t.run({{tokens, wte, wpe, out}, {}, {}});
+  } else if (k == "embedding_backward") {
+    auto g = read_args<PrEmbeddingBackwardArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, (uint64_t{g.vocab} + g.positions) * g.channels);
+    Tensor tokens = tokens_tensor(t, k, g.tokens, g.count, g.steps);
+    const int64_t c = g.channels;
+    Tensor dout = t.f32(g.dout, {g.count / g.steps, g.steps, c}, "dout");
+    Tensor dwte = t.f32(g.dwte, {g.vocab, c}, "dwte"), dwpe = t.f32(g.dwpe, {g.positions, c}, "dwpe");
+    if (execute && range_status(kfd, k, g.status, tokens.data<int32_t>(), g.count, g.vocab)) return;
+    t.run({{dout, tokens, dwte, dwpe}, {g.beta_wte, g.beta_wpe}, {}});
+  } else if (k == "layernorm_forward") {
+    auto g = read_args<PrLayernormForwardArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.rows);
+    t.run({{t.f32(g.x, {g.rows, g.cols}, "X"), t.f32(g.weight, {g.cols}, "weight"),
+            t.f32(g.bias, {g.cols}, "bias"), t.f32(g.y, {g.rows, g.cols}, "Y"),
+            t.f32(g.mean, {g.rows}, "mean"), t.f32(g.rstd, {g.rows}, "rstd")},
+           {g.eps}, {}});
+  } else if (k == "layernorm_backward") {
+    auto g = read_args<PrLayernormBackwardArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, uint64_t{g.rows} + g.cols);
+    t.run({{t.f32(g.dy, {g.rows, g.cols}, "dY"), t.f32(g.x, {g.rows, g.cols}, "X"),
+            t.f32(g.weight, {g.cols}, "weight"), t.f32(g.mean, {g.rows}, "mean"),
+            t.f32(g.rstd, {g.rows}, "rstd"), t.f32(g.dx, {g.rows, g.cols}, "dX"),
+            t.f32(g.dweight, {g.cols}, "dweight"), t.f32(g.dbias, {g.cols}, "dbias")},
+           {g.dx_beta, g.param_beta}, {}});
+  } else if (k == "gelu") {
+    auto g = read_args<PrGeluArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.run({{t.f32(g.x, {g.count}, "X"), t.f32(g.y, {g.count}, "Y")}, {}, {}});
+  } else if (k == "gelu_backward") {
+    auto g = read_args<PrGeluBackwardArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.run({{t.f32(g.x, {g.count}, "X"), t.f32(g.dy, {g.count}, "dY"), t.f32(g.dx, {g.count}, "dX")},
+           {}, {}});
+  } else if (k == "add") {
+    auto g = read_args<PrAddArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.run({{t.f32(g.x, {g.count}, "X"), t.f32(g.y, {g.count}, "Y"), t.f32(g.z, {g.count}, "Z")},
+           {}, {}});
+  } else if (k == "attention_forward") {
+    auto g = read_args<PrAttentionForwardArgs>(kfd, kernargs, kernel);
+    expect_heads(k, g.channels, g.heads);
+    t.expect_grid(d, uint64_t{g.batch} * g.heads * g.steps);
+    const int64_t b = g.batch, s = g.steps, c = g.channels, h = g.heads;
+    t.run({{t.f32(g.qkv, {b, s, 3 * c}, "qkv"), t.f32(g.out, {b, s, c}, "out"),
+            t.f32(g.probs, {b, h, s, s}, "probs")},
+           {}, {h}});
+  } else if (k == "attention_backward" || k == "attention_backward_kv") {
+    // The cpu twin of attention_backward computes the whole gradient; the second
+    // dispatch (dK and dV from the first's dS rows) is checked, its work already done.
+    auto g = read_args<PrAttentionBackwardArgs>(kfd, kernargs, kernel);
+    expect_heads(k, g.channels, g.heads);
+    t.expect_grid(d, uint64_t{g.batch} * g.heads * g.steps);
+    const int64_t b = g.batch, s = g.steps, c = g.channels, h = g.heads;
+    KernelArgs args{{t.f32(g.dout, {b, s, c}, "dout"), t.f32(g.qkv, {b, s, 3 * c}, "qkv"),
+                     t.f32(g.probs, {b, h, s, s}, "probs"), t.f32(g.dqkv, {b, s, 3 * c}, "dqkv"),
+                     t.f32(g.scratch, {b, h, s, s}, "scratch")},
+                    {}, {h}};
+    if (k == "attention_backward") t.run(args);
   } else {
     throw MockQueueFault{0, ErrorKind::kUnimplemented, str_cat(k, ": the mock has no CPU twin")};
   }

@@ -8,8 +8,10 @@
 // (device/amd/gpu/kernargs.h) from memory, checks every buffer range against the GPU
 // mappings and the grid against the element count, and runs the CPU twin: the cpu
 // backend's kernel (device/cpu/cpu_kernels.h) over those addresses, or for adamw the same
-// loop over the per-step scalars the GPU receives. Like the GPU kernels, softmax twins
-// report a label out of range through the status word instead of failing.
+// loop over the per-step scalars the GPU receives. Like the GPU kernels, softmax and
+// embedding twins report a label or token out of range through the status word instead
+// of failing. attention_backward is two dispatches on the GPU: the twin of the first
+// computes the whole gradient, the second (attention_backward_kv) is checked only.
 //
 // With MockKernels::kGpuSource the checks are the same, but the dispatch then runs the
 // GPU kernel's own source compiled for the host (device/amd/gpu/host_kernels.h) over the
