@@ -42,6 +42,15 @@ void expect_f32(const char* kernel, const char* role, const Tensor& t) {
           dtype_name(t.dtype));
 }
 
+// Exactly `dtype` (the mixed-precision kernels name the dtype of every tensor).
+void expect_dtype(const char* kernel, const char* role, const Tensor& t, DType dtype) {
+  expect_buffer(kernel, role, t);
+  if (t.dtype != dtype) {
+    PR_FAIL(kInvalidArgument, kernel, ": ", role, " ", t.shape, " must be ", dtype_name(dtype),
+            ", got ", dtype_name(t.dtype));
+  }
+}
+
 void expect_rank(const char* kernel, const char* role, const Tensor& t, int rank) {
   if (t.shape.rank() != rank) {
     PR_FAIL(kInvalidArgument, kernel, ": ", role, " must have ", rank, " dimension(s), got ",
@@ -284,8 +293,9 @@ void expect_disjoint_or_same(const char* kernel, const char* role_a, const Tenso
 }
 
 // Checks the (B, T, 3C) packed projections against `heads`; returns {B, T, C}.
-Shape expect_qkv(const char* kernel, const Tensor& qkv, int64_t heads) {
-  expect_f32(kernel, "qkv", qkv);
+Shape expect_qkv(const char* kernel, const Tensor& qkv, int64_t heads,
+                 DType dtype = DType::kF32) {
+  expect_dtype(kernel, "qkv", qkv, dtype);
   expect_rank(kernel, "qkv", qkv, 3);
   const int64_t c3 = qkv.shape[2];
   if (heads < 1 || c3 % 3 != 0 || (c3 / 3) % heads != 0) {
@@ -427,6 +437,148 @@ void attention_backward(Queue& q, Tensor dout, Tensor qkv, Tensor probs, Tensor 
   const Shape bhtt{btc[0], heads, btc[1], btc[1]};
   expect_f32(kName, "dout", dout);
   expect_f32(kName, "probs", probs);
+  expect_f32(kName, "dqkv", dqkv);
+  expect_f32(kName, "scratch", scratch);
+  expect_shape(kName, "dout", dout, btc);
+  expect_shape(kName, "probs", probs, bhtt);
+  expect_shape(kName, "dqkv", dqkv, qkv.shape);
+  expect_shape(kName, "scratch", scratch, bhtt);
+  expect_disjoint(kName, "dqkv", dqkv, "dout", dout);
+  expect_disjoint(kName, "dqkv", dqkv, "qkv", qkv);
+  expect_disjoint(kName, "dqkv", dqkv, "probs", probs);
+  expect_disjoint(kName, "scratch", scratch, "dqkv", dqkv);
+  expect_disjoint(kName, "scratch", scratch, "probs", probs);
+  expect_disjoint(kName, "scratch", scratch, "dout", dout);
+  expect_disjoint(kName, "scratch", scratch, "qkv", qkv);
+  launch(q, kName, KernelArgs{{dout, qkv, probs, dqkv, scratch}, {}, {heads}});
+}
+
+// ---- Mixed precision -------------------------------------------------------------------
+
+void convert(Queue& q, Tensor x, Tensor y) {
+  const char* kName = "convert";
+  expect_buffer(kName, "X", x);
+  expect_buffer(kName, "Y", y);
+  for (const auto& [role, t] : {std::pair<const char*, const Tensor*>{"X", &x}, {"Y", &y}}) {
+    if (t->dtype != DType::kF32 && t->dtype != DType::kBF16) {
+      PR_FAIL(kInvalidArgument, kName, ": ", role, " ", t->shape, " must be f32 or bf16, got ",
+              dtype_name(t->dtype));
+    }
+  }
+  if (x.numel() != y.numel()) {
+    PR_FAIL(kInvalidArgument, kName, ": X ", x.shape, " and Y ", y.shape,
+            " must have the same number of elements");
+  }
+  expect_disjoint(kName, "Y", y, "X", x);
+  launch(q, kName, KernelArgs{{x, y}, {}, {}});
+}
+
+void gemm_bf16(Queue& q, bool trans_a, bool trans_b, float alpha, Tensor a, Tensor b, float beta,
+               Tensor c) {
+  const char* kName = "gemm_bf16";
+  expect_dtype(kName, "A", a, DType::kBF16);
+  expect_dtype(kName, "B", b, DType::kBF16);
+  expect_dtype(kName, "C", c, DType::kF32);
+  expect_rank(kName, "A", a, 2);
+  expect_rank(kName, "B", b, 2);
+  expect_rank(kName, "C", c, 2);
+  const int64_t m = trans_a ? a.shape[1] : a.shape[0];
+  const int64_t k = trans_a ? a.shape[0] : a.shape[1];
+  const int64_t k_b = trans_b ? b.shape[1] : b.shape[0];
+  const int64_t n = trans_b ? b.shape[0] : b.shape[1];
+  if (k != k_b || c.shape[0] != m || c.shape[1] != n) {
+    PR_FAIL(kInvalidArgument, kName, ": op(A) ", op_shape(a, trans_a), " (A ", a.shape,
+            trans_a ? " transposed" : "", ") @ op(B) ", op_shape(b, trans_b), " (B ", b.shape,
+            trans_b ? " transposed" : "", ") into C ", c.shape,
+            ": need op(A) (M, K), op(B) (K, N), C (M, N)");
+  }
+  expect_disjoint(kName, "C", c, "A", a);
+  expect_disjoint(kName, "C", c, "B", b);
+  launch(q, kName, KernelArgs{{a, b, c}, {alpha, beta}, {trans_a ? 1 : 0, trans_b ? 1 : 0}});
+}
+
+void linear_bf16(Queue& q, Tensor x, Tensor w, Tensor bias, Tensor y) {
+  const char* kName = "linear_bf16";
+  expect_dtype(kName, "X", x, DType::kBF16);
+  expect_dtype(kName, "W", w, DType::kBF16);
+  expect_dtype(kName, "bias", bias, DType::kF32);
+  expect_buffer(kName, "Y", y);
+  if (y.dtype != DType::kF32 && y.dtype != DType::kBF16) {
+    PR_FAIL(kInvalidArgument, kName, ": Y ", y.shape, " must be f32 or bf16, got ",
+            dtype_name(y.dtype));
+  }
+  expect_rank(kName, "X", x, 2);
+  expect_rank(kName, "W", w, 2);
+  expect_rank(kName, "Y", y, 2);
+  if (w.shape[1] != x.shape[1] || y.shape != Shape{x.shape[0], w.shape[0]} ||
+      bias.shape != Shape{w.shape[0]}) {
+    PR_FAIL(kInvalidArgument, kName, ": X ", x.shape, " @ W^T (W ", w.shape, ") + bias ",
+            bias.shape, " into Y ", y.shape, ": need X (N, I), W (O, I), bias (O), Y (N, O)");
+  }
+  expect_disjoint(kName, "Y", y, "X", x);
+  expect_disjoint(kName, "Y", y, "W", w);
+  expect_disjoint(kName, "Y", y, "bias", bias);
+  launch(q, kName, KernelArgs{{x, w, bias, y}, {}, {}});
+}
+
+void layernorm_forward_bf16(Queue& q, Tensor x, Tensor weight, Tensor bias, Tensor y, Tensor mean,
+                            Tensor rstd, float eps) {
+  const char* kName = "layernorm_forward_bf16";
+  expect_row_vector(kName, "weight", weight, "X", x);
+  expect_row_vector(kName, "bias", bias, "X", x);
+  expect_dtype(kName, "Y", y, DType::kBF16);
+  expect_f32(kName, "mean", mean);
+  expect_f32(kName, "rstd", rstd);
+  expect_same_shape(kName, "X", x, "Y", y);
+  expect_shape(kName, "mean", mean, Shape{x.shape[0]});
+  expect_shape(kName, "rstd", rstd, Shape{x.shape[0]});
+  expect_disjoint(kName, "Y", y, "X", x);
+  expect_disjoint(kName, "mean", mean, "rstd", rstd);
+  if (!(eps > 0.0f)) PR_FAIL(kInvalidArgument, kName, ": eps must be > 0, got ", eps);
+  launch(q, kName, KernelArgs{{x, weight, bias, y, mean, rstd}, {eps}, {}});
+}
+
+void gelu_bf16(Queue& q, Tensor x, Tensor y) {
+  const char* kName = "gelu_bf16";
+  expect_dtype(kName, "X", x, DType::kBF16);
+  expect_dtype(kName, "Y", y, DType::kBF16);
+  expect_same_shape(kName, "X", x, "Y", y);
+  expect_disjoint_or_same(kName, "Y", y, "X", x);
+  launch(q, kName, KernelArgs{{x, y}, {}, {}});
+}
+
+void gelu_backward_bf16(Queue& q, Tensor x, Tensor dy, Tensor dx) {
+  const char* kName = "gelu_backward_bf16";
+  expect_dtype(kName, "X", x, DType::kBF16);
+  expect_f32(kName, "dY", dy);
+  expect_f32(kName, "dX", dx);
+  expect_same_shape(kName, "X", x, "dY", dy);
+  expect_same_shape(kName, "dY", dy, "dX", dx);
+  expect_disjoint(kName, "dX", dx, "X", x);
+  expect_disjoint_or_same(kName, "dX", dx, "dY", dy);
+  launch(q, kName, KernelArgs{{x, dy, dx}, {}, {}});
+}
+
+void attention_forward_bf16(Queue& q, Tensor qkv, Tensor out, Tensor probs, int64_t heads) {
+  const char* kName = "attention_forward_bf16";
+  const Shape btc = expect_qkv(kName, qkv, heads, DType::kBF16);
+  expect_dtype(kName, "out", out, DType::kBF16);
+  expect_dtype(kName, "probs", probs, DType::kBF16);
+  expect_shape(kName, "out", out, btc);
+  expect_shape(kName, "probs", probs, Shape{btc[0], heads, btc[1], btc[1]});
+  expect_disjoint(kName, "out", out, "qkv", qkv);
+  expect_disjoint(kName, "probs", probs, "qkv", qkv);
+  expect_disjoint(kName, "probs", probs, "out", out);
+  launch(q, kName, KernelArgs{{qkv, out, probs}, {}, {heads}});
+}
+
+void attention_backward_bf16(Queue& q, Tensor dout, Tensor qkv, Tensor probs, Tensor dqkv,
+                             Tensor scratch, int64_t heads) {
+  const char* kName = "attention_backward_bf16";
+  const Shape btc = expect_qkv(kName, qkv, heads, DType::kBF16);
+  const Shape bhtt{btc[0], heads, btc[1], btc[1]};
+  expect_f32(kName, "dout", dout);
+  expect_dtype(kName, "probs", probs, DType::kBF16);
   expect_f32(kName, "dqkv", dqkv);
   expect_f32(kName, "scratch", scratch);
   expect_shape(kName, "dout", dout, btc);

@@ -135,4 +135,48 @@ void attention_forward(Queue& q, Tensor qkv, Tensor out, Tensor probs, int64_t h
 void attention_backward(Queue& q, Tensor dout, Tensor qkv, Tensor probs, Tensor dqkv,
                         Tensor scratch, int64_t heads);
 
+// ---- Mixed precision: bf16 storage, f32 arithmetic -----------------------------------
+// The GPT's `training.precision: bf16` (trainer/gpt.h) runs on these. bf16 tensors hold
+// weights and activations; every product is accumulated in f32, statistics (LayerNorm
+// mean/rstd, softmax sums) are f32, and gradients are f32. Rounding to bf16 is to
+// nearest, ties to even (runtime/dtype.h). A backend without them raises kUnimplemented
+// naming the kernel (the launchers look them up like every other kernel).
+
+// "convert": Y = X element-wise, f32 -> bf16 (rounded), bf16 -> f32 (exact) or a copy
+// when the dtypes match. Same numel, disjoint. args: tensors {X, Y}.
+void convert(Queue& q, Tensor x, Tensor y);
+
+// "gemm_bf16": gemm's contract with A and B bf16, C f32 and the products summed in f32.
+// args: tensors {A, B, C}; floats {alpha, beta}; ints {trans_a, trans_b}.
+void gemm_bf16(Queue& q, bool trans_a, bool trans_b, float alpha, Tensor a, Tensor b, float beta,
+               Tensor c);
+
+// "linear_bf16": Y (N, O) = X (N, I) @ W^T + bias, X and W (O, I) bf16, bias (O) f32,
+// summed in f32; Y f32, or bf16 rounded once from the f32 result.
+// args: tensors {X, W, bias, Y}.
+void linear_bf16(Queue& q, Tensor x, Tensor w, Tensor bias, Tensor y);
+
+// "layernorm_forward_bf16": layernorm_forward with Y bf16 (X, weight, bias, mean, rstd
+// and all arithmetic f32). args: tensors {X, weight, bias, Y, mean, rstd}; floats {eps}.
+void layernorm_forward_bf16(Queue& q, Tensor x, Tensor weight, Tensor bias, Tensor y, Tensor mean,
+                            Tensor rstd, float eps);
+
+// "gelu_bf16": gelu with X and Y bf16, computed in f32. Y may alias X exactly.
+// args: tensors {X, Y}.
+void gelu_bf16(Queue& q, Tensor x, Tensor y);
+
+// "gelu_backward_bf16": gelu_backward with X bf16, dY and dX f32. dX may alias dY exactly.
+// args: tensors {X, dY, dX}.
+void gelu_backward_bf16(Queue& q, Tensor x, Tensor dy, Tensor dx);
+
+// "attention_forward_bf16": attention_forward with qkv, out and probs bf16; the scores,
+// the softmax and the products are f32. args: tensors {qkv, out, probs}; ints {heads}.
+void attention_forward_bf16(Queue& q, Tensor qkv, Tensor out, Tensor probs, int64_t heads);
+
+// "attention_backward_bf16": attention_backward with qkv and probs bf16 (as written by
+// attention_forward_bf16); dout, dqkv and scratch f32.
+// args: tensors {dout, qkv, probs, dqkv, scratch}; ints {heads}.
+void attention_backward_bf16(Queue& q, Tensor dout, Tensor qkv, Tensor probs, Tensor dqkv,
+                             Tensor scratch, int64_t heads);
+
 }  // namespace petaring::kernels

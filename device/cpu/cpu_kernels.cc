@@ -318,6 +318,7 @@ std::vector<CpuKernel> make_cpu_kernels() {
       {"scale", scale_kernel},
   };
   add_transformer_kernels(&table);
+  add_bf16_kernels(&table);
   return table;
 }
 

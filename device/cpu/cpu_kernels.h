@@ -37,5 +37,7 @@ float* f32_data(const Tensor& tensor, const char* kernel, const char* role);
 std::vector<CpuKernel> make_cpu_kernels();
 // Appends the transformer kernels (cpu_kernels_transformer.cc) to `table`.
 void add_transformer_kernels(std::vector<CpuKernel>* table);
+// Appends the mixed-precision (bf16) kernels (cpu_kernels_bf16.cc) to `table`.
+void add_bf16_kernels(std::vector<CpuKernel>* table);
 
 }  // namespace petaring

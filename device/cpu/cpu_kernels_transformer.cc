@@ -1,8 +1,10 @@
 // The cpu backend's transformer kernels (device/kernels.h, "Transformer kernels"): token
 // and position embedding, LayerNorm, GELU, residual add and causal multi-head attention.
 //
-// Attention runs one (batch, head) pair per OpenMP task: two oneDNN GEMMs over strided
-// views of the packed qkv rows (no repacking copy) with the masked softmax between them.
+// Attention runs one (batch, head) pair per OpenMP task: oneDNN GEMMs over strided views
+// of the packed qkv rows (no repacking copy) with the masked softmax between them, in
+// blocks of 32 rows against the keys up to the block's last row (the masked upper
+// triangle is not computed).
 // Inside the parallel loop oneDNN runs each GEMM on the calling thread. The team size is
 // the one cpu_blas.cc applied on this queue thread (set_blas_threads). Row-wise kernels
 // (LayerNorm, GELU, add) split rows or elements over the same team.
@@ -13,6 +15,7 @@
 
 #include "device/cpu/cpu_blas.h"
 #include "device/cpu/cpu_kernels.h"
+#include "device/cpu/cpu_math.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
 
@@ -181,31 +184,8 @@ void layernorm_backward_kernel(const KernelArgs& args) {
   }
 }
 
-// e^x within about 2 ulp for x in [-87, 88] (clamped there): Cephes' expf, written
-// without branches or calls so that `omp simd` loops vectorize it. libm's expf and tanhf
-// are scalar calls, and GELU and softmax spend most of their time in them.
-inline float exp_approx(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float t = x * 1.44269504088896341f + 12582912.0f;  // + 1.5 * 2^23 rounds x / ln 2
-  const float n = t - 12582912.0f;                          // to the integer n, held in t
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // x - n ln 2, in 2 parts
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  // 2^n from n's bits in t's mantissa; n in [-126, 127].
-  const int32_t bits = (std::bit_cast<int32_t>(t) - 0x4B400000 + 127) << 23;
-  return p * std::bit_cast<float>(bits);
-}
-
-// tanh(u) = 1 - 2 / (1 + e^(2u)): absolute error about 1e-7, which is what GELU needs.
-inline float tanh_approx(float u) { return 1.0f - 2.0f / (1.0f + exp_approx(2.0f * u)); }
-
-constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kGeluCubic = 0.044715f;
+using cpu::gelu_slope;
+using cpu::gelu_value;
 
 void gelu_kernel(const KernelArgs& args) {
   expect_kernel_args(args, 2, 0, 0, "gelu");
@@ -215,8 +195,7 @@ void gelu_kernel(const KernelArgs& args) {
   float* y = f32_data(args.tensors[1], "gelu", "Y");  // may alias x
 #pragma omp parallel for simd schedule(static) num_threads(team(count))
   for (int64_t i = 0; i < count; ++i) {
-    const float v = x[i];
-    y[i] = 0.5f * v * (1.0f + tanh_approx(kGeluScale * (v + kGeluCubic * v * v * v)));
+    y[i] = gelu_value(x[i]);
   }
 }
 
@@ -230,10 +209,7 @@ void gelu_backward_kernel(const KernelArgs& args) {
   float* dx = f32_data(args.tensors[2], "gelu_backward", "dX");  // may alias dy
 #pragma omp parallel for simd schedule(static) num_threads(team(count))
   for (int64_t i = 0; i < count; ++i) {
-    const float v = x[i];
-    const float th = tanh_approx(kGeluScale * (v + kGeluCubic * v * v * v));
-    const float dth = (1.0f - th * th) * kGeluScale * (1.0f + 3.0f * kGeluCubic * v * v);
-    dx[i] = dy[i] * (0.5f * (1.0f + th) + 0.5f * v * dth);
+    dx[i] = dy[i] * gelu_slope(x[i]);
   }
 }
 
@@ -263,21 +239,6 @@ AttentionDims attention_dims(const Tensor& qkv, const KernelArgs& args, const ch
   return d;
 }
 
-// Row i of the causal softmax in place: p[0..i] = softmax(p[0..i]), p[i+1..T) = 0.
-void causal_softmax_row(float* __restrict p, int64_t i, int64_t steps) {
-  float max = p[0];
-  for (int64_t j = 1; j <= i; ++j) max = std::max(max, p[j]);
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j <= i; ++j) {
-    p[j] = exp_approx(p[j] - max);
-    sum += p[j];
-  }
-  const float inverse = 1.0f / sum;
-  for (int64_t j = 0; j <= i; ++j) p[j] *= inverse;
-  std::fill(p + i + 1, p + steps, 0.0f);
-}
-
 void attention_forward_kernel(const KernelArgs& args) {
   const char* kName = "attention_forward";
   expect_kernel_args(args, 3, 0, 1, kName);
@@ -294,14 +255,8 @@ void attention_forward_kernel(const KernelArgs& args) {
   for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
     const int64_t b = bh / d.heads, h = bh % d.heads;
     const float* q = qkv + b * t * c3 + h * d.head_dim;  // (T, D), row stride 3C
-    const float* k = q + c;
-    const float* v = q + 2 * c;
-    float* p = probs + bh * t * t;  // (T, T)
-    // TODO(perf): skip the masked upper triangle (blocks of rows against their prefix).
-    cpu::sgemm(false, true, t, t, d.head_dim, scale, q, c3, k, c3, 0.0f, p, t);
-    for (int64_t i = 0; i < t; ++i) causal_softmax_row(p + i * t, i, t);
-    cpu::sgemm(false, false, t, d.head_dim, t, 1.0f, p, t, v, c3, 0.0f,
-               out + b * t * c + h * d.head_dim, c);
+    cpu::attention_head_forward(q, q + c, q + 2 * c, c3, probs + bh * t * t,
+                                out + b * t * c + h * d.head_dim, c, t, d.head_dim, scale);
   }
 }
 
@@ -329,17 +284,87 @@ void attention_backward_kernel(const KernelArgs& args) {
     const int64_t b = bh / d.heads, h = bh % d.heads;
     const int64_t head = b * t * c3 + h * d.head_dim;
     const float* q = qkv + head;
-    const float* k = q + c;
-    const float* v = q + 2 * c;
     float* dq = dqkv + head;
-    float* dk = dq + c;
-    float* dv = dq + 2 * c;
-    const float* d_o = dout + b * t * c + h * d.head_dim;  // (T, D), row stride C
-    const float* p = probs + bh * t * t;
-    float* ds = scratch + bh * t * t;
-    cpu::sgemm(true, false, t, d.head_dim, t, 1.0f, p, t, d_o, c, 0.0f, dv, c3);
-    cpu::sgemm(false, true, t, t, d.head_dim, 1.0f, d_o, c, v, c3, 0.0f, ds, t);
-    for (int64_t i = 0; i < t; ++i) {
+    cpu::attention_head_backward(dout + b * t * c + h * d.head_dim, c, q, q + c, q + 2 * c, c3,
+                                 probs + bh * t * t, dq, dq + c, dq + 2 * c, c3,
+                                 scratch + bh * t * t, t, d.head_dim, scale);
+  }
+}
+
+}  // namespace
+
+namespace cpu {
+namespace {
+
+// Row i of the causal softmax in place: p[0..i] = softmax(p[0..i]), p[i+1..T) = 0.
+void causal_softmax_row(float* __restrict p, int64_t i, int64_t steps) {
+  float max = p[0];
+  for (int64_t j = 1; j <= i; ++j) max = std::max(max, p[j]);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j <= i; ++j) {
+    p[j] = exp_approx(p[j] - max);
+    sum += p[j];
+  }
+  const float inverse = 1.0f / sum;
+  for (int64_t j = 0; j <= i; ++j) p[j] *= inverse;
+  std::fill(p + i + 1, p + steps, 0.0f);
+}
+
+// Rows per block of the causal attention: each block of rows multiplies only against the
+// keys up to its last row, so about (1 + 1/n_blocks) / 2 of the full square is computed.
+constexpr int64_t kAttentionRows = 32;
+
+}  // namespace
+
+void to_bf16(const float* x, int64_t ld_x, BF16* y, int64_t ld_y, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* __restrict xi = x + i * ld_x;
+    uint16_t* __restrict yi = &y[i * ld_y].bits;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) yi[j] = bf16_bits(xi[j]);
+  }
+}
+
+void to_f32(const BF16* x, int64_t ld_x, float* y, int64_t ld_y, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint16_t* __restrict xi = &x[i * ld_x].bits;
+    float* __restrict yi = y + i * ld_y;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) yi[j] = bf16_value(xi[j]);
+  }
+}
+
+void attention_head_forward(const float* q, const float* k, const float* v, int64_t ld_qkv,
+                            float* p, float* out, int64_t ld_out, int64_t t, int64_t d,
+                            float scale) {
+  for (int64_t r0 = 0; r0 < t; r0 += kAttentionRows) {
+    const int64_t r1 = std::min(t, r0 + kAttentionRows), rows = r1 - r0;
+    // Scores of rows [r0, r1) against keys [0, r1): the rest is masked.
+    sgemm(false, true, rows, r1, d, scale, q + r0 * ld_qkv, ld_qkv, k, ld_qkv, 0.0f, p + r0 * t, t);
+    for (int64_t i = r0; i < r1; ++i) causal_softmax_row(p + i * t, i, t);
+    sgemm(false, false, rows, d, r1, 1.0f, p + r0 * t, t, v, ld_qkv, 0.0f, out + r0 * ld_out,
+          ld_out);
+  }
+}
+
+// With S the pre-softmax scores: dV = P^T dO, dP = dO V^T,
+// dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) * scale, dQ = dS K, dK = dS^T Q. P and dS are
+// lower triangular: row blocks of dP and dQ need keys up to the block's last row, column
+// blocks of dV and dK need rows from the block's first column.
+void attention_head_backward(const float* d_o, int64_t ld_do, const float* q, const float* k,
+                             const float* v, int64_t ld_qkv, const float* p, float* dq,
+                             float* dk, float* dv, int64_t ld_dqkv, float* ds, int64_t t,
+                             int64_t d, float scale) {
+  for (int64_t c0 = 0; c0 < t; c0 += kAttentionRows) {
+    const int64_t cols = std::min(t, c0 + kAttentionRows) - c0;
+    sgemm(true, false, cols, d, t - c0, 1.0f, p + c0 * t + c0, t, d_o + c0 * ld_do, ld_do, 0.0f,
+          dv + c0 * ld_dqkv, ld_dqkv);
+  }
+  for (int64_t r0 = 0; r0 < t; r0 += kAttentionRows) {
+    const int64_t r1 = std::min(t, r0 + kAttentionRows), rows = r1 - r0;
+    sgemm(false, true, rows, r1, d, 1.0f, d_o + r0 * ld_do, ld_do, v, ld_qkv, 0.0f, ds + r0 * t, t);
+    for (int64_t i = r0; i < r1; ++i) {
       const float* __restrict pi = p + i * t;
       float* __restrict dsi = ds + i * t;
       float dot = 0.0f;
@@ -347,12 +372,17 @@ void attention_backward_kernel(const KernelArgs& args) {
       for (int64_t j = 0; j <= i; ++j) dsi[j] = pi[j] * (dsi[j] - dot) * scale;
       std::fill(dsi + i + 1, dsi + t, 0.0f);
     }
-    cpu::sgemm(false, false, t, d.head_dim, t, 1.0f, ds, t, k, c3, 0.0f, dq, c3);
-    cpu::sgemm(true, false, t, d.head_dim, t, 1.0f, ds, t, q, c3, 0.0f, dk, c3);
+    sgemm(false, false, rows, d, r1, 1.0f, ds + r0 * t, t, k, ld_qkv, 0.0f, dq + r0 * ld_dqkv,
+          ld_dqkv);
+  }
+  for (int64_t c0 = 0; c0 < t; c0 += kAttentionRows) {
+    const int64_t cols = std::min(t, c0 + kAttentionRows) - c0;
+    sgemm(true, false, cols, d, t - c0, 1.0f, ds + c0 * t + c0, t, q + c0 * ld_qkv, ld_qkv, 0.0f,
+          dk + c0 * ld_dqkv, ld_dqkv);
   }
 }
 
-}  // namespace
+}  // namespace cpu
 
 void add_transformer_kernels(std::vector<CpuKernel>* table) {
   table->insert(table->end(), {
