@@ -92,6 +92,7 @@ class Coordinator::Impl : public Handler {
     int64_t last_heartbeat_ms = 0;
     std::vector<RankKey> stops;  // to send with the next heartbeat reply
     bool suspect = false;        // see fence_suspect_nodes()
+    bool left = false;           // reclaimed and silent: its ranks were counted gone
   };
 
   // Rebuilds everything from the state file: nodes, jobs, the running attempts' placements
@@ -131,6 +132,7 @@ class Coordinator::Impl : public Handler {
       r.spec = job_spec(job);
       r.state = job.state == "queued"     ? sched::JobState::kQueued
                 : job.state == "running"  ? sched::JobState::kRunning
+                : job.state == "stopping" ? sched::JobState::kStopping
                 : job.state == "finished" ? sched::JobState::kFinished
                 : job.state == "failed"   ? sched::JobState::kFailed
                                           : sched::JobState::kCancelled;
@@ -140,7 +142,10 @@ class Coordinator::Impl : public Handler {
       r.restarts = job.attempt > 0 ? static_cast<int>(job.attempt) - 1 : 0;
       r.end_reason = job.reason;
       r.usage = recorded_[id];
-      if (r.state == sched::JobState::kRunning) {
+      if (r.state == sched::JobState::kStopping) {
+        r.stop_cause = job.after_stop == "cancelled" ? sched::StopCause::kCancelled : sched::StopCause::kReclaimed;
+      }
+      if (r.state == sched::JobState::kRunning || r.state == sched::JobState::kStopping) {
         for (const AssignmentRow& a : placement_[id]) {
           r.placement.ranks.push_back({a.node_id, static_cast<int>(a.device_index)});
         }
@@ -159,9 +164,12 @@ class Coordinator::Impl : public Handler {
     for (const auto& [id, node] : nodes_) {
       if (node.row.state == "alive") continue;
       auto availability = node.row.state == "reclaimed" ? sched::Availability::kReclaimed : sched::Availability::kDead;
+      if (node.row.state == "dead") ranks_gone(id);
       act(scheduler_.set_node_availability(id, availability, clock()),
           str_cat("node ", node.row.name, " was ", node.row.state, " when the coordinator restarted"));
     }
+    // A stop whose last exit was recorded just before a crash completes now.
+    for (auto& [id, job] : jobs_) check_stopped(job);
   }
 
   // The coordinator's clock for the scheduler: wall-clock ms, never going backwards.
@@ -194,9 +202,10 @@ class Coordinator::Impl : public Handler {
     return spec;
   }
 
-  // Carries out the scheduler's decisions. A stop ends the attempt here and now: the
+  // Carries out the scheduler's decisions. A stop ends the attempt (end_attempt): the
   // worker's stop asks each rank to checkpoint and exit (SIGTERM, then SIGKILL after its
-  // grace period), and the job goes back to the scheduler's queue (or ends, if cancelled).
+  // grace period); once they have, the job goes back to the scheduler's queue (or ends,
+  // if cancelled).
   void act(const std::vector<sched::Decision>& decisions, const std::string& why = "") {
     for (const sched::Decision& d : decisions) {
       JobRow& job = jobs_.at(d.job);
@@ -205,6 +214,9 @@ class Coordinator::Impl : public Handler {
       } else if (job.state == "running") {
         bool cancelled = d.cause == sched::StopCause::kCancelled;
         end_attempt(job, cancelled ? "cancelled" : "queued", why.empty() ? d.reason : why);
+      } else if (job.state == "stopping" && d.cause == sched::StopCause::kCancelled) {
+        job.after_stop = "cancelled";
+        state_.update_job(job);
       }
     }
   }
@@ -240,6 +252,7 @@ class Coordinator::Impl : public Handler {
 
   void touch(Node& node) {
     auto now = Clock::now();
+    node.left = false;
     if (node.suspect) dirty_ = true;
     unfence(node.row.id);
     node.suspect = false;
@@ -270,6 +283,7 @@ class Coordinator::Impl : public Handler {
       running.insert(key);
       if (!should_run(node.row.id, key)) node.stops.push_back(key);
     }
+    stopping_ranks_not_running(node, running);
     std::sort(node.stops.begin(), node.stops.end());
     node.stops.erase(std::unique(node.stops.begin(), node.stops.end()), node.stops.end());
     schedule();
@@ -303,6 +317,7 @@ class Coordinator::Impl : public Handler {
     std::vector<const JobRow*> to_start;
     for (const auto& [job_id, assignments] : placement_) {
       const JobRow& job = jobs_.at(job_id);
+      if (job.state != "running") continue;
       bool needed = false;
       for (const AssignmentRow& a : assignments) {
         RankKey key{job_id, a.attempt, a.rank};
@@ -345,11 +360,13 @@ class Coordinator::Impl : public Handler {
       if (a.rank == rank && a.node_id == node.row.id && a.state == "running") {
         a.state = "exited";
         a.exit_code = code;
-        state_.set_assignment_exit(job_id, attempt, rank, code);
+        state_.set_assignment_end(job_id, attempt, rank, "exited", code);
       }
       all_done = all_done && a.state == "exited" && a.exit_code == 0;
     }
-    if (code != 0) {
+    if (job->second.state == "stopping") {
+      check_stopped(job->second);
+    } else if (code != 0) {
       for (const AssignmentRow& a : placed->second) {
         auto other = nodes_.find(a.node_id);
         if (other != nodes_.end() && a.node_id != node.row.id) other->second.suspect = true;
@@ -361,18 +378,79 @@ class Coordinator::Impl : public Handler {
     }
   }
 
-  // Ends the current attempt of a running job: ledger rows per node, stops for ranks
-  // still running, and the job's new state ("queued" restarts it, unless out of attempts).
-  void end_attempt(JobRow& job, std::string new_state, std::string reason) {
-    int64_t now = clock();
-    std::map<int64_t, int> gpus_by_node;
-    for (const AssignmentRow& a : placement_[job.id]) {
-      gpus_by_node[a.node_id] += 1;
-      if (a.state == "running") {
-        auto node = nodes_.find(a.node_id);
-        if (node != nodes_.end()) node->second.stops.push_back({job.id, a.attempt, a.rank});
+  // Ranks of a stopping attempt placed on `node` that its worker does not run (they
+  // exited and were acknowledged before, or were never started: a lost reply) are gone.
+  void stopping_ranks_not_running(Node& node, const std::set<RankKey>& running) {
+    for (auto& [job_id, assignments] : placement_) {
+      JobRow& job = jobs_.at(job_id);
+      if (job.state != "stopping") continue;
+      bool changed = false;
+      for (AssignmentRow& a : assignments) {
+        if (a.node_id != node.row.id || a.state != "running" || running.count({job_id, a.attempt, a.rank})) continue;
+        a.state = "gone";
+        a.exit_code = -1;
+        state_.set_assignment_end(job_id, a.attempt, a.rank, "gone", -1);
+        changed = true;
+      }
+      if (changed) check_stopped(job);
+    }
+  }
+
+  // The node was declared dead (or left): its ranks count as gone, so that stops waiting
+  // for them complete. Call before telling the scheduler, whose stops end attempts.
+  void ranks_gone(int64_t node_id) {
+    std::vector<int64_t> touched;
+    for (auto& [job_id, assignments] : placement_) {
+      for (AssignmentRow& a : assignments) {
+        if (a.node_id != node_id || a.state != "running") continue;
+        a.state = "gone";
+        a.exit_code = -1;
+        state_.set_assignment_end(job_id, a.attempt, a.rank, "gone", -1);
+        touched.push_back(job_id);
       }
     }
+    for (int64_t id : touched) check_stopped(jobs_.at(id));
+  }
+
+  // Completes a stopping attempt once none of its ranks runs any more.
+  void check_stopped(JobRow& job) {
+    if (job.state != "stopping") return;
+    for (const AssignmentRow& a : placement_[job.id]) {
+      if (a.state == "running") return;
+    }
+    complete_attempt(job, job.after_stop.empty() ? "queued" : job.after_stop, job.reason);
+  }
+
+  // Ends the current attempt of a running job. Ranks still running are told to stop and
+  // the job is "stopping" until every one has exited (the worker reports it) or is gone
+  // (its node declared dead): until then its GPUs stay held, so a new job never shares a
+  // GPU with ranks still shutting down. The state survives a coordinator restart (the
+  // stops are sent again). Then complete_attempt() gives the job its new state.
+  void end_attempt(JobRow& job, std::string new_state, std::string reason) {
+    tables_.erase({job.id, job.attempt});
+    int still_running = 0;
+    for (const AssignmentRow& a : placement_[job.id]) {
+      if (a.state != "running") continue;
+      ++still_running;
+      auto node = nodes_.find(a.node_id);
+      if (node != nodes_.end()) node->second.stops.push_back({job.id, a.attempt, a.rank});
+    }
+    if (new_state == "finished" || still_running == 0) return complete_attempt(job, new_state, reason);
+    job.state = "stopping";
+    job.after_stop = new_state;
+    job.reason = reason;
+    state_.update_job(job);
+    PR_LOG(kInfo) << "coordinator: job " << job.id << " attempt " << job.attempt << " stopping (" << reason
+                  << "): its GPUs stay held until its " << still_running << " running rank(s) exit";
+  }
+
+  // The attempt is over and none of its ranks runs: ledger rows per node, the GPUs back
+  // to the scheduler, and the job's new state ("queued" restarts it, unless out of
+  // attempts).
+  void complete_attempt(JobRow& job, std::string new_state, std::string reason) {
+    int64_t now = clock();
+    std::map<int64_t, int> gpus_by_node;
+    for (const AssignmentRow& a : placement_[job.id]) gpus_by_node[a.node_id] += 1;
     if (new_state == "queued" && job.attempt >= options_.max_attempts) {
       new_state = "failed";
       reason = str_cat(reason, "; gave up after ", job.attempt, " attempts");
@@ -382,9 +460,8 @@ class Coordinator::Impl : public Handler {
     } else if (new_state == "failed") {
       scheduler_.job_failed(job.id, now, reason);
     } else {
-      if (new_state == "cancelled" && scheduler_.job(job.id).state == sched::JobState::kRunning) {
-        scheduler_.cancel(job.id, now);
-      }
+      // A cancel ends the job; the stop it returns for a running job is this one.
+      if (new_state == "cancelled") scheduler_.cancel(job.id, now);
       scheduler_.job_stopped(job.id, now);  // re-queued, or cancelled after a cancel
     }
     // The ledger rows: what the scheduler's ledger accrued for this attempt, split over
@@ -402,6 +479,7 @@ class Coordinator::Impl : public Handler {
     }
     job.state = new_state;
     job.reason = reason;
+    job.after_stop.clear();
     if (new_state != "queued") job.finished_ms = now;
     state_.end_attempt(job, ledger);
     dirty_ = true;
@@ -488,8 +566,17 @@ class Coordinator::Impl : public Handler {
       auto now = Clock::now();
       bool changed = false;
       for (auto& [id, node] : nodes_) {
-        if (node.row.state != "alive" || now - node.last_heartbeat <= options_.heartbeat_timeout) continue;
+        if (now - node.last_heartbeat <= options_.heartbeat_timeout) continue;
+        if (node.row.state == "reclaimed" && !node.left) {
+          // A reclaimed node's worker leaves once its ranks stopped; if their exits were
+          // not reported (say the coordinator was down), they count as gone now.
+          node.left = true;
+          ranks_gone(id);
+          changed = true;
+        }
+        if (node.row.state != "alive") continue;
         node.row.state = "dead";
+        ranks_gone(id);
         state_.set_node_state(id, "dead");
         dirty_ = true;
         PR_LOG(kWarn) << "coordinator: node " << node.row.name << " missed its heartbeats for "
@@ -563,6 +650,12 @@ class Coordinator::Impl : public Handler {
   void cancel(int64_t id) {
     JobRow& job = const_cast<JobRow&>(job_or_fail(id));
     if (job.state == "running") {
+      act(scheduler_.cancel(id, clock()), "cancelled by a client");
+    } else if (job.state == "stopping") {
+      if (job.after_stop == "cancelled") PR_FAIL(kFailedPrecondition, "job ", id, " is already being cancelled");
+      job.after_stop = "cancelled";
+      job.reason = "cancelled by a client";
+      state_.update_job(job);
       act(scheduler_.cancel(id, clock()), "cancelled by a client");
     } else if (job.state == "queued") {
       scheduler_.cancel(id, clock());

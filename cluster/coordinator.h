@@ -5,13 +5,17 @@
 //
 // Job life: submit -> queued -> (placed: attempt n, running) -> finished | failed |
 // cancelled. An attempt ends early when a rank exits non-zero, a node of the attempt
-// stops heartbeating for `heartbeat_timeout`, or its owner reclaims it: the surviving
-// ranks are told to stop, GPU-seconds go to the ledger, and the job is queued again
-// (the next attempt resumes from the job's checkpoint) until `max_attempts` is reached.
+// stops heartbeating for `heartbeat_timeout`, its owner reclaims it, or a client cancels
+// it: the surviving ranks are told to stop and the job is "stopping", still holding its
+// GPUs, until every rank has exited (its worker reports it) or is gone (its node was
+// declared dead); only then do the GPUs go back to the scheduler, GPU-seconds to the
+// ledger, and the job is queued again (the next attempt resumes from the job's
+// checkpoint) until `max_attempts` is reached, or ends if cancelled. The stopping state
+// is persisted, so a restarted coordinator keeps holding the GPUs and re-sends the stops.
 // A job that needs more GPUs than the pool has waits with the scheduler's reason, saying
 // both numbers. After a restart the scheduler is rebuilt from the state file.
-// Ranks of a running attempt meet through a TCP store the coordinator serves for that
-// attempt; a rank gets its address by authenticating with the attempt's token (JoinJob).
+// Ranks of a running attempt meet through a key-value table the coordinator serves for
+// that attempt only, authenticating with the attempt's token (rank_store.h).
 #pragma once
 
 #include <chrono>

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   state TEXT NOT NULL, attempt INTEGER NOT NULL, reason TEXT NOT NULL,
   last_metrics TEXT NOT NULL, submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, min_gpus INTEGER NOT NULL DEFAULT 0,
-  max_gpus INTEGER NOT NULL DEFAULT 0);
+  max_gpus INTEGER NOT NULL DEFAULT 0, after_stop TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS assignments (
   job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, rank INTEGER NOT NULL,
   node_id INTEGER NOT NULL, device_idx INTEGER NOT NULL, state TEXT NOT NULL,
@@ -47,6 +47,7 @@ constexpr const char* kAddedColumns[] = {
     "ALTER TABLE jobs ADD COLUMN min_gpus INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE jobs ADD COLUMN max_gpus INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE ledger ADD COLUMN flops REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN after_stop TEXT NOT NULL DEFAULT ''",
 };
 
 // One prepared statement; binds by position (1-based) and steps.
@@ -182,23 +183,23 @@ void bind_job(Statement& s, const JobRow& j) {
   s.bind(1, j.name).bind(2, j.recipe_yaml).bind(3, int64_t{j.gpus}).bind(4, int64_t{j.priority})
       .bind(5, j.tenant).bind(6, j.state).bind(7, int64_t{j.attempt}).bind(8, j.reason)
       .bind(9, j.last_metrics).bind(10, j.submitted_ms).bind(11, j.started_ms).bind(12, j.finished_ms)
-      .bind(13, int64_t{j.min_gpus}).bind(14, int64_t{j.max_gpus});
+      .bind(13, int64_t{j.min_gpus}).bind(14, int64_t{j.max_gpus}).bind(15, j.after_stop);
 }
 void write_job(sqlite3* db, const JobRow& job) {
   Statement s(db,
               "UPDATE jobs SET name=?, recipe_yaml=?, gpus=?, priority=?, tenant=?, state=?, "
               "attempt=?, reason=?, last_metrics=?, submitted_ms=?, started_ms=?, finished_ms=?, "
-              "min_gpus=?, max_gpus=? WHERE id=?");
+              "min_gpus=?, max_gpus=?, after_stop=? WHERE id=?");
   bind_job(s, job);
-  s.bind(15, job.id).run();
+  s.bind(16, job.id).run();
 }
 }  // namespace
 
 int64_t PoolState::add_job(const JobRow& job) {
   Statement s(db_->db,
               "INSERT INTO jobs (name, recipe_yaml, gpus, priority, tenant, state, attempt, "
-              "reason, last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus) "
-              "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+              "reason, last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus, after_stop) "
+              "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   bind_job(s, job);
   s.run();
   return sqlite3_last_insert_rowid(db_->db);
@@ -210,7 +211,7 @@ std::vector<JobRow> PoolState::jobs() {
   std::vector<JobRow> rows;
   Statement s(db_->db,
               "SELECT id, name, recipe_yaml, gpus, priority, tenant, state, attempt, reason, "
-              "last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus FROM jobs ORDER BY id");
+              "last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus, after_stop FROM jobs ORDER BY id");
   while (s.step()) {
     JobRow j;
     j.id = s.i64(0);
@@ -229,6 +230,7 @@ std::vector<JobRow> PoolState::jobs() {
     // Rows from before elastic jobs have 0 here: they were rigid.
     j.min_gpus = s.i64(13) > 0 ? static_cast<uint32_t>(s.i64(13)) : j.gpus;
     j.max_gpus = s.i64(14) > 0 ? static_cast<uint32_t>(s.i64(14)) : j.gpus;
+    j.after_stop = s.text(15);
     rows.push_back(std::move(j));
   }
   return rows;
@@ -246,10 +248,11 @@ void PoolState::start_attempt(const JobRow& job, const std::vector<AssignmentRow
   });
 }
 
-void PoolState::set_assignment_exit(int64_t job_id, uint32_t attempt, uint32_t rank, int32_t exit_code) {
-  Statement(db_->db,
-            "UPDATE assignments SET state='exited', exit_code=? WHERE job_id=? AND attempt=? AND rank=?")
-      .bind(1, int64_t{exit_code}).bind(2, job_id).bind(3, int64_t{attempt}).bind(4, int64_t{rank}).run();
+void PoolState::set_assignment_end(int64_t job_id, uint32_t attempt, uint32_t rank, const std::string& state,
+                                   int32_t exit_code) {
+  Statement(db_->db, "UPDATE assignments SET state=?, exit_code=? WHERE job_id=? AND attempt=? AND rank=?")
+      .bind(1, state).bind(2, int64_t{exit_code}).bind(3, job_id).bind(4, int64_t{attempt}).bind(5, int64_t{rank})
+      .run();
 }
 
 namespace {
@@ -276,7 +279,7 @@ std::vector<AssignmentRow> PoolState::running_assignments() {
   Statement s(db_->db,
               "SELECT a.job_id, a.attempt, a.rank, a.node_id, a.device_idx, a.state, a.exit_code "
               "FROM assignments a JOIN jobs j ON a.job_id = j.id AND a.attempt = j.attempt "
-              "WHERE j.state = 'running' ORDER BY a.job_id, a.rank");
+              "WHERE j.state IN ('running', 'stopping') ORDER BY a.job_id, a.rank");
   return read_assignments(s);
 }
 

@@ -37,13 +37,16 @@ struct JobRow {
   uint32_t max_gpus = 1;
   int32_t priority = 0;
   std::string tenant;
-  std::string state = "queued";  // queued, running, finished, failed, cancelled
+  std::string state = "queued";  // queued, running, stopping, finished, failed, cancelled
   uint32_t attempt = 0;          // 0 until first placed
   std::string reason;
   std::string last_metrics;
   int64_t submitted_ms = 0;
   int64_t started_ms = 0;        // start of the current attempt
   int64_t finished_ms = 0;
+  // While stopping: the state once every rank of the attempt has exited (queued or
+  // cancelled; queued turns failed when out of attempts). Empty otherwise.
+  std::string after_stop;
 };
 
 struct AssignmentRow {
@@ -52,7 +55,9 @@ struct AssignmentRow {
   uint32_t rank = 0;
   int64_t node_id = 0;
   uint32_t device_index = 0;
-  std::string state = "running";  // running, exited
+  // running; exited (the worker reported its exit code); gone (its worker no longer has
+  // it: never started, or its node was declared dead or left; exit_code -1)
+  std::string state = "running";
   int32_t exit_code = 0;
 };
 
@@ -88,9 +93,10 @@ class PoolState {
 
   // Records a new attempt of `job` (already updated) and its placement, in one transaction.
   void start_attempt(const JobRow& job, const std::vector<AssignmentRow>& assignments);
-  void set_assignment_exit(int64_t job_id, uint32_t attempt, uint32_t rank, int32_t exit_code);
+  void set_assignment_end(int64_t job_id, uint32_t attempt, uint32_t rank, const std::string& state,
+                          int32_t exit_code);
   std::vector<AssignmentRow> assignments(int64_t job_id, uint32_t attempt);
-  // Every assignment of every running job's current attempt.
+  // Every assignment of every running or stopping job's current attempt.
   std::vector<AssignmentRow> running_assignments();
 
   // Updates `job` and appends `entries` to the ledger in one transaction.

@@ -200,10 +200,14 @@ TEST_F(CoordinatorTest, FailedRankRestartsTheJobThenGivesUp) {
     ASSERT_EQ(beat.starts.size(), 1u) << "attempt " << attempt;
     EXPECT_EQ(beat.starts[0].attempt, attempt);
     EXPECT_EQ(beat.starts[0].resume, attempt > 1);
-    // Rank 1 fails: rank 0 is told to stop, and the next attempt comes in the same reply.
+    // Rank 1 fails: rank 0 is told to stop; the GPUs stay held until it has exited,
+    // and the next attempt comes in the reply to the heartbeat that reports it.
     beat = a.beat({{job, attempt, 0}}, {{job, attempt, 1, 1}});
     ASSERT_EQ(beat.stops.size(), 1u);
     EXPECT_EQ(beat.stops[0], std::make_tuple(job, attempt, 0u));
+    EXPECT_TRUE(beat.starts.empty());
+    EXPECT_EQ(client().job(job)["state"], "stopping");
+    beat = a.beat({}, {{job, attempt, 0, 143}});
   }
   EXPECT_TRUE(beat.starts.empty());
   nlohmann::json state = client().job(job);
@@ -229,20 +233,30 @@ TEST_F(CoordinatorTest, LostNodeRestartsItsJobsElsewhere) {
   EXPECT_TRUE(beat.starts[0].resume);
   EXPECT_EQ(client().job(job)["placement"], "b:0,b:1");
   EXPECT_EQ(client().nodes()[0]["state"], "dead");
-  // a comes back still running the old attempt: told to stop it.
+  // a comes back still running a rank of the old attempt: told to stop it.
   Beat late = a.beat({{job, 1, 0}});
-  ASSERT_EQ(late.stops.size(), 2u);
+  ASSERT_EQ(late.stops.size(), 1u);
   EXPECT_EQ(late.stops[0], std::make_tuple(job, 1u, 0u));
-  EXPECT_EQ(late.stops[1], std::make_tuple(job, 1u, 1u));
 }
 
-TEST_F(CoordinatorTest, RestartAvoidsNodesThatMayHaveDiedWithTheAttempt) {
+TEST_F(CoordinatorTest, RestartWaitsForTheOldRanksOrTheirNodesDeath) {
   FakeWorker a(coordinator_->address(), "a", 2), b(coordinator_->address(), "b", 2),
       c(coordinator_->address(), "c", 2);
   int64_t job = client().submit_text(recipe_text(), "r.yaml", 3, 0, "t");
   EXPECT_EQ(client().job(job)["placement"], "a:0,c:0,c:1");
-  // c's rank fails (its peer on a is gone, say): the restart keeps off a until a beats.
-  c.beat({}, {{job, 1, 2, 1}});
+  // c's rank fails (its peer on a is gone, say): c's other rank exits, but the rank on a
+  // is not reported, so the attempt keeps its GPUs...
+  c.beat({{job, 1, 1}}, {{job, 1, 2, 1}});
+  c.beat({}, {{job, 1, 1, 143}});
+  EXPECT_EQ(client().job(job)["state"], "stopping");
+  EXPECT_EQ(client().job(job)["attempt"], 1);
+  // ...until a is declared dead; then the job restarts on the nodes still beating.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (client().job(job)["state"] != "running" && std::chrono::steady_clock::now() < deadline) {
+    b.beat();
+    c.beat();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_EQ(client().job(job)["attempt"], 2);
   std::string placement = client().job(job)["placement"];
   EXPECT_EQ(placement.find("a:"), std::string::npos) << placement;
@@ -260,11 +274,13 @@ TEST_F(CoordinatorTest, ElasticJobTakesWhatIsFreeAndShrinksAfterAReclaim) {
   ASSERT_EQ(beat.starts.size(), 1u);
   EXPECT_EQ(beat.starts[0].world_size, 3u);
   client().reclaim("a");
+  EXPECT_EQ(client().job(job)["state"], "stopping");
+  a.beat({}, {{job, 1, 0, 75}, {job, 1, 1, 75}});
+  beat = b.beat({}, {{job, 1, 2, 75}});  // the last exit: re-placed in this reply
   info = client().job(job);
   EXPECT_EQ(info["attempt"], 2);
   EXPECT_EQ(info["gpus"], 1);  // re-placed on what is left
   EXPECT_EQ(info["placement"], "b:0");
-  beat = b.beat();
   ASSERT_EQ(beat.starts.size(), 1u);
   EXPECT_EQ(beat.starts[0].world_size, 1u);
   EXPECT_TRUE(beat.starts[0].resume);
@@ -308,6 +324,8 @@ TEST_F(CoordinatorTest, ReclaimAndCancel) {
   Beat beat = a.beat({{job, 1, 0}, {job, 1, 1}});
   EXPECT_TRUE(beat.reclaimed);
   EXPECT_EQ(beat.stops.size(), 2u);
+  EXPECT_EQ(client().job(job)["state"], "stopping");
+  a.beat({}, {{job, 1, 0, 75}, {job, 1, 1, 75}});
   EXPECT_EQ(client().job(job)["reason"],  // a is gone
             "needs 2 GPUs; the pool has 1 such GPU lent and 2 reclaimed by their owners; it starts when "
             "enough GPUs join the pool");
@@ -407,6 +425,47 @@ TEST_F(CoordinatorTest, RanksMeetThroughTheCoordinatorInTheirOwnJobOnly) {
   EXPECT_THROW(join_job(address, one, 1, job_token(kSecret, one, 1)), Error);
   EXPECT_NO_THROW(join_job(address, two, 1, job_token(kSecret, two, 1)));
   EXPECT_EQ(other.add("count", 1), 1);  // job two's rendezvous is untouched
+}
+
+// On a stop the GPUs stay with the stopping attempt until its worker reports its ranks
+// exited: a waiting job does not get them earlier, not even across a coordinator
+// restart (the stopping state is in the state file, and the stops are sent again).
+TEST_F(CoordinatorTest, StoppingHoldsTheGpusUntilTheOldRanksExitAcrossARestart) {
+  int64_t first = 0, second = 0;
+  {
+    FakeWorker a(coordinator_->address(), "a", 2);
+    first = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
+    second = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
+    a.beat();
+    EXPECT_EQ(client().job(second)["state"], "queued");
+    client().cancel(first);
+    EXPECT_EQ(client().job(first)["state"], "stopping");
+    EXPECT_EQ(client().job(first)["placement"], "a:0,a:1");
+    Beat beat = a.beat({{first, 1, 0}, {first, 1, 1}});
+    EXPECT_EQ(beat.stops.size(), 2u);
+    EXPECT_TRUE(beat.starts.empty());  // the GPUs are still held
+    EXPECT_EQ(client().job(second)["state"], "queued");
+    EXPECT_EQ(client().nodes()[0]["busy"], 2);
+  }
+  coordinator_.reset();
+  start();
+  EXPECT_EQ(client().job(first)["state"], "stopping");
+  EXPECT_EQ(client().job(second)["state"], "queued");
+  EXPECT_THROW(client().cancel(first), Error);  // already being cancelled
+  FakeWorker a(coordinator_->address(), "a", 2);
+  // Rank 1 is still shutting down: stopped again, nothing new starts.
+  Beat beat = a.beat({{first, 1, 1}}, {{first, 1, 0, 75}});
+  ASSERT_EQ(beat.stops.size(), 1u);
+  EXPECT_EQ(beat.stops[0], std::make_tuple(first, 1u, 1u));
+  EXPECT_TRUE(beat.starts.empty());
+  EXPECT_EQ(client().job(second)["state"], "queued");
+  // Its exit frees the GPUs: the waiting job starts in the same reply.
+  beat = a.beat({}, {{first, 1, 1, 143}});
+  EXPECT_EQ(client().job(first)["state"], "cancelled");
+  EXPECT_EQ(client().job(first)["placement"], "");
+  ASSERT_EQ(beat.starts.size(), 1u);
+  EXPECT_EQ(beat.starts[0].job, second);
+  EXPECT_EQ(client().ledger().size(), 1u);  // the stopped attempt's usage, once
 }
 
 }  // namespace
