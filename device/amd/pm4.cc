@@ -3,9 +3,9 @@
 // always decodes, and a corrupt one is rejected with its offset and opcode.
 #include "device/amd/pm4.h"
 
-#include <cstdio>
 #include <type_traits>
 
+#include "device/amd/packet_stream.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
 
@@ -44,15 +44,10 @@ std::string_view compare_name(CompareFunction function) {
 namespace petaring::amd::pm4 {
 namespace {
 
-std::string hex(uint64_t value) {
-  char text[24];
-  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
-
-uint32_t lo(uint64_t v) { return static_cast<uint32_t>(v); }
-uint32_t hi(uint64_t v) { return static_cast<uint32_t>(v >> 32); }
-uint64_t join(uint32_t low, uint32_t high) { return uint64_t(high) << 32 | low; }
+using packet::hex;
+using packet::hi;
+using packet::join;
+using packet::lo;
 
 constexpr uint32_t kMaxBody = 0x3fff;  // count field (14 bits) + 1, minus the 0x3fff NOP form
 constexpr uint32_t kIbValid = 1u << 23;
@@ -64,10 +59,7 @@ void emit(std::vector<uint32_t>* out, Opcode op, std::initializer_list<uint32_t>
 }
 
 void check_address(const char* packet, const char* field, uint64_t address, uint64_t align) {
-  if (address % align != 0) {
-    PR_FAIL(kInvalidArgument, "PM4 ", packet, ": ", field, " ", hex(address), " must be ", align,
-            "-byte aligned");
-  }
+  packet::check_aligned("PM4", packet, field, address, align);
 }
 
 void encode_one(const Nop& p, std::vector<uint32_t>* out) {
@@ -138,19 +130,14 @@ void encode_one(const IndirectBuffer& p, std::vector<uint32_t>* out) {
 
 // ---- decoding
 
-struct Cursor {
-  std::span<const uint32_t> stream;
-  size_t offset;
-  std::string_view name;
-  uint32_t header;
+struct Cursor : packet::Cursor {
   uint32_t opcode;
   uint32_t body;  // dwords after the header
 
-  [[noreturn]] void reject(const std::string& why) const {
-    PR_FAIL(kInvalidArgument, name, ": packet at dword ", offset, " (byte ", offset * 4,
-            "), header ", hex(header), ", opcode ", hex(opcode), " (", opcode_name(opcode),
-            "): ", why);
+  std::string describe() const {
+    return str_cat("opcode ", hex(opcode), " (", opcode_name(opcode), ")");
   }
+  [[noreturn]] void reject(const std::string& why) const { fail(describe(), why); }
   uint32_t at(size_t i) const { return stream[offset + 1 + i]; }
   void expect_body(uint32_t dwords) const {
     if (body != dwords) {
@@ -159,9 +146,7 @@ struct Cursor {
     }
   }
   void expect_aligned(const char* field, uint64_t address, uint64_t align) const {
-    if (address % align != 0) {
-      reject(str_cat(field, " ", hex(address), " is not ", align, "-byte aligned"));
-    }
+    packet::Cursor::expect_aligned(field, address, align, describe());
   }
 };
 
@@ -338,7 +323,7 @@ Decoded decode_packet(std::span<const uint32_t> stream, size_t offset,
                       std::string_view stream_name) {
   PR_CHECK(offset < stream.size()) << "decode at dword " << offset << " of " << stream.size();
   const uint32_t head = stream[offset];
-  Cursor c{stream, offset, stream_name, head, head >> 8 & 0xff, (head >> 16 & 0x3fff) + 1};
+  Cursor c{{stream, offset, stream_name, head}, head >> 8 & 0xff, (head >> 16 & 0x3fff) + 1};
   if (head >> 30 != 3) {
     c.opcode = 0;
     PR_FAIL(kInvalidArgument, stream_name, ": packet at dword ", offset, " (byte ", offset * 4,
@@ -352,10 +337,7 @@ Decoded decode_packet(std::span<const uint32_t> stream, size_t offset,
   if (opcode_name(c.opcode) == "unknown" || c.opcode == 0x40 || c.opcode == 0x79) {
     c.reject("unknown or unsupported opcode");
   }
-  if (offset + 1 + c.body > stream.size()) {
-    c.reject(str_cat("truncated: needs ", 1 + c.body, " dwords, only ", stream.size() - offset,
-                     " left in the stream"));
-  }
+  c.expect_in_stream(1 + size_t(c.body), c.describe());
   Packet packet;
   switch (Opcode(c.opcode)) {
     case Opcode::kNop: packet = Nop{c.body + 1}; break;
@@ -372,12 +354,9 @@ Decoded decode_packet(std::span<const uint32_t> stream, size_t offset,
 
 std::vector<Decoded> decode_stream(std::span<const uint32_t> stream,
                                    std::string_view stream_name) {
-  std::vector<Decoded> packets;
-  for (size_t offset = 0; offset < stream.size();) {
-    packets.push_back(decode_packet(stream, offset, stream_name));
-    offset += packets.back().dwords;
-  }
-  return packets;
+  return packet::decode_all<Decoded>(stream, [&](std::span<const uint32_t> all, size_t offset) {
+    return decode_packet(all, offset, stream_name);
+  });
 }
 
 }  // namespace petaring::amd::pm4

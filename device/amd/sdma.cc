@@ -2,25 +2,20 @@
 #include "device/amd/sdma.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 #include <type_traits>
 
+#include "device/amd/packet_stream.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
 
 namespace petaring::amd::sdma {
 namespace {
 
-std::string hex(uint64_t value) {
-  char text[24];
-  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
-
-uint32_t lo(uint64_t v) { return static_cast<uint32_t>(v); }
-uint32_t hi(uint64_t v) { return static_cast<uint32_t>(v >> 32); }
-uint64_t join(uint32_t low, uint32_t high) { return uint64_t(high) << 32 | low; }
+using packet::hex;
+using packet::hi;
+using packet::join;
+using packet::lo;
 
 constexpr uint32_t kNopMaxCount = 0x3fff;         // header bits 16..29
 constexpr uint32_t kWriteMaxDwords = 1u << 20;    // count field: 20 bits, minus one
@@ -28,10 +23,7 @@ constexpr uint32_t kWriteMaxDwords = 1u << 20;    // count field: 20 bits, minus
 constexpr uint32_t head(Op op, uint32_t sub_op = 0) { return uint32_t(op) | sub_op << 8; }
 
 void check_aligned(const char* packet, uint64_t address, uint64_t align) {
-  if (address % align != 0) {
-    PR_FAIL(kInvalidArgument, "SDMA ", packet, ": address ", hex(address), " must be ", align,
-            "-byte aligned");
-  }
+  packet::check_aligned("SDMA", packet, "address", address, align);
 }
 
 void encode_one(const Nop& p, std::vector<uint32_t>* out) {
@@ -87,33 +79,20 @@ void encode_one(const Timestamp& p, std::vector<uint32_t>* out) {
               {head(Op::kTimestamp, kSubOpTimestampGetGlobal), lo(p.address), hi(p.address)});
 }
 
-struct Cursor {
-  std::span<const uint32_t> stream;
-  size_t offset;
-  std::string_view name;
-  uint32_t header;
-
+struct Cursor : packet::Cursor {
   uint32_t op() const { return header & 0xff; }
   uint32_t sub_op() const { return header >> 8 & 0xff; }
-  [[noreturn]] void reject(const std::string& why) const {
-    PR_FAIL(kInvalidArgument, name, ": packet at dword ", offset, " (byte ", offset * 4,
-            "), header ", hex(header), ", op ", op(), " (", op_name(op()), ") sub-op ", sub_op(),
-            ": ", why);
+  std::string describe() const {
+    return str_cat("op ", op(), " (", op_name(op()), ") sub-op ", sub_op());
   }
+  [[noreturn]] void reject(const std::string& why) const { fail(describe(), why); }
   // Rejects a packet of `dwords` that runs past the end of the stream.
-  void expect_size(size_t dwords) const {
-    if (offset + dwords > stream.size()) {
-      reject(str_cat("truncated: needs ", dwords, " dwords, only ", stream.size() - offset,
-                     " left in the stream"));
-    }
-  }
+  void expect_size(size_t dwords) const { expect_in_stream(dwords, describe()); }
   void expect_sub_op(uint32_t expected, const char* what) const {
     if (sub_op() != expected) reject(str_cat("only sub-op ", expected, " (", what, ") is modelled"));
   }
   void expect_aligned(uint64_t address, uint64_t align) const {
-    if (address % align != 0) {
-      reject(str_cat("address ", hex(address), " is not ", align, "-byte aligned"));
-    }
+    packet::Cursor::expect_aligned("address", address, align, describe());
   }
   uint32_t at(size_t i) const { return stream[offset + i]; }
 };
@@ -246,7 +225,7 @@ Writer& Writer::pad_to(size_t multiple) {
 Decoded decode_packet(std::span<const uint32_t> stream, size_t offset,
                       std::string_view stream_name) {
   PR_CHECK(offset < stream.size()) << "decode at dword " << offset << " of " << stream.size();
-  const Cursor c{stream, offset, stream_name, stream[offset]};
+  const Cursor c{{stream, offset, stream_name, stream[offset]}};
   if (op_name(c.op()) == "unknown" || c.op() == uint32_t(4)) {
     c.reject("unknown or unsupported op");
   }
@@ -255,12 +234,9 @@ Decoded decode_packet(std::span<const uint32_t> stream, size_t offset,
 
 std::vector<Decoded> decode_stream(std::span<const uint32_t> stream,
                                    std::string_view stream_name) {
-  std::vector<Decoded> packets;
-  for (size_t offset = 0; offset < stream.size();) {
-    packets.push_back(decode_packet(stream, offset, stream_name));
-    offset += packets.back().dwords;
-  }
-  return packets;
+  return packet::decode_all<Decoded>(stream, [&](std::span<const uint32_t> all, size_t offset) {
+    return decode_packet(all, offset, stream_name);
+  });
 }
 
 }  // namespace petaring::amd::sdma

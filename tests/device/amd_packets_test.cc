@@ -301,6 +301,31 @@ TEST(SdmaDecode, RejectsUnknownTruncatedAndOversized) {
   EXPECT_THAT(error_of([&] { sdma::decode_stream(nop); }), HasSubstr("truncated"));
 }
 
+// Both decoders report through the one cursor of packet_stream.h: the same prefix (stream,
+// dword and byte offset, header), then their own packet description.
+TEST(PacketStream, Pm4AndSdmaErrorsShareOneFormat) {
+  std::vector<uint32_t> pm4_stream = pm4::Writer().nop(1).release_mem(0x1000, 1).dwords();
+  pm4_stream.pop_back();
+  std::vector<uint32_t> sdma_stream = sdma::Writer().nop(1).fence(0x1000, 1).dwords();
+  sdma_stream.pop_back();
+  const std::string pm4_error = error_of([&] { pm4::decode_stream(pm4_stream, "ring A"); });
+  const std::string sdma_error = error_of([&] { sdma::decode_stream(sdma_stream, "ring B"); });
+  EXPECT_THAT(pm4_error, HasSubstr("ring A: packet at dword 1 (byte 4), header 0xc0064900, "
+                                   "opcode 0x49 (RELEASE_MEM): truncated: needs 8 dwords, "
+                                   "only 7 left in the stream"));
+  EXPECT_THAT(sdma_error, HasSubstr("ring B: packet at dword 1 (byte 4), header 0x30005, op 5 "
+                                    "(FENCE) sub-op 0: truncated: needs 4 dwords, only 3 left "
+                                    "in the stream"));
+  pm4_stream = pm4::Writer().release_mem(0x1000, 1).dwords();
+  pm4_stream[3] = 0x1004;  // a 64-bit write to a 4-byte aligned address
+  EXPECT_THAT(error_of([&] { pm4::decode_stream(pm4_stream); }),
+              HasSubstr("address 0x1004 is not 8-byte aligned"));
+  sdma_stream = sdma::Writer().timestamp(0x1000).dwords();
+  sdma_stream[1] = 0x1004;
+  EXPECT_THAT(error_of([&] { sdma::decode_stream(sdma_stream); }),
+              HasSubstr("address 0x1004 is not 8-byte aligned"));
+}
+
 // Random streams, some built from valid packets and then corrupted: the decoders either
 // decode or throw an Error that names the stream and a dword offset inside it.
 TEST(PacketDecodeFuzz, NeverReadsPastTheStream) {

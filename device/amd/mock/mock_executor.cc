@@ -6,6 +6,7 @@
 #include <span>
 #include <variant>
 
+#include "device/amd/packet_stream.h"
 #include "device/amd/pm4.h"
 #include "device/amd/sdma.h"
 #include "runtime/check.h"
@@ -13,11 +14,7 @@
 namespace petaring::amd {
 namespace {
 
-std::string hex(uint64_t value) {
-  char text[24];
-  std::snprintf(text, sizeof(text), "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
+using packet::hex;
 
 template <class... Ts>
 struct Overloaded : Ts... {

@@ -6,17 +6,14 @@
 
 #include "device/amd/gpu/host_kernels.h"
 #include "device/amd/gpu/kernargs.h"
+#include "device/amd/packet_stream.h"
 #include "device/cpu/cpu_kernels.h"
 #include "runtime/check.h"
 
 namespace petaring::amd {
 namespace {
 
-std::string hex(uint64_t value) {
-  char text[24];
-  std::snprintf(text, sizeof(text), "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
+using packet::hex;
 
 // GPU memory seen as a Buffer, so the cpu kernels can run over it (GPU VA = CPU VA).
 class MockBuffer : public Buffer {
