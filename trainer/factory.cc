@@ -57,7 +57,9 @@ std::unique_ptr<Model> make_model(const Recipe& recipe, const DataSource& data, 
       PR_FAIL(kInvalidArgument, recipe.source, ": model.type gpt needs token data "
               "(data.type text or tokens), not ", recipe.data.type);
     }
-    return std::make_unique<Gpt>(gpt_config(recipe.model), device, max_batch);
+    GptConfig config = gpt_config(recipe.model);
+    config.precision = recipe.training.precision == "bf16" ? DType::kBF16 : DType::kF32;
+    return std::make_unique<Gpt>(config, device, max_batch);
   }
   PR_FAIL(kInvalidArgument, recipe.source, ": model.type '", recipe.model.type,
           "' has no implementation in this build; use mlp or gpt");

@@ -19,6 +19,10 @@ std::unique_ptr<Buffer> allocate_f32(Device& device, int64_t count) {
   return device.allocate(static_cast<size_t>(count) * sizeof(float));
 }
 
+std::unique_ptr<Buffer> allocate(Device& device, int64_t count, DType dtype) {
+  return device.allocate(static_cast<size_t>(count) * dtype_size(dtype));
+}
+
 Tensor view(const std::unique_ptr<Buffer>& buffer, Shape shape) {
   return Tensor(buffer.get(), 0, shape, DType::kF32);
 }
@@ -33,16 +37,42 @@ void check_config(const GptConfig& c, int64_t max_batch) {
   positive("heads", c.heads);
   positive("dim", c.dim);
   positive("batch", max_batch);
+  if (c.precision != DType::kF32 && c.precision != DType::kBF16) {
+    PR_FAIL(kInvalidArgument, "gpt: precision ", dtype_name(c.precision),
+            " is not implemented; use f32 or bf16");
+  }
   if (c.dim % c.heads != 0) {
     PR_FAIL(kInvalidArgument, "gpt: dim ", c.dim, " is not a multiple of heads ", c.heads,
             "; pick dim = heads x head size, e.g. dim ", c.heads * std::max<int64_t>(1, c.dim / c.heads));
   }
 }
 
-// y (N, out) = x (N, in) @ W^T + b, W (out, in) at `w`, b (out) at `b`.
+// y (N, out) = x (N, in) @ W^T + b, W (out, in) at `w`, b (out) at `b`. With bf16 x and W
+// (mixed precision) y may be f32 or bf16; b is f32 either way.
 void linear(Queue& q, Tensor x, Tensor w, Tensor b, Tensor y) {
+  if (x.dtype == DType::kBF16) {
+    kernels::linear_bf16(q, x, w, b, y);
+    return;
+  }
   kernels::gemm(q, false, true, 1.0f, x, w, 0.0f, y);
   kernels::bias_add(q, y, b);
+}
+
+// gemm, or gemm_bf16 when A and B are bf16 (C is f32 either way).
+void matmul(Queue& q, bool trans_a, bool trans_b, Tensor a, Tensor b, float beta, Tensor c) {
+  if (a.dtype == DType::kBF16) {
+    kernels::gemm_bf16(q, trans_a, trans_b, 1.0f, a, b, beta, c);
+  } else {
+    kernels::gemm(q, trans_a, trans_b, 1.0f, a, b, beta, c);
+  }
+}
+
+void layernorm(Queue& q, Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd) {
+  if (y.dtype == DType::kBF16) {
+    kernels::layernorm_forward_bf16(q, x, w, b, y, mean, rstd, kLayerNormEps);
+  } else {
+    kernels::layernorm_forward(q, x, w, b, y, mean, rstd, kLayerNormEps);
+  }
 }
 
 }  // namespace
@@ -89,6 +119,7 @@ struct Gpt::Activations {
   std::unique_ptr<Buffer> dfch;     // (B, T, 4C)
   std::unique_ptr<Buffer> dscores;  // (B, H, T, T)
   std::unique_ptr<Buffer> dlogits;  // (B T, V)
+  std::unique_ptr<Buffer> dy16;     // bf16 (B T, max(V, 4C)), mixed precision only
 };
 
 Gpt::Gpt(const GptConfig& config, Device& device, int64_t max_batch)
@@ -127,28 +158,31 @@ Gpt::Gpt(const GptConfig& config, Device& device, int64_t max_batch)
 
   params_ = allocate_f32(device, num_params_);
   grads_ = allocate_f32(device, num_params_);
+  // Stored activations and weight copies: f32, or bf16 in mixed precision.
+  const DType act = config.precision;
+  if (bf16()) params16_ = allocate(device, num_params_, DType::kBF16);
   acts_ = std::make_unique<Activations>();
   const int64_t rows = max_batch * p, scores = max_batch * config.heads * p * p;
   for (int64_t l = 0; l < config.layers; ++l) {
     BlockActivations a;
-    a.ln1 = allocate_f32(device, rows * c);
+    a.ln1 = allocate(device, rows * c, act);
     a.ln1_mean = allocate_f32(device, rows);
     a.ln1_rstd = allocate_f32(device, rows);
-    a.qkv = allocate_f32(device, rows * 3 * c);
-    a.probs = allocate_f32(device, scores);
-    a.atty = allocate_f32(device, rows * c);
+    a.qkv = allocate(device, rows * 3 * c, act);
+    a.probs = allocate(device, scores, act);
+    a.atty = allocate(device, rows * c, act);
     a.res_att = allocate_f32(device, rows * c);
-    a.ln2 = allocate_f32(device, rows * c);
+    a.ln2 = allocate(device, rows * c, act);
     a.ln2_mean = allocate_f32(device, rows);
     a.ln2_rstd = allocate_f32(device, rows);
-    a.fch = allocate_f32(device, rows * 4 * c);
-    a.fch_gelu = allocate_f32(device, rows * 4 * c);
+    a.fch = allocate(device, rows * 4 * c, act);
+    a.fch_gelu = allocate(device, rows * 4 * c, act);
     a.res_mlp = allocate_f32(device, rows * c);
     acts_->blocks.push_back(std::move(a));
   }
   Activations& a = *acts_;
   a.encoded = allocate_f32(device, rows * c);
-  a.lnf = allocate_f32(device, rows * c);
+  a.lnf = allocate(device, rows * c, act);
   a.lnf_mean = allocate_f32(device, rows);
   a.lnf_rstd = allocate_f32(device, rows);
   a.logits = allocate_f32(device, rows * v);
@@ -160,6 +194,8 @@ Gpt::Gpt(const GptConfig& config, Device& device, int64_t max_batch)
   a.dfch = allocate_f32(device, rows * 4 * c);
   a.dscores = allocate_f32(device, scores);
   a.dlogits = allocate_f32(device, rows * v);
+  // bf16 copies of dY for the backward's matrix products: (B T, max(V, 4C)).
+  if (bf16()) a.dy16 = allocate(device, rows * std::max(v, 4 * c), DType::kBF16);
 }
 
 Gpt::~Gpt() = default;
@@ -167,6 +203,19 @@ Gpt::~Gpt() = default;
 Tensor Gpt::params() const { return Tensor(params_.get(), 0, Shape{num_params_}, DType::kF32); }
 Tensor Gpt::grads() const { return Tensor(grads_.get(), 0, Shape{num_params_}, DType::kF32); }
 Tensor Gpt::param(int64_t offset, Shape shape) const { return params().slice(offset, shape); }
+Tensor Gpt::weight(int64_t offset, Shape shape) const {
+  if (!bf16()) return param(offset, shape);
+  return Tensor(params16_.get(), 0, Shape{num_params_}, DType::kBF16).slice(offset, shape);
+}
+Tensor Gpt::stored(const std::unique_ptr<Buffer>& buffer, Shape shape) const {
+  return Tensor(buffer.get(), 0, shape, config_.precision);
+}
+Tensor Gpt::product_operand(Queue& q, Tensor dy) const {
+  if (!bf16()) return dy;
+  Tensor copy = stored(acts_->dy16, dy.shape);
+  kernels::convert(q, dy, copy);
+  return copy;
+}
 Tensor Gpt::grad(int64_t offset, Shape shape) const { return grads().slice(offset, shape); }
 
 void Gpt::initialize(Queue& q, uint64_t seed) {
@@ -201,24 +250,33 @@ void Gpt::forward_block(Queue& q, int64_t l, Tensor x) {
   BlockActivations& a = acts_->blocks[l];
   const int64_t n = batch_ * steps_, c = config_.dim, h = config_.heads;
   const Shape nc{n, c};
-  Tensor ln1 = view(a.ln1, nc), qkv = view(a.qkv, Shape{n, 3 * c});
-  Tensor atty = view(a.atty, nc), res_att = view(a.res_att, nc);
-  kernels::layernorm_forward(q, x.reshape(nc), param(b.ln1_w, {c}), param(b.ln1_b, {c}), ln1,
-                             view(a.ln1_mean, {n}), view(a.ln1_rstd, {n}), kLayerNormEps);
-  linear(q, ln1, param(b.qkv_w, {3 * c, c}), param(b.qkv_b, {3 * c}), qkv);
-  kernels::attention_forward(q, qkv.reshape({batch_, steps_, 3 * c}),
-                             atty.reshape({batch_, steps_, c}),
-                             view(a.probs, {batch_, h, steps_, steps_}), h);
-  linear(q, atty, param(b.proj_w, {c, c}), param(b.proj_b, {c}), res_att);
+  Tensor ln1 = stored(a.ln1, nc), qkv = stored(a.qkv, Shape{n, 3 * c});
+  Tensor atty = stored(a.atty, nc), res_att = view(a.res_att, nc);
+  Tensor probs = stored(a.probs, {batch_, h, steps_, steps_});
+  layernorm(q, x.reshape(nc), param(b.ln1_w, {c}), param(b.ln1_b, {c}), ln1,
+            view(a.ln1_mean, {n}), view(a.ln1_rstd, {n}));
+  linear(q, ln1, weight(b.qkv_w, {3 * c, c}), param(b.qkv_b, {3 * c}), qkv);
+  if (bf16()) {
+    kernels::attention_forward_bf16(q, qkv.reshape({batch_, steps_, 3 * c}),
+                                    atty.reshape({batch_, steps_, c}), probs, h);
+  } else {
+    kernels::attention_forward(q, qkv.reshape({batch_, steps_, 3 * c}),
+                               atty.reshape({batch_, steps_, c}), probs, h);
+  }
+  linear(q, atty, weight(b.proj_w, {c, c}), param(b.proj_b, {c}), res_att);
   kernels::add(q, res_att, x.reshape(nc), res_att);
 
-  Tensor ln2 = view(a.ln2, nc), fch = view(a.fch, {n, 4 * c});
-  Tensor fch_gelu = view(a.fch_gelu, {n, 4 * c}), res_mlp = view(a.res_mlp, nc);
-  kernels::layernorm_forward(q, res_att, param(b.ln2_w, {c}), param(b.ln2_b, {c}), ln2,
-                             view(a.ln2_mean, {n}), view(a.ln2_rstd, {n}), kLayerNormEps);
-  linear(q, ln2, param(b.fc_w, {4 * c, c}), param(b.fc_b, {4 * c}), fch);
-  kernels::gelu(q, fch, fch_gelu);
-  linear(q, fch_gelu, param(b.fc_proj_w, {c, 4 * c}), param(b.fc_proj_b, {c}), res_mlp);
+  Tensor ln2 = stored(a.ln2, nc), fch = stored(a.fch, {n, 4 * c});
+  Tensor fch_gelu = stored(a.fch_gelu, {n, 4 * c}), res_mlp = view(a.res_mlp, nc);
+  layernorm(q, res_att, param(b.ln2_w, {c}), param(b.ln2_b, {c}), ln2, view(a.ln2_mean, {n}),
+            view(a.ln2_rstd, {n}));
+  linear(q, ln2, weight(b.fc_w, {4 * c, c}), param(b.fc_b, {4 * c}), fch);
+  if (bf16()) {
+    kernels::gelu_bf16(q, fch, fch_gelu);
+  } else {
+    kernels::gelu(q, fch, fch_gelu);
+  }
+  linear(q, fch_gelu, weight(b.fc_proj_w, {c, 4 * c}), param(b.fc_proj_b, {c}), res_mlp);
   kernels::add(q, res_mlp, res_att, res_mlp);
 }
 
@@ -238,15 +296,16 @@ Tensor Gpt::forward(Queue& q, Tensor tokens, Tensor targets) {
   const int64_t n = batch_ * steps_, c = config_.dim, v = config_.vocab;
   Activations& a = *acts_;
   Tensor x = view(a.encoded, {batch_, steps_, c});
+  if (bf16()) kernels::convert(q, params(), weight(0, {num_params_}));  // after any update
   kernels::embedding_forward(q, tokens, param(wte_, {v, c}), param(wpe_, {config_.context, c}), x);
   for (int64_t l = 0; l < config_.layers; ++l) {
     forward_block(q, l, x);
     x = view(acts_->blocks[l].res_mlp, {batch_, steps_, c});
   }
-  Tensor lnf = view(a.lnf, {n, c}), logits = view(a.logits, {n, v});
-  kernels::layernorm_forward(q, x.reshape({n, c}), param(lnf_w_, {c}), param(lnf_b_, {c}), lnf,
-                             view(a.lnf_mean, {n}), view(a.lnf_rstd, {n}), kLayerNormEps);
-  kernels::gemm(q, false, true, 1.0f, lnf, param(head_, {v, c}), 0.0f, logits);
+  Tensor lnf = stored(a.lnf, {n, c}), logits = view(a.logits, {n, v});
+  layernorm(q, x.reshape({n, c}), param(lnf_w_, {c}), param(lnf_b_, {c}), lnf,
+            view(a.lnf_mean, {n}), view(a.lnf_rstd, {n}));
+  matmul(q, false, true, lnf, weight(head_, {v, c}), 0.0f, logits);
   Tensor loss = view(a.loss, {1});
   kernels::softmax_xent_forward(q, logits, targets.reshape({n}), view(a.probs, {n, v}), loss);
   return loss;
@@ -267,16 +326,21 @@ void Gpt::backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
   // MLP: res_mlp = res_att + fch_gelu @ fc_proj.w^T + fc_proj.b
   kernels::bias_grad(q, dres, grad(b.fc_proj_b, {c}), beta);
   ready(b.fc_proj_b, c);
-  kernels::gemm(q, true, false, 1.0f, dres, view(a.fch_gelu, {n, 4 * c}), beta,
-                grad(b.fc_proj_w, {c, 4 * c}));
+  Tensor dy = product_operand(q, dres);
+  matmul(q, true, false, dy, stored(a.fch_gelu, {n, 4 * c}), beta, grad(b.fc_proj_w, {c, 4 * c}));
   ready(b.fc_proj_w, c * 4 * c);
-  kernels::gemm(q, false, false, 1.0f, dres, param(b.fc_proj_w, {c, 4 * c}), 0.0f, dfch);
-  kernels::gelu_backward(q, view(a.fch, {n, 4 * c}), dfch, dfch);
+  matmul(q, false, false, dy, weight(b.fc_proj_w, {c, 4 * c}), 0.0f, dfch);
+  if (bf16()) {
+    kernels::gelu_backward_bf16(q, stored(a.fch, {n, 4 * c}), dfch, dfch);
+  } else {
+    kernels::gelu_backward(q, view(a.fch, {n, 4 * c}), dfch, dfch);
+  }
   kernels::bias_grad(q, dfch, grad(b.fc_b, {4 * c}), beta);
   ready(b.fc_b, 4 * c);
-  kernels::gemm(q, true, false, 1.0f, dfch, view(a.ln2, nc), beta, grad(b.fc_w, {4 * c, c}));
+  dy = product_operand(q, dfch);
+  matmul(q, true, false, dy, stored(a.ln2, nc), beta, grad(b.fc_w, {4 * c, c}));
   ready(b.fc_w, 4 * c * c);
-  kernels::gemm(q, false, false, 1.0f, dfch, param(b.fc_w, {4 * c, c}), 0.0f, dbuf);
+  matmul(q, false, false, dy, weight(b.fc_w, {4 * c, c}), 0.0f, dbuf);
   kernels::layernorm_backward(q, dbuf, view(a.res_att, nc), param(b.ln2_w, {c}),
                               view(a.ln2_mean, {n}), view(a.ln2_rstd, {n}), dres,
                               grad(b.ln2_w, {c}), grad(b.ln2_b, {c}), 1.0f, beta);
@@ -284,19 +348,26 @@ void Gpt::backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
   // Attention: res_att = x + atty @ proj.w^T + proj.b
   kernels::bias_grad(q, dres, grad(b.proj_b, {c}), beta);
   ready(b.proj_b, c);
-  kernels::gemm(q, true, false, 1.0f, dres, view(a.atty, nc), beta, grad(b.proj_w, {c, c}));
+  dy = product_operand(q, dres);
+  matmul(q, true, false, dy, stored(a.atty, nc), beta, grad(b.proj_w, {c, c}));
   ready(b.proj_w, c * c);
-  kernels::gemm(q, false, false, 1.0f, dres, param(b.proj_w, {c, c}), 0.0f, dbuf);
-  kernels::attention_backward(q, dbuf.reshape({batch_, steps_, c}),
-                              view(a.qkv, {batch_, steps_, 3 * c}),
-                              view(a.probs, {batch_, h, steps_, steps_}),
-                              dqkv.reshape({batch_, steps_, 3 * c}),
-                              view(s.dscores, {batch_, h, steps_, steps_}), h);
+  matmul(q, false, false, dy, weight(b.proj_w, {c, c}), 0.0f, dbuf);
+  Tensor qkv = stored(a.qkv, {batch_, steps_, 3 * c});
+  Tensor probs = stored(a.probs, {batch_, h, steps_, steps_});
+  Tensor dscores = view(s.dscores, {batch_, h, steps_, steps_});
+  if (bf16()) {
+    kernels::attention_backward_bf16(q, dbuf.reshape({batch_, steps_, c}), qkv, probs,
+                                     dqkv.reshape({batch_, steps_, 3 * c}), dscores, h);
+  } else {
+    kernels::attention_backward(q, dbuf.reshape({batch_, steps_, c}), qkv, probs,
+                                dqkv.reshape({batch_, steps_, 3 * c}), dscores, h);
+  }
   kernels::bias_grad(q, dqkv, grad(b.qkv_b, {3 * c}), beta);
   ready(b.qkv_b, 3 * c);
-  kernels::gemm(q, true, false, 1.0f, dqkv, view(a.ln1, nc), beta, grad(b.qkv_w, {3 * c, c}));
+  dy = product_operand(q, dqkv);
+  matmul(q, true, false, dy, stored(a.ln1, nc), beta, grad(b.qkv_w, {3 * c, c}));
   ready(b.qkv_w, 3 * c * c);
-  kernels::gemm(q, false, false, 1.0f, dqkv, param(b.qkv_w, {3 * c, c}), 0.0f, dbuf);
+  matmul(q, false, false, dy, weight(b.qkv_w, {3 * c, c}), 0.0f, dbuf);
   kernels::layernorm_backward(q, dbuf, x, param(b.ln1_w, {c}), view(a.ln1_mean, {n}),
                               view(a.ln1_rstd, {n}), dres, grad(b.ln1_w, {c}), grad(b.ln1_b, {c}),
                               1.0f, beta);
@@ -316,9 +387,10 @@ void Gpt::backward(Queue& q, const StepOptions& options) {
                                  options.grad_scale / static_cast<float>(n));
   // Head: logits = lnf @ head^T. A tied head writes wte's gradient first; the embedding
   // adds to it at the end.
-  kernels::gemm(q, true, false, 1.0f, dlogits, view(a.lnf, {n, c}), beta, grad(head_, {v, c}));
+  Tensor dy = product_operand(q, dlogits);
+  matmul(q, true, false, dy, stored(a.lnf, {n, c}), beta, grad(head_, {v, c}));
   if (!config_.tie_embeddings) ready(head_, v * c);
-  kernels::gemm(q, false, false, 1.0f, dlogits, param(head_, {v, c}), 0.0f, view(a.dbuf, {n, c}));
+  matmul(q, false, false, dy, weight(head_, {v, c}), 0.0f, view(a.dbuf, {n, c}));
   const int64_t last = config_.layers - 1;
   Tensor x_last = view(acts_->blocks[last].res_mlp, {n, c});
   kernels::layernorm_backward(q, view(a.dbuf, {n, c}), x_last, param(lnf_w_, {c}),
@@ -366,7 +438,7 @@ EvalSums Gpt::evaluate(Queue& q, const Batch& batch) {
 std::string Gpt::describe() const {
   return str_cat("gpt ", config_.layers, "x", config_.dim, " (", config_.heads, " heads, context ",
                  config_.context, ", vocab ", config_.vocab,
-                 config_.tie_embeddings ? ", tied)" : ", untied head)");
+                 config_.tie_embeddings ? ", tied" : ", untied head", bf16() ? ", bf16)" : ")");
 }
 
 }  // namespace petaring

@@ -37,6 +37,16 @@ struct GptConfig {
   int64_t heads = 4;      // H; dim % heads == 0
   int64_t dim = 128;      // C
   bool tie_embeddings = true;
+  // kF32, or kBF16 for mixed precision (recipe `training.precision: bf16`), as in PyTorch
+  // autocast with bf16 plus f32 master weights: params() and grads() stay f32 (the
+  // optimizer, the gradient allreduce and checkpoints see only f32); a bf16 copy of the
+  // parameters is refreshed from them at every forward (so after each optimizer step,
+  // checkpoint load or broadcast); the matrix products (qkv, proj, fc, fc_proj, LM head,
+  // forward and backward) take bf16 operands and sum in f32; the activations kept for
+  // backward (LayerNorm outputs, qkv, attention probabilities and output, the MLP's
+  // hidden layer) are stored in bf16. The residual stream, LayerNorm statistics and
+  // parameters, embeddings, logits, softmax and loss, and every gradient are f32.
+  DType precision = DType::kF32;
 };
 
 // The gpt keys of a recipe's model section (trainer/recipe.h).
@@ -51,7 +61,7 @@ class Gpt : public Model {
   ~Gpt() override;
 
   const GptConfig& config() const { return config_; }
-  // "gpt 4x128 (4 heads, context 128, vocab 256, tied)"
+  // "gpt 4x128 (4 heads, context 128, vocab 256, tied)", ", bf16)" in mixed precision
   std::string describe() const override;
   int64_t num_params() const override { return num_params_; }
   Tensor params() const override;  // (num_params)
@@ -93,6 +103,13 @@ class Gpt : public Model {
   struct Block;
   struct Activations;
   Tensor param(int64_t offset, Shape shape) const;
+  // A matrix weight as the matrix products read it: the f32 master, or its bf16 copy.
+  Tensor weight(int64_t offset, Shape shape) const;
+  // The activation buffer `buffer` as (shape) in the storage dtype (f32 or bf16).
+  Tensor stored(const std::unique_ptr<Buffer>& buffer, Shape shape) const;
+  // dY for the matrix products of a backward: itself in f32, its bf16 copy otherwise.
+  Tensor product_operand(Queue& q, Tensor dy) const;
+  bool bf16() const { return config_.precision == DType::kBF16; }
   Tensor grad(int64_t offset, Shape shape) const;
   void forward_block(Queue& q, int64_t l, Tensor x);
   void backward_block(Queue& q, int64_t l, Tensor x, Tensor dres, float beta,
@@ -108,6 +125,7 @@ class Gpt : public Model {
   std::vector<Named> named_;
   std::unique_ptr<Buffer> params_;
   std::unique_ptr<Buffer> grads_;
+  std::unique_ptr<Buffer> params16_;  // bf16 copy of params_ (mixed precision only)
   std::unique_ptr<Activations> acts_;
   std::vector<float> probs_host_;  // evaluate's copy of the probabilities
 };

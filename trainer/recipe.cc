@@ -32,7 +32,7 @@ const std::map<std::string, std::vector<std::string>> kSectionKeys = {
       "schedule", "warmup_steps", "min_lr"}},
     {"training",
      {"batch_size", "epochs", "seed", "max_steps", "log_every", "evaluate", "grad_accum_steps",
-      "bucket_mb"}},
+      "bucket_mb", "precision"}},
     {"devices", {"kind", "count", "memory", "threads"}},
     {"checkpoint", {"dir", "every", "keep"}},
 };
@@ -282,6 +282,16 @@ void read_training(const SectionReader& reader, TrainingConfig* training) {
   reader.get_bool("evaluate", &training->evaluate);
   reader.get_int("grad_accum_steps", 1, &training->grad_accum_steps);
   reader.get_number("bucket_mb", NumberRule::kPositive, &training->bucket_mb);
+  reader.get_enum("precision", {"f32", "bf16"}, &training->precision);
+}
+
+// Mixed precision is implemented for the GPT (trainer/gpt.h) only.
+void check_precision_fits_model(const Recipe& recipe, const SectionReader& training) {
+  if (recipe.training.precision != "f32" && recipe.model.type != "gpt") {
+    training.fail("precision", str_cat(recipe.training.precision, " is implemented for "
+                                       "model.type gpt only; use precision: f32 with type ",
+                                       recipe.model.type));
+  }
 }
 
 void read_checkpoint(const SectionReader& reader, CheckpointConfig* checkpoint) {
@@ -386,7 +396,9 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
   const SectionReader data = reader("data");
   read_data(data, &recipe.data);
   read_optimizer(reader("optimizer"), &recipe.optimizer);
-  read_training(reader("training"), &recipe.training);
+  const SectionReader training = reader("training");
+  read_training(training, &recipe.training);
+  check_precision_fits_model(recipe, training);
   if (sections.count("devices")) read_devices(reader("devices"), &recipe.devices);
   if (sections.count("checkpoint")) read_checkpoint(reader("checkpoint"), &recipe.checkpoint);
   check_model_type_fits_data(recipe, model, data);

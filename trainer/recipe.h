@@ -59,6 +59,9 @@ struct TrainingConfig {
   bool evaluate = true;    // test-set accuracy at the end of each epoch
   int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (each batch_size rows)
   double bucket_mb = 25.0;       // gradient allreduce bucket size, MiB (first bucket smaller)
+  // "f32", or "bf16": mixed precision (gpt only): bf16 weight copies and activations,
+  // f32 master weights, optimizer state, gradients and their allreduce.
+  std::string precision = "f32";
   bool operator==(const TrainingConfig&) const = default;
 };
 

@@ -96,7 +96,8 @@ std::string recipe_to_yaml(const Recipe& recipe) {
   out << YAML::Key << "log_every" << YAML::Value << training.log_every;
   out << YAML::Key << "evaluate" << YAML::Value << bool_text(training.evaluate);
   out << YAML::Key << "grad_accum_steps" << YAML::Value << training.grad_accum_steps;
-  out << YAML::Key << "bucket_mb" << YAML::Value << number_text(training.bucket_mb) << YAML::EndMap;
+  out << YAML::Key << "bucket_mb" << YAML::Value << number_text(training.bucket_mb);
+  out << YAML::Key << "precision" << YAML::Value << training.precision << YAML::EndMap;
 
   const DevicesConfig& devices = recipe.devices;
   out << YAML::Key << "devices" << YAML::Value << YAML::BeginMap;
