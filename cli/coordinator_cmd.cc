@@ -72,7 +72,7 @@ void register_coordinator(CLI::App& app, CommandTable& table) {
   sub->add_option("--secret-file", args->secret_file, "file holding the pool secret")->required();
   sub->add_option("--heartbeat-timeout-ms", args->heartbeat_timeout_ms,
                   "a node silent this long is lost and its jobs restart")->capture_default_str();
-  sub->add_option("--max-attempts", args->max_attempts, "attempts per job before it fails")->capture_default_str();
+  sub->add_option("--max-attempts", args->max_attempts, "failed attempts (rank errors, lost nodes) per job before it fails; preemptions and reclaims do not count")->capture_default_str();
   sub->add_option("--address-file", args->address_file, "write the bound host:port here once serving");
   table.entries.emplace_back(sub, [args] { return run_coordinator(*args); });
 }

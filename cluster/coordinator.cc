@@ -16,6 +16,7 @@
 #include "runtime/log.h"
 #include "scheduler/scheduler.h"
 #include "trainer/recipe.h"
+#include "trainer/train.h"
 
 namespace petaring::cluster {
 
@@ -213,7 +214,8 @@ class Coordinator::Impl : public Handler {
         start_attempt(job, d.placement);
       } else if (job.state == "running") {
         bool cancelled = d.cause == sched::StopCause::kCancelled;
-        end_attempt(job, cancelled ? "cancelled" : "queued", why.empty() ? d.reason : why);
+        end_attempt(job, cancelled ? "cancelled" : "queued", why.empty() ? d.reason : why,
+                    /*failure=*/d.cause == sched::StopCause::kLost);
       } else if (job.state == "stopping" && d.cause == sched::StopCause::kCancelled) {
         job.after_stop = "cancelled";
         state_.update_job(job);
@@ -366,13 +368,21 @@ class Coordinator::Impl : public Handler {
     }
     if (job->second.state == "stopping") {
       check_stopped(job->second);
+    } else if (code == kPreemptedExitCode) {
+      // The trainer was preempted (SIGTERM from the host, say): every rank stops after the
+      // same step and its checkpoint is on disk. Re-placed; not a failure.
+      end_attempt(job->second, "queued",
+                  str_cat("attempt ", attempt, ": rank ", rank, " on node ", node.row.name,
+                          " was preempted (exit ", code, ") after a checkpoint; it resumes from it"),
+                  /*failure=*/false);
     } else if (code != 0) {
       for (const AssignmentRow& a : placed->second) {
         auto other = nodes_.find(a.node_id);
         if (other != nodes_.end() && a.node_id != node.row.id) other->second.suspect = true;
       }
       end_attempt(job->second, "queued",
-                  str_cat("attempt ", attempt, ": rank ", rank, " on node ", node.row.name, " exited with code ", code));
+                  str_cat("attempt ", attempt, ": rank ", rank, " on node ", node.row.name, " exited with code ", code),
+                  /*failure=*/true);
     } else if (all_done) {
       end_attempt(job->second, "finished", "");
     }
@@ -426,8 +436,9 @@ class Coordinator::Impl : public Handler {
   // (its node declared dead): until then its GPUs stay held, so a new job never shares a
   // GPU with ranks still shutting down. The state survives a coordinator restart (the
   // stops are sent again). Then complete_attempt() gives the job its new state.
-  void end_attempt(JobRow& job, std::string new_state, std::string reason) {
+  void end_attempt(JobRow& job, std::string new_state, std::string reason, bool failure = false) {
     tables_.erase({job.id, job.attempt});
+    if (failure) job.failures += 1;
     int still_running = 0;
     for (const AssignmentRow& a : placement_[job.id]) {
       if (a.state != "running") continue;
@@ -451,9 +462,9 @@ class Coordinator::Impl : public Handler {
     int64_t now = clock();
     std::map<int64_t, int> gpus_by_node;
     for (const AssignmentRow& a : placement_[job.id]) gpus_by_node[a.node_id] += 1;
-    if (new_state == "queued" && job.attempt >= options_.max_attempts) {
+    if (new_state == "queued" && job.failures >= options_.max_attempts) {
       new_state = "failed";
-      reason = str_cat(reason, "; gave up after ", job.attempt, " attempts");
+      reason = str_cat(reason, "; gave up after ", job.failures, " failed attempts");
     }
     if (new_state == "finished") {
       scheduler_.job_finished(job.id, now);

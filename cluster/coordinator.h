@@ -10,7 +10,9 @@
 // GPUs, until every rank has exited (its worker reports it) or is gone (its node was
 // declared dead); only then do the GPUs go back to the scheduler, GPU-seconds to the
 // ledger, and the job is queued again (the next attempt resumes from the job's
-// checkpoint) until `max_attempts` is reached, or ends if cancelled. The stopping state
+// checkpoint) until `max_attempts` attempts have failed (a rank's error exit, a lost
+// node; not a reclaim, a cancel, or a rank preempted with exit 75 after its checkpoint),
+// or ends if cancelled. The stopping state
 // is persisted, so a restarted coordinator keeps holding the GPUs and re-sends the stops.
 // A job that needs more GPUs than the pool has waits with the scheduler's reason, saying
 // both numbers. After a restart the scheduler is rebuilt from the state file.
@@ -31,7 +33,7 @@ struct CoordinatorOptions {
   std::string state_path;  // SQLite file
   std::string secret;      // the pool secret
   std::chrono::milliseconds heartbeat_timeout{10000};
-  uint32_t max_attempts = 4;
+  uint32_t max_attempts = 4;  // failed attempts before a job fails (JobRow::failures)
 };
 
 class Coordinator {

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   state TEXT NOT NULL, attempt INTEGER NOT NULL, reason TEXT NOT NULL,
   last_metrics TEXT NOT NULL, submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, min_gpus INTEGER NOT NULL DEFAULT 0,
-  max_gpus INTEGER NOT NULL DEFAULT 0, after_stop TEXT NOT NULL DEFAULT '');
+  max_gpus INTEGER NOT NULL DEFAULT 0, after_stop TEXT NOT NULL DEFAULT '',
+  failures INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS assignments (
   job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, rank INTEGER NOT NULL,
   node_id INTEGER NOT NULL, device_idx INTEGER NOT NULL, state TEXT NOT NULL,
@@ -48,6 +49,7 @@ constexpr const char* kAddedColumns[] = {
     "ALTER TABLE jobs ADD COLUMN max_gpus INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE ledger ADD COLUMN flops REAL NOT NULL DEFAULT 0",
     "ALTER TABLE jobs ADD COLUMN after_stop TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0",
 };
 
 // One prepared statement; binds by position (1-based) and steps.
@@ -183,23 +185,24 @@ void bind_job(Statement& s, const JobRow& j) {
   s.bind(1, j.name).bind(2, j.recipe_yaml).bind(3, int64_t{j.gpus}).bind(4, int64_t{j.priority})
       .bind(5, j.tenant).bind(6, j.state).bind(7, int64_t{j.attempt}).bind(8, j.reason)
       .bind(9, j.last_metrics).bind(10, j.submitted_ms).bind(11, j.started_ms).bind(12, j.finished_ms)
-      .bind(13, int64_t{j.min_gpus}).bind(14, int64_t{j.max_gpus}).bind(15, j.after_stop);
+      .bind(13, int64_t{j.min_gpus}).bind(14, int64_t{j.max_gpus}).bind(15, j.after_stop)
+      .bind(16, int64_t{j.failures});
 }
 void write_job(sqlite3* db, const JobRow& job) {
   Statement s(db,
               "UPDATE jobs SET name=?, recipe_yaml=?, gpus=?, priority=?, tenant=?, state=?, "
               "attempt=?, reason=?, last_metrics=?, submitted_ms=?, started_ms=?, finished_ms=?, "
-              "min_gpus=?, max_gpus=?, after_stop=? WHERE id=?");
+              "min_gpus=?, max_gpus=?, after_stop=?, failures=? WHERE id=?");
   bind_job(s, job);
-  s.bind(16, job.id).run();
+  s.bind(17, job.id).run();
 }
 }  // namespace
 
 int64_t PoolState::add_job(const JobRow& job) {
   Statement s(db_->db,
               "INSERT INTO jobs (name, recipe_yaml, gpus, priority, tenant, state, attempt, "
-              "reason, last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus, after_stop) "
-              "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+              "reason, last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus, after_stop, "
+              "failures) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   bind_job(s, job);
   s.run();
   return sqlite3_last_insert_rowid(db_->db);
@@ -211,7 +214,8 @@ std::vector<JobRow> PoolState::jobs() {
   std::vector<JobRow> rows;
   Statement s(db_->db,
               "SELECT id, name, recipe_yaml, gpus, priority, tenant, state, attempt, reason, "
-              "last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus, after_stop FROM jobs ORDER BY id");
+              "last_metrics, submitted_ms, started_ms, finished_ms, min_gpus, max_gpus, after_stop, failures "
+              "FROM jobs ORDER BY id");
   while (s.step()) {
     JobRow j;
     j.id = s.i64(0);
@@ -231,6 +235,7 @@ std::vector<JobRow> PoolState::jobs() {
     j.min_gpus = s.i64(13) > 0 ? static_cast<uint32_t>(s.i64(13)) : j.gpus;
     j.max_gpus = s.i64(14) > 0 ? static_cast<uint32_t>(s.i64(14)) : j.gpus;
     j.after_stop = s.text(15);
+    j.failures = static_cast<uint32_t>(s.i64(16));
     rows.push_back(std::move(j));
   }
   return rows;

@@ -47,6 +47,9 @@ struct JobRow {
   // While stopping: the state once every rank of the attempt has exited (queued or
   // cancelled; queued turns failed when out of attempts). Empty otherwise.
   std::string after_stop;
+  // Attempts that ended in a failure (a rank's error exit, a lost node); preemptions,
+  // reclaims and cancels do not count. The job fails when it reaches max_attempts.
+  uint32_t failures = 0;
 };
 
 struct AssignmentRow {

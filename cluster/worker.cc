@@ -23,6 +23,7 @@
 #include "cluster/connection.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "trainer/train.h"
 
 namespace petaring::cluster {
 
@@ -181,7 +182,8 @@ struct Worker::Impl {
       if (done == it->second.pid) {
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         PR_LOG(kInfo) << "worker " << options.name << ": job " << std::get<0>(it->first) << " rank "
-                      << std::get<2>(it->first) << " exited with code " << code;
+                      << std::get<2>(it->first) << " exited with code " << code
+                      << (code == kPreemptedExitCode ? " (preempted after a checkpoint)" : "");
         exits.emplace_back(it->first, code);
         if (!it->second.metrics_path.empty()) {
           std::string line = last_line(it->second.metrics_path);
@@ -254,6 +256,11 @@ struct Worker::Impl {
     pid_t pid = ::fork();
     if (pid < 0) PR_FAIL(kFailedPrecondition, "fork failed starting a rank: ", std::strerror(errno));
     if (pid == 0) {
+      // The worker blocks SIGTERM and SIGINT (it waits for them on a thread); a rank must
+      // get them, to checkpoint and exit 75 when stopped.
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
       ::setpgid(0, 0);
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);

@@ -18,6 +18,7 @@
 #include "cluster/worker.h"
 #include "runtime/error.h"
 #include "trainer/recipe.h"
+#include "trainer/train.h"
 
 namespace petaring::cluster {
 namespace {
@@ -213,7 +214,7 @@ TEST_F(CoordinatorTest, FailedRankRestartsTheJobThenGivesUp) {
   nlohmann::json state = client().job(job);
   EXPECT_EQ(state["state"], "failed");
   EXPECT_NE(state["reason"].get<std::string>().find("rank 1 on node a exited with code 1"), std::string::npos);
-  EXPECT_NE(state["reason"].get<std::string>().find("gave up after 3 attempts"), std::string::npos);
+  EXPECT_NE(state["reason"].get<std::string>().find("gave up after 3 failed attempts"), std::string::npos);
 }
 
 TEST_F(CoordinatorTest, LostNodeRestartsItsJobsElsewhere) {
@@ -466,6 +467,37 @@ TEST_F(CoordinatorTest, StoppingHoldsTheGpusUntilTheOldRanksExitAcrossARestart) 
   ASSERT_EQ(beat.starts.size(), 1u);
   EXPECT_EQ(beat.starts[0].job, second);
   EXPECT_EQ(client().ledger().size(), 1u);  // the stopped attempt's usage, once
+}
+
+// A rank that exits 75 (the trainer preempted by a signal, after its checkpoint) is a
+// preemption, not a failure: the job is re-placed to resume, however often it happens,
+// while max_attempts (3 here) failed attempts still end it.
+TEST_F(CoordinatorTest, PreemptedRanksAreReplacedWithoutCountingAFailure) {
+  FakeWorker a(coordinator_->address(), "a", 2);
+  int64_t job = client().submit_text(recipe_text(), "r.yaml", 2, 0, "t");
+  Beat beat = a.beat();
+  for (uint32_t attempt = 1; attempt <= 5; ++attempt) {
+    ASSERT_EQ(beat.starts.size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(beat.starts[0].attempt, attempt);
+    EXPECT_EQ(beat.starts[0].resume, attempt > 1);
+    beat = a.beat({{job, attempt, 1}}, {{job, attempt, 0, kPreemptedExitCode}});
+    EXPECT_EQ(client().job(job)["state"], "stopping");
+    EXPECT_NE(client().job(job)["reason"].get<std::string>().find("was preempted (exit 75) after a checkpoint"),
+              std::string::npos)
+        << client().job(job)["reason"];
+    beat = a.beat({}, {{job, attempt, 1, kPreemptedExitCode}});
+  }
+  EXPECT_EQ(client().job(job)["state"], "running");
+  EXPECT_EQ(client().job(job)["attempt"], 6);
+  // Real failures still count: the third ends the job.
+  for (uint32_t attempt = 6; attempt <= 8; ++attempt) {
+    ASSERT_EQ(beat.starts.size(), 1u) << "attempt " << attempt;
+    beat = a.beat({}, {{job, attempt, 0, 1}, {job, attempt, 1, 1}});
+  }
+  EXPECT_TRUE(beat.starts.empty());
+  EXPECT_EQ(client().job(job)["state"], "failed");
+  EXPECT_NE(client().job(job)["reason"].get<std::string>().find("gave up after 3 failed attempts"),
+            std::string::npos);
 }
 
 }  // namespace
