@@ -3,7 +3,8 @@
 // the same model, data, optimizer, batch and number of ranks, runs interleaved in one
 // invocation so that both see the same machine. Reports medians and their ratio.
 // A gpt recipe (model.type gpt) is measured in tokens/s over --steps optimizer steps
-// beside examples/scripts/torch_gpt_reference.py instead.
+// beside examples/scripts/torch_gpt_reference.py instead; `--precision f32,bf16` runs
+// ours once per training.precision in the same interleaved rounds.
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,7 @@ struct BenchTrainArgs {
   std::string script = "examples/scripts/torch_ddp_reference.py";
   std::string gpt_script = "examples/scripts/torch_gpt_reference.py";
   int64_t steps = 50;  // gpt recipes: optimizer steps per run
+  std::vector<std::string> precisions;  // gpt recipes: training.precision values; {} = the recipe's
   bool json = false;
 };
 
@@ -154,43 +156,70 @@ int run_bench_train_gpt(const BenchTrainArgs& args, const Recipe& recipe) {
   const std::string overrides = " --set training.max_steps=" + std::to_string(args.steps) +
                                 " --set training.log_every=" + std::to_string(args.steps) +
                                 " --set training.evaluate=false";
+  const std::vector<std::string> precisions =
+      args.precisions.empty() ? std::vector<std::string>{recipe.training.precision} : args.precisions;
   if (!args.json) {
     std::printf("# %s, %lld steps per run, %d run(s) each, interleaved; tokens/s (median)\n",
                 args.recipe.c_str(), static_cast<long long>(args.steps), args.repeats);
-    std::printf("%5s %14s %9s %14s %9s %7s\n", "ranks", "petaring", "loss", "pytorch-ddp",
-                "loss", "ratio");
+    std::printf("%5s", "ranks");
+    for (const std::string& p : precisions) {
+      std::printf(" %14s %9s", ("petaring-" + p).c_str(), "loss");
+    }
+    std::printf(" %14s %9s", "pytorch-ddp", "loss");
+    for (const std::string& p : precisions) std::printf(" %10s", (p + "/ddp").c_str());
+    std::printf("\n");
   }
   for (int np : args.ranks) {
-    std::vector<double> ours, theirs, our_loss, their_loss;
+    std::vector<std::vector<double>> ours(precisions.size()), our_loss(precisions.size());
+    std::vector<double> theirs, their_loss;
     for (int rep = 0; rep < args.repeats; ++rep) {
-      nlohmann::json a = run_petaring(args, np, overrides);
-      ours.push_back(a["tokens_per_s"].get<double>());
-      our_loss.push_back(a["loss"].get<double>());
+      for (size_t i = 0; i < precisions.size(); ++i) {
+        nlohmann::json a =
+            run_petaring(args, np, overrides + " --set training.precision=" + precisions[i]);
+        ours[i].push_back(a["tokens_per_s"].get<double>());
+        our_loss[i].push_back(a["loss"].get<double>());
+      }
       if (with_reference) {
         nlohmann::json b = run_reference_gpt(args, recipe, np);
         theirs.push_back(b["tokens_per_s"].get<double>());
         their_loss.push_back(b["loss"].get<double>());
       }
     }
-    const double ours_med = median(ours);
     const double theirs_med = with_reference ? median(theirs) : 0;
-    const double ratio = theirs_med > 0 ? ours_med / theirs_med : 0;
     if (args.json) {
-      nlohmann::json row = {{"np", np}, {"steps", args.steps}, {"repeats", args.repeats},
-                            {"petaring_tokens_per_s", ours_med}, {"petaring_runs", ours},
-                            {"petaring_loss", median(our_loss)}};
+      nlohmann::json row = {{"np", np}, {"steps", args.steps}, {"repeats", args.repeats}};
+      for (size_t i = 0; i < precisions.size(); ++i) {
+        // The first precision also under the keys of a one-precision run.
+        const std::string prefix = i == 0 ? "petaring" : "petaring_" + precisions[i];
+        row[prefix + "_precision"] = precisions[i];
+        row[prefix + "_tokens_per_s"] = median(ours[i]);
+        row[prefix + "_runs"] = ours[i];
+        row[prefix + "_loss"] = median(our_loss[i]);
+        if (with_reference && theirs_med > 0) {
+          row[i == 0 ? std::string("ratio") : "ratio_" + precisions[i]] = median(ours[i]) / theirs_med;
+        }
+      }
       if (with_reference) {
         row["pytorch_tokens_per_s"] = theirs_med;
         row["pytorch_runs"] = theirs;
         row["pytorch_loss"] = median(their_loss);
-        row["ratio"] = ratio;
       }
       std::cout << row.dump() << std::endl;
-    } else if (with_reference) {
-      std::printf("%5d %14.0f %9.4f %14.0f %9.4f %6.2fx\n", np, ours_med, median(our_loss),
-                  theirs_med, median(their_loss), ratio);
     } else {
-      std::printf("%5d %14.0f %9.4f %14s %9s %7s\n", np, ours_med, median(our_loss), "-", "-", "-");
+      std::printf("%5d", np);
+      for (size_t i = 0; i < precisions.size(); ++i) {
+        std::printf(" %14.0f %9.4f", median(ours[i]), median(our_loss[i]));
+      }
+      if (with_reference) {
+        std::printf(" %14.0f %9.4f", theirs_med, median(their_loss));
+        for (size_t i = 0; i < precisions.size(); ++i) {
+          std::printf(" %9.2fx", theirs_med > 0 ? median(ours[i]) / theirs_med : 0.0);
+        }
+      } else {
+        std::printf(" %14s %9s", "-", "-");
+        for (size_t i = 0; i < precisions.size(); ++i) std::printf(" %10s", "-");
+      }
+      std::printf("\n");
     }
     std::fflush(stdout);
   }
@@ -260,6 +289,11 @@ void register_bench_train(CLI::App& bench, CommandTable& table) {
   sub->add_option("--script", args->script, "the PyTorch reference script")->capture_default_str();
   sub->add_option("--gpt-script", args->gpt_script, "the PyTorch reference for gpt recipes")->capture_default_str();
   sub->add_option("--steps", args->steps, "gpt recipes: optimizer steps per run")->check(CLI::Range(1, 100000))->capture_default_str();
+  sub->add_option("--precision", args->precisions,
+                  "gpt recipes: training.precision values to run, e.g. --precision f32,bf16 "
+                  "(default: the recipe's)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"f32", "bf16"}));
   sub->add_flag("--json", args->json, "one JSON object per rank count");
   table.entries.emplace_back(sub, [args] { return run_bench_train(*args); });
 }

@@ -11,20 +11,19 @@ Needs Debian's python3-torch (run with /usr/bin/python3). Not a dependency of pe
 """
 import argparse
 import gzip
-import json
 import os
-import socket
 import struct
 import time
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
+
+from torch_ddp_common import add_common_args, init_rank, spawn_and_report
 
 
 def read_idx(path):
@@ -59,12 +58,7 @@ def build_model(layers, init):
 
 def run(rank, args, port, results):
     world = args.np
-    threads = args.threads or max(1, (os.cpu_count() or 1) // world)
-    torch.set_num_threads(threads)
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.manual_seed(args.seed)
+    threads = init_rank(rank, args, port)
 
     mean, std = 0.0, 1.0
     if args.normalize:
@@ -113,15 +107,9 @@ def run(rank, args, port, results):
     dist.destroy_process_group()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--np", type=int, default=1, help="ranks (processes)")
+    add_common_args(p)
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--layers", type=lambda s: [int(v) for v in s.split(",")], default=[784, 256, 256, 10])
     p.add_argument("--init", default="kaiming_uniform", choices=["kaiming_uniform", "kaiming_normal"])
@@ -130,13 +118,8 @@ def main():
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--batch", type=int, default=64, help="per rank")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads per rank; 0 = cores / ranks")
     args = p.parse_args()
-    ctx = mp.get_context("spawn")
-    results = ctx.SimpleQueue()
-    mp.spawn(run, args=(args, free_port(), results), nprocs=args.np, join=True)
-    print(json.dumps(results.get()))
+    spawn_and_report(run, args)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,16 @@ loss, steps) so that `petaring bench train` can compare the two side by side.
 Needs Debian's python3-torch (run with /usr/bin/python3). Not a dependency of petaring.
 """
 import argparse
-import json
 import math
-import os
-import socket
 import time
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+from torch_ddp_common import add_common_args, init_rank, spawn_and_report
 
 
 class Block(nn.Module):
@@ -92,12 +90,7 @@ def lr_at(step, a):
 
 def run(rank, a, port, results):
     world = a.np
-    threads = a.threads or max(1, (os.cpu_count() or 1) // world)
-    torch.set_num_threads(threads)
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.manual_seed(a.seed)
+    threads = init_rank(rank, a, port)
     with open(a.data, "rb") as f:
         data = torch.tensor(list(f.read()), dtype=torch.long)
     train = data[: int(len(data) * 0.9)]
@@ -136,15 +129,9 @@ def run(rank, a, port, results):
     dist.destroy_process_group()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--np", type=int, default=1, help="ranks (processes)")
+    add_common_args(p)
     p.add_argument("--data", default="/usr/share/games/fortunes/computers")
     p.add_argument("--vocab", type=int, default=256)
     p.add_argument("--context", type=int, default=128)
@@ -161,13 +148,8 @@ def main():
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--batch", type=int, default=16, help="sequences per rank")
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads per rank; 0 = cores / ranks")
     a = p.parse_args()
-    ctx = mp.get_context("spawn")
-    results = ctx.SimpleQueue()
-    mp.spawn(run, args=(a, free_port(), results), nprocs=a.np, join=True)
-    print(json.dumps(results.get()))
+    spawn_and_report(run, a)
 
 
 if __name__ == "__main__":
