@@ -125,9 +125,11 @@ void layernorm_forward_bf16_kernel(const KernelArgs& args) {
     const float* __restrict xi = x + i * c;
     uint16_t* __restrict yi = &y[i * c].bits;
     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < c; ++j) sum += xi[j];
     const float m = sum / static_cast<float>(c);
     float var = 0.0f;
+#pragma omp simd reduction(+ : var)
     for (int64_t j = 0; j < c; ++j) var += (xi[j] - m) * (xi[j] - m);
     const float r = 1.0f / std::sqrt(var / static_cast<float>(c) + eps);
     for (int64_t j = 0; j < c; ++j) yi[j] = cpu::bf16_bits((xi[j] - m) * r * w[j] + b[j]);
@@ -142,7 +144,7 @@ void gelu_bf16_kernel(const KernelArgs& args) {
   PR_CHECK_EQ(args.tensors[1].numel(), count) << "gelu_bf16 X and Y";
   const uint16_t* x = &bf16_data(args.tensors[0], "gelu_bf16", "X")->bits;
   uint16_t* y = &bf16_data(args.tensors[1], "gelu_bf16", "Y")->bits;  // may alias x
-#pragma omp parallel for simd schedule(static) num_threads(team(count))
+#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(team(count))
   for (int64_t i = 0; i < count; ++i) y[i] = cpu::bf16_bits(cpu::gelu_value(cpu::bf16_value(x[i])));
 }
 
@@ -155,7 +157,7 @@ void gelu_backward_bf16_kernel(const KernelArgs& args) {
   const uint16_t* __restrict x = &bf16_data(args.tensors[0], kName, "X")->bits;
   const float* dy = f32_data(args.tensors[1], kName, "dY");
   float* dx = f32_data(args.tensors[2], kName, "dX");  // may alias dy
-#pragma omp parallel for simd schedule(static) num_threads(team(count))
+#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(team(count))
   for (int64_t i = 0; i < count; ++i) dx[i] = dy[i] * cpu::gelu_slope(cpu::bf16_value(x[i]));
 }
 
