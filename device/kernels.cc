@@ -29,14 +29,15 @@ void expect_buffer(const char* kernel, const char* role, const Tensor& t) {
   if (t.buffer == nullptr) PR_FAIL(kInvalidArgument, kernel, ": ", role, " has no buffer");
 }
 
-// f32 is what every float tensor must be. bf16/f16 are valid requests that this version
-// refuses with kUnimplemented (the mixed-precision work of the trainer issue adds them).
+// f32 is what the f32 kernels' float tensors must be. bf16/f16 are refused with
+// kUnimplemented: bf16 data goes to the *_bf16 kernels; f16 has none yet.
 void expect_f32(const char* kernel, const char* role, const Tensor& t) {
   expect_buffer(kernel, role, t);
   if (t.dtype == DType::kF32) return;
   if (t.dtype == DType::kBF16 || t.dtype == DType::kF16) {
     PR_FAIL(kUnimplemented, kernel, ": ", role, " ", t.shape, " is ", dtype_name(t.dtype),
-            "; only f32 is implemented for now: keep this tensor in f32");
+            "; this kernel takes f32: keep this tensor in f32 or use the kernel's bf16 variant "
+            "(device/kernels.h, mixed precision) where there is one");
   }
   PR_FAIL(kInvalidArgument, kernel, ": ", role, " ", t.shape, " must be f32, got ",
           dtype_name(t.dtype));

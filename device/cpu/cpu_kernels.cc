@@ -17,7 +17,7 @@ namespace petaring {
 float* f32_data(const Tensor& tensor, const char* kernel, const char* role) {
   if (tensor.dtype != DType::kF32) {
     PR_FAIL(kUnimplemented, kernel, ": ", role, " is ", dtype_name(tensor.dtype),
-            "; the cpu backend implements f32 only for now");
+            "; this kernel takes f32 (the bf16 ones are the *_bf16 kernels of device/kernels.h)");
   }
   return tensor.data<float>();
 }

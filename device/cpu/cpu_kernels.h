@@ -30,7 +30,7 @@ class CpuKernel : public Kernel {
 };
 
 // The f32 data of `tensor` for `kernel`'s argument `role`; other dtypes raise
-// kUnimplemented (the cpu backend implements f32 only for now).
+// kUnimplemented (bf16 data goes to the *_bf16 kernels, cpu_kernels_bf16.cc).
 float* f32_data(const Tensor& tensor, const char* kernel, const char* role);
 
 // A fresh copy of the table; each CpuDevice holds its own.
