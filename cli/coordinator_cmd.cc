@@ -22,6 +22,7 @@ struct CoordinatorArgs {
   int64_t heartbeat_timeout_ms = 10000;
   uint32_t max_attempts = 4;
   std::string address_file;
+  std::string shared_dir;
 };
 
 // Blocks SIGINT and SIGTERM in every thread started after this, and waits for one.
@@ -50,6 +51,7 @@ int run_coordinator(const CoordinatorArgs& args) {
   options.secret = cluster::read_secret_file(args.secret_file);
   options.heartbeat_timeout = std::chrono::milliseconds(args.heartbeat_timeout_ms);
   options.max_attempts = args.max_attempts;
+  options.shared_dir = args.shared_dir;
   StopSignals signals;
   cluster::Coordinator coordinator(options);
   if (!args.address_file.empty()) {  // written whole, then renamed: readers never see half
@@ -73,6 +75,10 @@ void register_coordinator(CLI::App& app, CommandTable& table) {
   sub->add_option("--heartbeat-timeout-ms", args->heartbeat_timeout_ms,
                   "a node silent this long is lost and its jobs restart")->capture_default_str();
   sub->add_option("--max-attempts", args->max_attempts, "failed attempts (rank errors, lost nodes) per job before it fails; preemptions and reclaims do not count")->capture_default_str();
+  sub->add_option("--shared-dir", args->shared_dir,
+                  "absolute path of a filesystem every worker mounts at the same place; jobs checkpoint to "
+                  "DIR/job-ID/checkpoints there, so a job re-placed on another host resumes (a recipe's absolute "
+                  "checkpoint.dir wins)");
   sub->add_option("--address-file", args->address_file, "write the bound host:port here once serving");
   table.entries.emplace_back(sub, [args] { return run_coordinator(*args); });
 }

@@ -27,7 +27,7 @@ namespace sched = petaring::scheduler;
 
 class Coordinator::Impl : public Handler {
  public:
-  explicit Impl(CoordinatorOptions options) : options_(std::move(options)), state_(options_.state_path) {
+  explicit Impl(CoordinatorOptions options) : options_(std::move(options)), state_(check(options_)) {
     load();
     ServerOptions server;
     server.listen = options_.listen;
@@ -46,6 +46,15 @@ class Coordinator::Impl : public Handler {
     wake_.notify_all();
     watcher_.join();
     server_.reset();
+  }
+
+  // Checks the options before anything opens; returns the state path.
+  static const std::string& check(const CoordinatorOptions& options) {
+    if (!options.shared_dir.empty() && options.shared_dir.front() != '/') {
+      PR_FAIL(kInvalidArgument, "--shared-dir '", options.shared_dir,
+              "' must be an absolute path, the same on every worker's host (a shared filesystem's mount)");
+    }
+    return options.state_path;
   }
 
   std::string address() const { return server_->address(); }
@@ -350,7 +359,24 @@ class Coordinator::Impl : public Handler {
       std::string token = job_token(options_.secret, job.id, job.attempt);
       out.setToken(kj::arrayPtr(reinterpret_cast<const kj::byte*>(token.data()), token.size()));
       out.setResume(job.attempt > 1);
+      out.setCheckpointDir(checkpoint_dir(job));
     }
+  }
+
+  // Where the job's checkpoints live (CoordinatorOptions::shared_dir); "" = the worker's.
+  std::string checkpoint_dir(const JobRow& job) {
+    auto known = checkpoint_dirs_.find(job.id);
+    if (known != checkpoint_dirs_.end()) return known->second;
+    std::string dir;
+    try {
+      dir = parse_recipe(job.recipe_yaml, job.name.empty() ? "<submitted recipe>" : job.name).checkpoint.dir;
+    } catch (const Error&) {
+      dir.clear();  // checked at submit; a later build's stricter check leaves the default
+    }
+    if (dir.empty() || dir.front() != '/') {
+      dir = options_.shared_dir.empty() ? "" : str_cat(options_.shared_dir, "/job-", job.id, "/checkpoints");
+    }
+    return checkpoint_dirs_[job.id] = dir;
   }
 
   void rank_exited(Node& node, int64_t job_id, uint32_t attempt, uint32_t rank, int32_t code) {
@@ -811,6 +837,7 @@ class Coordinator::Impl : public Handler {
   std::map<int64_t, JobRow> jobs_;
   std::map<int64_t, std::vector<AssignmentRow>> placement_;  // running jobs' current attempt
   std::set<RankKey> sent_;
+  std::map<int64_t, std::string> checkpoint_dirs_;  // checkpoint_dir(), per job
   // Running attempts' rendezvous tables (rank_store.h), kept in memory only: after a
   // coordinator restart the ranks that still need one fail and the attempt restarts.
   std::map<std::pair<int64_t, uint32_t>, std::map<std::string, std::string>> tables_;

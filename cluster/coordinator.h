@@ -34,6 +34,15 @@ struct CoordinatorOptions {
   std::string secret;      // the pool secret
   std::chrono::milliseconds heartbeat_timeout{10000};
   uint32_t max_attempts = 4;  // failed attempts before a job fails (JobRow::failures)
+  // Checkpoints. A job's checkpoints must outlive the host that wrote them, so that an
+  // attempt re-placed elsewhere resumes (as with torchrun --max-restarts or Horovod
+  // elastic, they go to a filesystem every node shares). Each attempt is handed its job's
+  // folder: the recipe's checkpoint.dir when it is an absolute path (the job owner's
+  // shared folder), else SHARED_DIR/job-ID/checkpoints when `shared_dir` (an absolute
+  // path, the same on every worker's host: an NFS mount, say) is set, else none: the
+  // worker's own WORKDIR/job-ID/checkpoints, which only a re-placement on the same host
+  // (or workers sharing one --workdir) finds again.
+  std::string shared_dir;
 };
 
 class Coordinator {

@@ -86,6 +86,10 @@ struct Assignment {
   ranks @4 :List(UInt32);    # the ranks this node runs, in local-rank order
   token @5 :Data;            # the job attempt's token (auth.h job_token)
   resume @6 :Bool;           # an earlier attempt ran: continue from its checkpoint
+  checkpointDir @7 :Text;    # the job's checkpoint folder on a filesystem every worker
+                             # shares (same path everywhere); "" = the worker's own
+                             # WORKDIR/job-ID/checkpoints (a re-placed job on another
+                             # host then starts over)
 }
 
 struct HeartbeatReply {

@@ -224,8 +224,10 @@ struct Worker::Impl {
         args.push_back("--metrics");
         args.push_back(process.metrics_path);
       }
-      // Checkpoints go to the job's own folder; a later attempt resumes from the newest.
-      std::string checkpoints = (dir / "checkpoints").string();
+      // Checkpoints go to the folder the coordinator names (shared by every worker), else
+      // to the job's own folder here; a later attempt resumes from the newest.
+      std::string checkpoints =
+          a.getCheckpointDir().size() > 0 ? std::string(a.getCheckpointDir()) : (dir / "checkpoints").string();
       args.push_back("--set");
       args.push_back("checkpoint.dir=" + checkpoints);
       if (a.getResume() && has_checkpoint(checkpoints)) args.push_back("--resume");

@@ -7,8 +7,10 @@
 // and rank 0's last metrics line; the reply brings assignments to start and ranks to
 // stop. A rank is a child process in its own process group, started in the job's own
 // working directory (`workdir`/job-ID) as
-//   petaring pool-rank -- petaring train recipe.yaml --set checkpoint.dir=JOBDIR/checkpoints
+//   petaring pool-rank -- petaring train recipe.yaml --set checkpoint.dir=CHECKPOINTS
 //       [--metrics ...] [--resume]   (--resume on a later attempt when a checkpoint exists)
+// where CHECKPOINTS is the folder the coordinator hands the attempt (on a filesystem all
+// workers share; CoordinatorOptions::shared_dir), else JOBDIR/checkpoints.
 // `pool-rank` authenticates with the job attempt's token (PETARING_JOB_TOKEN), checks
 // with the coordinator that the attempt still runs, and execs `petaring train` with
 // PETARING_RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE, PETARING_TRANSPORT=tcp and

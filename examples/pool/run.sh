@@ -15,14 +15,15 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; echo "(logs and job folde
 head -c 32 /dev/urandom | base64 >"$work/secret"     # the pool secret, shared by all
 export PETARING_SECRET_FILE="$work/secret"
 "$petaring" coordinator --listen 127.0.0.1:0 --address-file "$work/address" \
-  --state "$work/pool.db" --secret-file "$work/secret" --heartbeat-timeout-ms 2000 2>"$work/coordinator.log" &
+  --state "$work/pool.db" --secret-file "$work/secret" --heartbeat-timeout-ms 2000 \
+  --shared-dir "$work/shared" 2>"$work/coordinator.log" &
 pids+=($!)
 until [[ -s "$work/address" ]]; do sleep 0.1; done
 export PETARING_COORDINATOR=$(cat "$work/address")
 echo "coordinator at $PETARING_COORDINATOR"
 declare -A worker
 for name in alpha beta gamma; do
-  "$petaring" worker --name "$name" --devices cpu:2 --workdir "$work/jobs" --heartbeat-ms 250 \
+  "$petaring" worker --name "$name" --devices cpu:2 --workdir "$work/jobs-$name" --heartbeat-ms 250 \
     2>"$work/worker-$name.log" &
   worker[$name]=$!
   pids+=($!)
@@ -37,7 +38,7 @@ echo; echo "\$ petaring jobs"; "$petaring" jobs
 echo; echo "\$ petaring nodes"; "$petaring" nodes
 
 # Kill the node holding most of job 1's ranks once the job has a checkpoint.
-until ls "$work/jobs/job-1/checkpoints" 2>/dev/null | grep -q '[.]ckpt$'; do sleep 0.1; done
+until ls "$work/shared/job-1/checkpoints" 2>/dev/null | grep -q '[.]ckpt$'; do sleep 0.1; done
 victim=$("$petaring" job 1 --json | python3 -c '
 import collections, json, sys
 slots = json.load(sys.stdin)["placement"].split(",")

@@ -39,6 +39,7 @@ struct Beat {
     std::vector<uint32_t> ranks;
     bool resume;
     uint32_t world_size = 0;
+    std::string checkpoint_dir;
   };
   std::vector<Start> starts;
   std::vector<std::tuple<int64_t, uint32_t, uint32_t>> stops;
@@ -89,7 +90,7 @@ class FakeWorker {
     auto hb = reply->envelope().getHeartbeatReply();
     Beat out;
     for (auto s : hb.getStart()) {
-      Beat::Start start{s.getJobId(), s.getAttempt(), {}, s.getResume(), s.getWorldSize()};
+      Beat::Start start{s.getJobId(), s.getAttempt(), {}, s.getResume(), s.getWorldSize(), s.getCheckpointDir()};
       for (uint32_t rank : s.getRanks()) start.ranks.push_back(rank);
       EXPECT_EQ(std::string(reinterpret_cast<const char*>(s.getToken().begin()), s.getToken().size()),
                 job_token(kSecret, s.getJobId(), s.getAttempt()));
@@ -120,8 +121,14 @@ class CoordinatorTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void start() {
+  void restart_with_shared_dir(const std::string& shared_dir) {
+    coordinator_.reset();
+    start(shared_dir);
+  }
+
+  void start(const std::string& shared_dir = "") {
     CoordinatorOptions options;
+    options.shared_dir = shared_dir;
     options.listen = "127.0.0.1:0";
     options.state_path = (dir_ / "state.db").string();
     options.secret = kSecret;
@@ -498,6 +505,37 @@ TEST_F(CoordinatorTest, PreemptedRanksAreReplacedWithoutCountingAFailure) {
   EXPECT_EQ(client().job(job)["state"], "failed");
   EXPECT_NE(client().job(job)["reason"].get<std::string>().find("gave up after 3 failed attempts"),
             std::string::npos);
+}
+
+// Every attempt is handed its job's checkpoint folder: the recipe's absolute
+// checkpoint.dir, else one under --shared-dir, else none (the worker's own folder).
+TEST_F(CoordinatorTest, AttemptsAreHandedTheJobsSharedCheckpointFolder) {
+  EXPECT_THROW(restart_with_shared_dir("relative/dir"), Error);
+  restart_with_shared_dir("/mnt/pool");
+  FakeWorker a(coordinator_->address(), "a", 2);
+  int64_t plain = client().submit_text(recipe_text(), "r.yaml", 1, 0, "t");
+  int64_t own = client().submit_text(recipe_text() + "checkpoint:\n  dir: /data/mine\n", "r.yaml", 1, 0, "t");
+  Beat beat = a.beat();
+  ASSERT_EQ(beat.starts.size(), 2u);
+  EXPECT_EQ(beat.starts[0].job, plain);
+  EXPECT_EQ(beat.starts[0].checkpoint_dir, str_cat("/mnt/pool/job-", plain, "/checkpoints"));
+  EXPECT_EQ(beat.starts[1].job, own);
+  EXPECT_EQ(beat.starts[1].checkpoint_dir, "/data/mine");
+  // The next attempt, on any host, gets the same folder.
+  beat = a.beat({{own, 1, 0}}, {{plain, 1, 0, kPreemptedExitCode}});
+  ASSERT_EQ(beat.starts.size(), 1u);
+  EXPECT_EQ(beat.starts[0].attempt, 2u);
+  EXPECT_TRUE(beat.starts[0].resume);
+  EXPECT_EQ(beat.starts[0].checkpoint_dir, str_cat("/mnt/pool/job-", plain, "/checkpoints"));
+  // Without --shared-dir: none (the worker keeps checkpoints in its own folder).
+  coordinator_.reset();
+  start();
+  int64_t local = client().submit_text(recipe_text(), "r.yaml", 1, 0, "t");
+  FakeWorker b(coordinator_->address(), "b", 1);
+  beat = b.beat();
+  ASSERT_EQ(beat.starts.size(), 1u);
+  EXPECT_EQ(beat.starts[0].job, local);
+  EXPECT_EQ(beat.starts[0].checkpoint_dir, "");
 }
 
 }  // namespace

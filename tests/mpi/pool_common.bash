@@ -27,10 +27,14 @@ start_coordinator() {
   export PETARING_COORDINATOR=$(cat "$work/address")
 }
 
+# workdir_of NAME: the worker's --workdir: $work/jobs, or $work/jobs-NAME when the script
+# set separate_workdirs=1 (hosts that share no folder but the coordinator's --shared-dir).
+workdir_of() { if [[ -n ${separate_workdirs:-} ]]; then echo "$work/jobs-$1"; else echo "$work/jobs"; fi; }
+
 # start_worker NAME DEVICES [args...]
 start_worker() {
   local name=$1 devices=$2; shift 2
-  "$petaring" worker --name "$name" --devices "$devices" --workdir "$work/jobs" --heartbeat-ms 100 "$@" \
+  "$petaring" worker --name "$name" --devices "$devices" --workdir "$(workdir_of "$name")" --heartbeat-ms 100 "$@" \
     2>>"$work/worker-$name.log" &
   pids+=("$!")
   eval "worker_$name=$!"
