@@ -16,13 +16,14 @@ source_dir=${2:?usage: pool_faults.sh BUILD_DIR SOURCE_DIR}
 petaring="$build_dir/petaring"
 if [[ ! -x "$petaring" ]]; then echo "SKIP: $petaring not built"; exit 77; fi
 if ! command -v python3 >/dev/null; then echo "SKIP: python3 not found"; exit 77; fi
+if ! command -v pgrep >/dev/null; then echo "SKIP: pgrep not found"; exit 77; fi
 if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then echo "SKIP: no Fashion-MNIST data"; exit 77; fi
 work=$(mktemp -d)
 source "$source_dir/tests/mpi/pool_common.bash"
 recipe="$work/long.yaml"
 sed -e 's/max_steps: 100 /max_steps: 400 /' -e 's/evaluate: true/evaluate: false/' -e 's/threads: 0/threads: 1/' \
   "$source_dir/examples/recipes/fashion_mlp_small.yaml" >"$recipe"
-printf 'checkpoint:\n  dir: ckpt\n  every: 50\n' >>"$recipe"  # the worker puts it in the job's folder
+printf 'checkpoint:\n  dir: ckpt\n  every: 25\n' >>"$recipe"  # the worker puts it in the job's folder
 
 start_coordinator 127.0.0.1:0 --heartbeat-timeout-ms 3000 || exit 1  # 1 s proved too short on a loaded host
 for w in w1 w2 w3; do start_worker "$w" cpu:2; done
@@ -45,9 +46,20 @@ print(*[n for n, _ in sorted(count.items(), key=lambda kv: -kv[1])])' "$placemen
 [[ -n $double && -n $single && $placement == *"$double"*"$double"* ]] ||
   { fail "job $a placed on '$placement', expected two ranks on one node and one on another"; exit 1; }
 single_rank=$(python3 -c 'import sys; print([s.split(":")[0] for s in sys.argv[1].split(",")].index(sys.argv[2]))' "$placement" "$single")
-wait_for 60 "a checkpoint of job $a" bash -c "ls '$work/jobs/job-$a/checkpoints/' | grep -q '[.]ckpt$'" || exit 1
-victim="worker_$double"
+# The kill must land mid-run, also on a loaded host: watch for the first checkpoint with
+# shell builtins (no process per poll), then freeze job A's ranks at once (SIGSTOP: no
+# step can pass), kill the worker (its ranks die with it), and let the survivor go on.
+deadline=$((SECONDS + 60))
+until compgen -G "$work/jobs/job-$a/checkpoints/*.ckpt" >/dev/null; do
+  ((SECONDS < deadline)) || { fail "timed out waiting for a checkpoint of job $a"; exit 1; }
+  sleep 0.01
+done
+victim="worker_$double" survivor="worker_$single"
+frozen=$(pgrep -P "${!victim}"; pgrep -P "${!survivor}")
+kill -STOP $frozen
 kill -9 "${!victim}"
+kill -CONT $frozen 2>/dev/null
+grep -q "^final:" "$work/jobs/job-$a/rank-0.attempt-1.log" && fail "job $a finished before the kill; the test proves nothing"
 killed_at=$SECONDS
 wait_for 60 "job $a to restart" bash -c "[[ \$('$petaring' job $a --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"attempt\"])') -ge 2 ]]" || exit 1
 wait_for 120 "job $b to finish" job_is "$b" finished
