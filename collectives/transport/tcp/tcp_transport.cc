@@ -1,11 +1,13 @@
 #include "collectives/transport/tcp/tcp_transport.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
-#include <array>
+#include <cerrno>
 #include <condition_variable>
-#include <optional>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -19,14 +21,21 @@
 namespace petaring {
 namespace {
 namespace asio = boost::asio;
-using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using tcp_detail::PeerSocket;
 
 constexpr size_t kHeaderBytes = 16;
-constexpr size_t kMaxChunk = size_t{8} << 20;  // bytes per read/write system call, at most
+// Bytes per read/write system call, at most: the state mutex is held during each one.
+constexpr size_t kMaxChunk = size_t{1} << 20;
+// Sends gathered into one sendmsg, at most.
+constexpr int kMaxGather = 16;
 // How long a wait on a live peer goes without progress once some other peer has failed.
 constexpr std::chrono::milliseconds kSurvivorGrace{1000};
+// The I/O thread takes over the sockets once no caller has waited for this long, and
+// looks again this often.
+constexpr std::chrono::milliseconds kIdleBeforeBackground{2};
+// A blocked poll wakes at least this often to check timeouts and failures.
+constexpr std::chrono::milliseconds kMaxPollSlice{200};
 
 // One isend or irecv. Guarded by State::mutex.
 struct Op {
@@ -35,7 +44,7 @@ struct Op {
   char* data = nullptr;
   size_t bytes = 0;
   bool done = false;
-  bool in_flight = false;  // the I/O thread is moving its bytes now
+  bool in_flight = false;  // a receive matched to the frame being read now
   ErrorKind kind = ErrorKind::kInternal;
   std::string error;       // set when it failed
   uint64_t header[2] = {0, 0};
@@ -51,20 +60,22 @@ using OpPtr = std::shared_ptr<Op>;
 
 struct Peer {
   PeerSocket connection;
+  int fd = -1;
   bool failed = false;
   std::string failure;
   Clock::time_point last_progress = Clock::now();
   // Receiving: the frame being read and where its payload goes.
   uint64_t header[2] = {0, 0};
+  size_t header_read = 0;     // bytes of the header read so far
+  bool in_body = false;       // the header is complete and the payload is being read
   std::map<uint64_t, std::deque<OpPtr>> posted;               // receives not yet matched
   std::map<uint64_t, std::deque<std::vector<char>>> arrived;  // frames not yet received
   OpPtr reading;              // the receive being filled, or null
   std::vector<char> spill;    // the payload being read when no receive was posted
   bool discard = false;       // the spill belongs to a receive that failed its size check
   size_t read_offset = 0;
-  // Sending, in isend order; the front is being written when `writing`.
+  // Sending, in isend order; the front may be partly written (Op::moved).
   std::deque<OpPtr> sends;
-  bool writing = false;
 };
 
 std::string size_mismatch(int rank, int peer, uint64_t tag, size_t sent, size_t expected) {
@@ -73,36 +84,73 @@ std::string size_mismatch(int rank, int peer, uint64_t tag, size_t sent, size_t 
                  "collective with the same sizes (tcp transport)");
 }
 
-// Everything the I/O thread and the callers share. The io_context is declared first so
-// that it outlives the sockets.
+bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
+
+// Everything the threads of one transport share. Every socket system call is
+// non-blocking and made with `mutex` held, so the byte streams and the ops' buffers are
+// only ever touched by one thread at a time. Blocking happens in poll(2) without the
+// mutex, by one thread at a time (`polling`): a caller inside wait(), or the I/O thread
+// when no caller has waited for a while.
 struct State {
-  asio::io_context io;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::thread thread;
+  asio::io_context io;  // owns the sockets; nothing runs it after start-up
   std::mutex mutex;
-  std::condition_variable changed;
+  std::condition_variable changed;     // an op finished, the poller left poll, abort
+  std::condition_variable background;  // wakes the I/O thread
   std::vector<Peer> peers;
   int rank = 0;
-  std::string first_failure;  // the first peer failure, for waits on the survivors
-  bool aborted = false;       // Transport::abort was called
+  int wake_fd = -1;            // eventfd: interrupts the thread blocked in poll
+  std::string first_failure;   // the first peer failure, for waits on the survivors
+  bool aborted = false;        // Transport::abort was called
+  bool stopping = false;       // the transport is being destroyed
+  bool polling = false;        // some thread is blocked in poll without the mutex
+  bool background_polling = false;  // ... and it is the I/O thread
+  bool kicked = false;         // wake_fd was written since the poll began
+  int waiting = 0;             // callers inside wait() or a request's destructor
+  Clock::time_point last_wait = Clock::now();
+  std::thread thread;
 
-  // --- receiving (I/O thread, mutex held) ---
-  void read_header(int p) {
+  // --- receiving (mutex held) ---
+  // Reads what peer p has sent until the socket is empty or `until` is done. True when
+  // bytes moved or the peer failed.
+  bool read_from(int p, const Op* until) {
     Peer& peer = peers[p];
-    asio::async_read(*peer.connection.socket, asio::buffer(peer.header, kHeaderBytes),
-                     [this, p](const boost::system::error_code& error, size_t) {
-                       std::lock_guard<std::mutex> lock(mutex);
-                       if (peers[p].failed) return;
-                       if (error) return fail(p, error);
-                       on_header(p);
-                     });
+    bool progressed = false;
+    while (!peer.failed && !(until && until->done)) {
+      char* target;
+      size_t want;
+      if (!peer.in_body) {
+        target = reinterpret_cast<char*>(peer.header) + peer.header_read;
+        want = kHeaderBytes - peer.header_read;
+      } else {
+        target = (peer.reading ? peer.reading->data : peer.spill.data()) + peer.read_offset;
+        want = std::min<size_t>(peer.header[1] - peer.read_offset, kMaxChunk);
+      }
+      ssize_t got = ::recv(peer.fd, target, want, MSG_DONTWAIT);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0 && would_block(errno)) break;
+      progressed = true;
+      if (got <= 0) {
+        fail_socket(p, got == 0 ? 0 : errno);
+        break;
+      }
+      peer.last_progress = Clock::now();
+      if (!peer.in_body) {
+        peer.header_read += static_cast<size_t>(got);
+        if (peer.header_read == kHeaderBytes) on_header(p);
+      } else {
+        peer.read_offset += static_cast<size_t>(got);
+        if (peer.read_offset == peer.header[1]) finish_body(p);
+      }
+    }
+    return progressed;
   }
 
   void on_header(int p) {
     Peer& peer = peers[p];
-    peer.last_progress = Clock::now();
     uint64_t tag = peer.header[0];
     size_t bytes = peer.header[1];
+    peer.header_read = 0;
+    peer.in_body = true;
     peer.read_offset = 0;
     peer.discard = false;
     auto found = peer.posted.find(tag);
@@ -113,36 +161,20 @@ struct State {
       if (op->bytes == bytes) {
         op->in_flight = true;
         peer.reading = std::move(op);
-        return read_body(p);
+        if (bytes == 0) finish_body(p);
+        return;
       }
       op->fail(ErrorKind::kFailedPrecondition, size_mismatch(rank, p, tag, bytes, op->bytes));
       changed.notify_all();
       peer.discard = true;
     }
     peer.spill.assign(bytes, 0);
-    read_body(p);
-  }
-
-  void read_body(int p) {
-    Peer& peer = peers[p];
-    char* target = peer.reading ? peer.reading->data : peer.spill.data();
-    size_t bytes = peer.header[1];
-    if (peer.read_offset == bytes) return finish_body(p);
-    size_t chunk = std::min(bytes - peer.read_offset, kMaxChunk);
-    peer.connection.socket->async_read_some(
-        asio::buffer(target + peer.read_offset, chunk),
-        [this, p](const boost::system::error_code& error, size_t moved) {
-          std::lock_guard<std::mutex> lock(mutex);
-          if (peers[p].failed) return;
-          if (error) return fail(p, error);
-          peers[p].read_offset += moved;
-          peers[p].last_progress = Clock::now();
-          read_body(p);
-        });
+    if (bytes == 0) finish_body(p);
   }
 
   void finish_body(int p) {
     Peer& peer = peers[p];
+    peer.in_body = false;
     if (peer.reading) {
       peer.reading->in_flight = false;
       peer.reading->done = true;
@@ -152,7 +184,6 @@ struct State {
       deliver_or_keep(p, peer.header[0], std::move(peer.spill));
     }
     peer.spill = {};
-    read_header(p);
   }
 
   // A whole frame from p: into the first posted receive of its tag, or kept for later.
@@ -179,78 +210,130 @@ struct State {
     op.done = true;
   }
 
-  // --- sending ---
-  // The caller's fast path (mutex held; only when nothing is queued for p, so no write to
-  // p's socket is under way): writes as much of the frame as the socket takes now,
-  // without blocking and without handing the send to the I/O thread and waking the caller
-  // back. Whatever does not fit (or an error, which the I/O thread then reports) is left
-  // for start_write, which resumes at op.moved.
-  void write_now(int p, Op& op) {
+  // --- sending (mutex held) ---
+  // Writes queued sends to p, several frames per system call, until the socket is full
+  // or the queue empty. True when bytes moved or the peer failed.
+  bool write_to(int p) {
     Peer& peer = peers[p];
-    iovec parts[2] = {{op.header, kHeaderBytes}, {op.data, op.bytes}};
-    msghdr message{};
-    message.msg_iov = parts;
-    message.msg_iovlen = op.bytes > 0 ? 2 : 1;
-    ssize_t moved = ::sendmsg(peer.connection.socket->native_handle(), &message,
-                              MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (moved <= 0) return;
-    peer.last_progress = Clock::now();
-    op.moved = static_cast<size_t>(moved);
-    if (op.moved == kHeaderBytes + op.bytes) op.done = true;
-  }
-
-  // --- sending (I/O thread, mutex held) ---
-  void start_write(int p) {
-    Peer& peer = peers[p];
-    if (peer.failed || peer.writing || peer.sends.empty()) return;
-    // (the front may be partly written already by write_now: write_some resumes at moved)
-    peer.writing = true;
-    peer.sends.front()->in_flight = true;
-    write_some(p);
-  }
-
-  void write_some(int p) {
-    Peer& peer = peers[p];
-    Op& op = *peer.sends.front();
-    std::array<asio::const_buffer, 2> buffers;
-    if (op.moved < kHeaderBytes) {
-      buffers[0] = asio::buffer(reinterpret_cast<char*>(op.header) + op.moved,
-                                kHeaderBytes - op.moved);
-      buffers[1] = asio::buffer(op.data, std::min(op.bytes, kMaxChunk));
-    } else {
-      size_t offset = op.moved - kHeaderBytes;
-      buffers[0] = asio::buffer(op.data + offset, std::min(op.bytes - offset, kMaxChunk));
-      buffers[1] = asio::const_buffer();
-    }
-    peer.connection.socket->async_write_some(
-        buffers, [this, p](const boost::system::error_code& error, size_t moved) {
-          std::lock_guard<std::mutex> lock(mutex);
-          Peer& peer = peers[p];
-          if (peer.failed) return;
-          if (error) return fail(p, error);
-          peer.last_progress = Clock::now();
-          Op& op = *peer.sends.front();
-          op.moved += moved;
-          if (op.moved < kHeaderBytes + op.bytes) return write_some(p);
-          op.in_flight = false;
+    bool progressed = false;
+    while (!peer.failed && !peer.sends.empty()) {
+      iovec parts[2 * kMaxGather];
+      int count = 0;
+      size_t budget = kMaxChunk;
+      for (size_t i = 0; i < peer.sends.size() && count + 2 <= 2 * kMaxGather && budget > 0;
+           ++i) {
+        Op& op = *peer.sends[i];
+        if (op.moved < kHeaderBytes) {
+          parts[count++] = {reinterpret_cast<char*>(op.header) + op.moved,
+                            kHeaderBytes - op.moved};
+        }
+        size_t offset = op.moved > kHeaderBytes ? op.moved - kHeaderBytes : 0;
+        size_t take = std::min(op.bytes - offset, budget);
+        if (take > 0) parts[count++] = {op.data + offset, take};
+        budget -= take;
+        if (offset + take < op.bytes) break;  // the rest of this frame goes next time
+      }
+      msghdr message{};
+      message.msg_iov = parts;
+      message.msg_iovlen = static_cast<size_t>(count);
+      ssize_t moved = ::sendmsg(peer.fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (moved < 0 && errno == EINTR) continue;
+      if (moved < 0 && would_block(errno)) break;
+      progressed = true;
+      if (moved < 0) {
+        fail_socket(p, errno);
+        break;
+      }
+      peer.last_progress = Clock::now();
+      size_t left = static_cast<size_t>(moved);
+      while (left > 0) {
+        Op& op = *peer.sends.front();
+        size_t step = std::min(left, kHeaderBytes + op.bytes - op.moved);
+        op.moved += step;
+        left -= step;
+        if (op.moved == kHeaderBytes + op.bytes) {
           op.done = true;
           peer.sends.pop_front();
-          peer.writing = false;
           changed.notify_all();
-          start_write(p);
-        });
+        }
+      }
+    }
+    return progressed;
   }
 
-  // --- failure (I/O thread, mutex held) ---
-  void fail(int p, const boost::system::error_code& error) {
-    bool closed = error == asio::error::eof || error == asio::error::connection_reset ||
-                  error == asio::error::broken_pipe;
+  // Moves whatever can move on every live socket now, without blocking. `until`: stop
+  // reading a peer's stream once this op is done (its bytes stay in the socket for later).
+  bool progress(const Op* until) {
+    bool progressed = false;
+    for (int p = 0; p < static_cast<int>(peers.size()); ++p) {
+      if (p == rank || peers[p].failed) continue;
+      if (!peers[p].sends.empty()) progressed |= write_to(p);
+      progressed |= read_from(p, until);
+    }
+    return progressed;
+  }
+
+  // Blocks in poll (mutex released meanwhile) until a socket is ready, wake_fd is
+  // written, or `slice` passes. The caller must hold `lock` and `polling` must be false.
+  void poll_sockets(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds slice,
+                    bool background_thread) {
+    std::vector<pollfd> fds;
+    fds.reserve(peers.size() + 1);
+    fds.push_back({wake_fd, POLLIN, 0});
+    for (int p = 0; p < static_cast<int>(peers.size()); ++p) {
+      if (p == rank || peers[p].failed) continue;
+      short events = POLLIN;
+      if (!peers[p].sends.empty()) events |= POLLOUT;
+      fds.push_back({peers[p].fd, events, 0});
+    }
+    polling = true;
+    background_polling = background_thread;
+    kicked = false;
+    lock.unlock();
+    ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(slice.count(), 1)));
+    if (fds[0].revents & POLLIN) {
+      uint64_t count;
+      [[maybe_unused]] ssize_t ignored = ::read(wake_fd, &count, sizeof(count));
+    }
+    lock.lock();
+    polling = false;
+    background_polling = false;
+    changed.notify_all();  // a thread waiting for its turn to poll may take it
+  }
+
+  // Interrupts the thread blocked in poll so that it looks at the state again (mutex held).
+  void kick() {
+    if (!polling || kicked) return;
+    kicked = true;
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t ignored = ::write(wake_fd, &one, sizeof(one));
+  }
+
+  // --- the I/O thread: progress while no caller waits ---
+  void background_loop() {
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!stopping) {
+      if (polling || waiting > 0 || Clock::now() - last_wait < kIdleBeforeBackground) {
+        background.wait_for(lock, kIdleBeforeBackground);
+        continue;
+      }
+      progress(nullptr);
+      if (stopping || waiting > 0) continue;
+      poll_sockets(lock, kMaxPollSlice, true);
+      progress(nullptr);
+    }
+  }
+
+  // --- failure (mutex held) ---
+  void fail_socket(int p, int error_number) {
     std::string where = str_cat("rank ", p, " (at ", peers[p].connection.address, ")");
-    fail(p, closed ? str_cat(where, " closed its connection to rank ", rank, " (",
-                             error.message(), "): its process exited or was killed; see ",
-                             "that rank's log for why")
-                   : str_cat("the connection from rank ", rank, " to ", where, " failed: ",
-                             error.message()));
+    bool closed = error_number == 0 || error_number == ECONNRESET || error_number == EPIPE;
+    std::string reason = error_number == 0 ? "end of stream" : std::strerror(error_number);
+    fail(p, closed ? str_cat(where, " closed its connection to rank ", rank, " (", reason,
+                             "): its process exited or was killed; see that rank's log for ",
+                             "why")
+                   : str_cat("the connection from rank ", rank, " to ", where,
+                             " failed: ", reason));
   }
 
   void fail(int p, const std::string& message) {
@@ -273,10 +356,67 @@ struct State {
     peer.reading.reset();
     for (auto& op : peer.sends) fail_op(op);
     peer.sends.clear();
-    peer.writing = false;
-    boost::system::error_code ignored;
-    if (peer.connection.socket) peer.connection.socket->close(ignored);
+    // The peer sees the end of the stream now; the descriptor is closed with the
+    // transport (a thread may be polling it).
+    if (peer.fd >= 0) ::shutdown(peer.fd, SHUT_RDWR);
     changed.notify_all();
+    kick();
+  }
+
+  // Drives progress until `op` is done (mutex held through `lock`). Throws kTimeout,
+  // kDisconnected (another peer failed) or the abort error; `op`'s own failure is left
+  // in it.
+  void drive(std::unique_lock<std::mutex>& lock, Op& op, bool send,
+             std::chrono::milliseconds timeout) {
+    ++waiting;
+    struct Leave {
+      State& state;
+      ~Leave() {
+        --state.waiting;
+        state.last_wait = Clock::now();
+      }
+    } leave{*this};
+    auto start = Clock::now();
+    while (!op.done) {
+      check_aborted(op.peer);
+      Peer& peer = peers[op.peer];
+      auto last = std::max(start, peer.last_progress);
+      auto deadline = last + timeout;
+      if (!first_failure.empty()) {
+        // Another rank is gone: the group cannot finish a collective, so do not wait the
+        // whole timeout for a peer that is probably waiting on the dead one too.
+        if (Clock::now() >= last + kSurvivorGrace) {
+          PR_FAIL(kDisconnected, first_failure, " (rank ", rank, " stopped waiting for rank ",
+                  op.peer, ")");
+        }
+        deadline = std::min(deadline, last + kSurvivorGrace);
+      }
+      auto now = Clock::now();
+      if (now >= deadline) {
+        PR_FAIL(kTimeout, "rank ", rank, " waited ", timeout.count(), " ms to ",
+                send ? "send to" : "receive from", " rank ", op.peer, " (at ",
+                peer.connection.address, "; tag ", op.tag, ", ", op.bytes,
+                " bytes) with no progress; is rank ", op.peer,
+                " alive and calling the same collective? (tcp transport)");
+      }
+      if (polling) {
+        // Another thread is blocked in poll: it moves the bytes and wakes us. The I/O
+        // thread steps aside for a caller.
+        if (background_polling) kick();
+        changed.wait_until(lock, deadline);
+        continue;
+      }
+      if (progress(&op) || op.done) continue;
+      auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
+                   std::chrono::milliseconds(1);
+      poll_sockets(lock, std::min(slice, kMaxPollSlice), false);
+    }
+  }
+
+  void check_aborted(int peer) const {  // mutex held
+    if (aborted) {
+      throw Error(ErrorKind::kFailedPrecondition, transport_aborted_message(rank, peer, "tcp"));
+    }
   }
 };
 
@@ -299,62 +439,32 @@ class TcpRequest : public Request {
       }
       return;
     }
-    // Its bytes are moving: let it finish briefly, else drop the connection so that the
-    // I/O thread stops touching the buffer.
-    if (state_->changed.wait_for(lock, std::chrono::seconds(2), [&] { return op_->done; })) return;
-    int p = op_->peer;
-    State* state = state_.get();
-    asio::post(state->io, [state, p] {
-      std::lock_guard<std::mutex> inner(state->mutex);
-      state->fail(p, str_cat("rank ", state->rank, " abandoned a transfer with rank ", p));
-    });
-    state_->changed.wait(lock, [&] { return op_->done; });
+    // Its bytes are moving: let it finish briefly, else drop the connection so that no
+    // thread touches the buffer again (every socket call is made with the mutex held).
+    try {
+      state_->drive(lock, *op_, send_, std::chrono::seconds(2));
+    } catch (const Error&) {
+    }
+    if (op_->done) return;
+    state_->fail(op_->peer, str_cat("rank ", state_->rank, " abandoned a transfer with rank ",
+                                    op_->peer));
   }
 
   void wait(std::chrono::milliseconds timeout) override {
     std::unique_lock<std::mutex> lock(state_->mutex);
-    auto start = Clock::now();
-    while (!op_->done) {
-      check_aborted();
-      Peer& peer = state_->peers[op_->peer];
-      auto last = std::max(start, peer.last_progress);
-      auto deadline = last + timeout;
-      if (!state_->first_failure.empty()) {
-        // Another rank is gone: the group cannot finish a collective, so do not wait the
-        // whole timeout for a peer that is probably waiting on the dead one too.
-        if (Clock::now() >= last + kSurvivorGrace) {
-          PR_FAIL(kDisconnected, state_->first_failure, " (rank ", state_->rank,
-                  " stopped waiting for rank ", op_->peer, ")");
-        }
-        deadline = std::min(deadline, last + kSurvivorGrace);
-      }
-      if (Clock::now() >= deadline) {
-        PR_FAIL(kTimeout, "rank ", state_->rank, " waited ", timeout.count(), " ms to ",
-                send_ ? "send to" : "receive from", " rank ", op_->peer, " (at ",
-                peer.connection.address, "; tag ", op_->tag, ", ", op_->bytes,
-                " bytes) with no progress; is rank ", op_->peer,
-                " alive and calling the same collective? (tcp transport)");
-      }
-      state_->changed.wait_until(lock, deadline);
-    }
+    state_->drive(lock, *op_, send_, timeout);
     if (!op_->error.empty()) throw Error(op_->kind, op_->error);
   }
 
   bool test() override {
     std::lock_guard<std::mutex> lock(state_->mutex);
-    check_aborted();
+    state_->check_aborted(op_->peer);
+    if (!op_->done && !state_->polling) state_->progress(op_.get());
     if (op_->done && !op_->error.empty()) throw Error(op_->kind, op_->error);
     return op_->done;
   }
 
  private:
-  void check_aborted() const {  // mutex held
-    if (state_->aborted) {
-      throw Error(ErrorKind::kFailedPrecondition,
-                  transport_aborted_message(state_->rank, op_->peer, "tcp"));
-    }
-  }
-
   std::shared_ptr<State> state_;
   OpPtr op_;
   bool send_;
@@ -363,21 +473,26 @@ class TcpRequest : public Request {
 class TcpTransport : public Transport {
  public:
   TcpTransport(std::shared_ptr<State> state, int size) : state_(std::move(state)), size_(size) {
-    state_->work.emplace(state_->io.get_executor());
-    for (int p = 0; p < size_; ++p) {
-      if (p != state_->rank) state_->read_header(p);  // only this thread runs io yet
-    }
-    state_->thread = std::thread([state = state_.get()] { state->io.run(); });
+    state_->thread = std::thread([state = state_.get()] { state->background_loop(); });
   }
 
   ~TcpTransport() override {
-    state_->work.reset();
-    state_->io.stop();
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->stopping = true;
+      state_->kick();
+      state_->background.notify_all();
+    }
     state_->thread.join();
     std::lock_guard<std::mutex> lock(state_->mutex);
     for (int p = 0; p < size_; ++p) {
       if (p != state_->rank) state_->fail(p, str_cat("rank ", state_->rank, "'s transport was closed"));
     }
+    for (auto& peer : state_->peers) {
+      boost::system::error_code ignored;
+      if (peer.connection.socket) peer.connection.socket->close(ignored);
+    }
+    ::close(state_->wake_fd);
   }
 
   int rank() const override { return state_->rank; }
@@ -386,6 +501,7 @@ class TcpTransport : public Transport {
     std::lock_guard<std::mutex> lock(state_->mutex);
     state_->aborted = true;
     state_->changed.notify_all();
+    state_->kick();
   }
   std::string name() const override { return "tcp"; }
 
@@ -403,16 +519,11 @@ class TcpTransport : public Transport {
       op->header[0] = tag;
       op->header[1] = bytes;
       Peer& to = state_->peers[peer];
-      if (!to.writing && to.sends.empty()) {
-        state_->write_now(peer, *op);
-        if (op->done) return std::make_unique<TcpRequest>(state_, std::move(op), true);
-      }
       to.sends.push_back(op);
-      State* state = state_.get();
-      asio::post(state->io, [state, peer] {
-        std::lock_guard<std::mutex> inner(state->mutex);
-        state->start_write(peer);
-      });
+      // Written by the calling thread as far as the socket takes it now; whatever does
+      // not fit moves in a later wait (or in the I/O thread).
+      if (to.sends.size() == 1) state_->write_to(peer);
+      if (!op->done) state_->kick();  // a blocked poller must watch for POLLOUT
     }
     return std::make_unique<TcpRequest>(state_, std::move(op), true);
   }
@@ -458,7 +569,15 @@ std::unique_ptr<Transport> make_tcp_transport(Store& store, int rank, int size,
   state->rank = rank;
   std::vector<PeerSocket> sockets = tcp_detail::connect_peers(state->io, store, rank, size, options);
   state->peers.resize(size);
-  for (int p = 0; p < size; ++p) state->peers[p].connection = std::move(sockets[p]);
+  for (int p = 0; p < size; ++p) {
+    state->peers[p].connection = std::move(sockets[p]);
+    if (p != rank) state->peers[p].fd = state->peers[p].connection.socket->native_handle();
+  }
+  state->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (state->wake_fd < 0) {
+    PR_FAIL(kInternal, "rank ", rank, " could not create the tcp transport's eventfd: ",
+            std::strerror(errno));
+  }
   return std::make_unique<TcpTransport>(std::move(state), size);
 }
 

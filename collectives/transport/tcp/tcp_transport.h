@@ -1,17 +1,24 @@
-// TCP transport: one TCP connection per pair of ranks, driven by Boost.Asio on one I/O
-// thread per transport.
+// TCP transport: one TCP connection per pair of ranks (set up with Boost.Asio), whose
+// bytes are moved by the thread that waits for them.
 //
 // Start-up: each rank listens on an ephemeral port and publishes "ip:port" in the store
 // under "tcp/<rank>" (its host name under "tcp/host/<rank>", for errors naming a peer:
 // "rank 1 (at 10.0.0.2:4000 on host node7)"); the lower rank of each pair connects and
 // sends a hello naming its rank, the higher rank accepts. Sockets use TCP_NODELAY and large kernel buffers.
 //
-// Wire: every message is one frame, [u64 tag][u64 bytes][payload]. The I/O thread reads
-// each peer's stream continuously: a frame whose receive is already posted lands in the
-// caller's buffer directly, others are buffered until their receive is posted. Sends are
-// written in isend order per peer. Because reading and writing never wait for the
-// caller, a ring step's send and receive progress together even when both sides send
-// large messages at once.
+// Wire: every message is one frame, [u64 tag][u64 bytes][payload]. A frame whose receive
+// is already posted lands in the caller's buffer directly, others are buffered until their
+// receive is posted. Sends are written in isend order per peer.
+//
+// Progress: isend writes what the socket takes at once (non-blocking). A thread in wait()
+// reads and writes every peer's socket without blocking (so a ring step's send and receive
+// progress together even when both sides send large messages at once) and, when nothing
+// moves, blocks in poll(2) on the sockets itself: the bytes reach the waiting thread with
+// no hand-off to or from another thread. One thread polls at a time; others wait on a
+// condition variable for it. An I/O thread takes over the sockets only once no caller has
+// waited for 2 ms, so that transfers go on while the caller computes; a caller that starts
+// waiting wakes it out of its poll (eventfd) and takes over. Every socket call is made
+// under the transport's mutex.
 //
 // Errors: a peer whose connection closes or fails (its process exited or was killed)
 // turns every pending and later request with it into kDisconnected naming the peer's
