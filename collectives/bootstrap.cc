@@ -13,6 +13,7 @@
 #include "collectives/transport/local/local_transport.h"
 #include "collectives/transport/mpi/mpi_transport.h"
 #include "collectives/store/prefix_store.h"
+#include "collectives/store/mpi_store.h"
 #include "collectives/store/tcp_store.h"
 #include "collectives/transport/composite_transport.h"
 #include "collectives/transport/shm/shm_transport.h"
@@ -96,10 +97,16 @@ int launch_variable(const char* variable) {
   return value;
 }
 
-// PETARING_TRANSPORT: "", "auto", "shm", "tcp", or (under mpirun) "mpi".
-std::string requested_transport(bool under_mpi) {
+// PETARING_TRANSPORT: "", "auto", "shm", "tcp", or (under mpirun) "mpi"; when unset or
+// empty, the recipe's choice (`from_recipe`, already checked against that list).
+std::string requested_transport(bool under_mpi, const std::string& from_recipe) {
   const char* text = std::getenv("PETARING_TRANSPORT");
   std::string value = text == nullptr ? "" : text;
+  if (value.empty() && from_recipe == "mpi" && !under_mpi) {
+    PR_FAIL(kInvalidArgument, "the recipe's collectives.transport is 'mpi' but this job was ",
+            "not started by mpirun; use auto, shm or tcp, or start it with mpirun");
+  }
+  if (value.empty()) return from_recipe;
   bool known = value == "" || value == "auto" || value == "tcp" || value == "shm" ||
                (under_mpi && value == "mpi");
   if (!known) {
@@ -148,9 +155,9 @@ std::unique_ptr<Transport> build_world_transport(Store& store, const WorldInfo& 
     int other = static_cast<int>(std::find_if(hosts.begin(), hosts.end(),
                                               [&](const std::string& h) { return h != info.host; }) -
                                  hosts.begin());
-    PR_FAIL(kInvalidArgument, "PETARING_TRANSPORT=shm but rank ", other, " runs on host '",
+    PR_FAIL(kInvalidArgument, "transport shm (PETARING_TRANSPORT or the recipe's collectives.transport) but rank ", other, " runs on host '",
             hosts[other], "' and rank ", me, " on '", info.host,
-            "'; the shm transport needs every rank on one host: unset PETARING_TRANSPORT");
+            "'; the shm transport needs every rank on one host: use auto or tcp");
   }
   std::vector<int> everyone(static_cast<size_t>(n));
   for (int r = 0; r < n; ++r) everyone[r] = r;
@@ -165,7 +172,7 @@ std::unique_ptr<Transport> build_world_transport(Store& store, const WorldInfo& 
   if (requested == "shm" || requested == "tcp") {
     parts.push_back({requested == "shm" ? make_shm_transport(store, me, n, shm_options(n)) : make_tcp(), everyone});
     name = requested;
-    why = "forced by PETARING_TRANSPORT";
+    why = "forced by PETARING_TRANSPORT or the recipe's collectives.transport";
   } else if (one_host) {
     parts.push_back({make_shm_transport(store, me, n, shm_options(n)), everyone});
     name = "shm";
@@ -201,7 +208,7 @@ std::unique_ptr<Transport> build_world_transport(Store& store, const WorldInfo& 
   return make_composite_transport(me, n, std::move(parts), std::move(route), name);
 }
 
-std::unique_ptr<Communicator> make_mpi_world(WorldInfo* info) {
+std::unique_ptr<Communicator> make_mpi_world(WorldInfo* info, const std::string& recipe_transport) {
   bool owns_mpi = initialize_mpi();
   // From here the transport owns MPI: any error below unwinds through its destructor.
   auto transport = std::make_unique<MpiTransport>(MPI_COMM_WORLD, MpiTransportOptions{}, owns_mpi);
@@ -215,13 +222,24 @@ std::unique_ptr<Communicator> make_mpi_world(WorldInfo* info) {
                : MPI_Get_processor_name(name, &length) == MPI_SUCCESS ? std::string(name, length)
                                                                        : host_name();
   find_local_rank(transport->comm(), info);
-  std::string requested = requested_transport(/*under_mpi=*/true);
+  std::string requested = requested_transport(/*under_mpi=*/true, recipe_transport);
   if (requested.empty() || requested == "mpi") {
     return std::make_unique<Communicator>(std::move(transport));
   }
-  // The store: a TCP store served by rank 0 for the start-up, its address sent with
-  // MPI_Bcast (MPI is the rendezvous; the store then carries the transports' keys).
   const bool one_host = info->local_size == info->size;
+  if (one_host) {
+    // The store: MPI itself (mpi_store.h: rank 0 serves it over a duplicate of the world
+    // communicator). The ranks' own addresses are loopback ones, the TCP default.
+    std::unique_ptr<Transport> world;
+    {
+      MpiStore store(MPI_COMM_WORLD);
+      world = build_world_transport(store, *info, requested, std::move(transport));
+    }  // collective: every rank is done with the store before rank 0 stops serving it
+    return std::make_unique<Communicator>(std::move(world));
+  }
+  // Across hosts the store is a TCP store served by rank 0 for the start-up, its address
+  // sent with MPI_Bcast: each rank then learns from its connection to it the address
+  // through which the other hosts reach it, which the TCP transport advertises.
   std::unique_ptr<TcpStoreServer> server;
   char address[256] = {};
   if (info->rank == 0) {
@@ -240,7 +258,7 @@ std::unique_ptr<Communicator> make_mpi_world(WorldInfo* info) {
   return std::make_unique<Communicator>(std::move(world));
 }
 
-std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info) {
+std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info, const std::string& recipe_transport) {
   info->rank = launch_variable("PETARING_RANK");
   info->size = launch_variable("PETARING_WORLD_SIZE");
   info->local_rank = launch_variable("PETARING_LOCAL_RANK");
@@ -254,7 +272,7 @@ std::unique_ptr<Communicator> make_petaring_world(WorldInfo* info) {
   }
   set_log_rank(info->rank);
   std::unique_ptr<Store> store = open_store(std::getenv("PETARING_STORE"));
-  std::string requested = requested_transport(/*under_mpi=*/false);
+  std::string requested = requested_transport(/*under_mpi=*/false, recipe_transport);
   return std::make_unique<Communicator>(build_world_transport(*store, *info, requested, nullptr));
 }
 
@@ -272,20 +290,35 @@ bool launched_by_mpi() {
   return false;
 }
 
-std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info) {
+std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info,
+                                                      const CollectiveSettings& settings) {
   WorldInfo local;
   WorldInfo* world = info != nullptr ? info : &local;
   std::unique_ptr<Communicator> communicator;
   if (launched_by_mpi()) {
-    communicator = make_mpi_world(world);
+    communicator = make_mpi_world(world, settings.transport);
     set_log_rank(world->rank);
   } else if (launched_by_petaring()) {
     *world = WorldInfo{};
-    communicator = make_petaring_world(world);
+    communicator = make_petaring_world(world, settings.transport);
   } else {
     *world = WorldInfo{};
     world->host = host_name();
     communicator = std::make_unique<Communicator>(std::move(make_local_transports(1)[0]));
+  }
+  // The recipe's settings where the environment left them unset (the environment wins).
+  auto unset = [](const char* variable) {
+    const char* text = std::getenv(variable);
+    return text == nullptr || *text == '\0';
+  };
+  if (settings.timeout.count() > 0 && unset("PETARING_COLLECTIVE_TIMEOUT")) {
+    communicator->set_timeout(settings.timeout);
+  }
+  if (!settings.hierarchical.empty() && unset("PETARING_HIERARCHICAL")) {
+    using Mode = Communicator::Hierarchical;
+    communicator->set_hierarchical(settings.hierarchical == "on"    ? Mode::kOn
+                                   : settings.hierarchical == "off" ? Mode::kOff
+                                                                    : Mode::kAuto);
   }
   communicator->init_hosts();  // PETARING_HOST_ID, else this host's name
   if (world->rank == 0) {

@@ -1,8 +1,9 @@
 // Store: a small key-value table that every rank of a job can reach, used to find each
 // other at start-up (addresses, counters). Not for bulk data.
 //
-// Implementations: TcpStore (tcp_store.h; served by the launcher or by rank 0 over TCP)
-// and FileStore (file_store.h; a shared folder, for tests). Values are byte strings
+// Implementations: TcpStore (tcp_store.h; served by the launcher or by rank 0 over TCP),
+// MpiStore (mpi_store.h; served by rank 0 over MPI, under mpirun) and FileStore
+// (file_store.h; a shared folder, for tests). Values are byte strings
 // (std::string may hold any bytes). All calls are thread-safe.
 #pragma once
 

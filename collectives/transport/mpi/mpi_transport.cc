@@ -11,6 +11,11 @@
 
 namespace petaring {
 
+std::mutex& mpi_call_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 std::string mpi_error_text(int code) {
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
@@ -26,11 +31,7 @@ bool mpi_finalized() {
   return finalized != 0;
 }
 
-// Every MPI call of the transports goes through this lock (MPI_THREAD_SERIALIZED).
-std::mutex& mpi_mutex() {
-  static std::mutex mutex;
-  return mutex;
-}
+std::mutex& mpi_mutex() { return mpi_call_mutex(); }
 
 // One send or receive, as one MPI request per piece.
 class MpiRequest : public Request {

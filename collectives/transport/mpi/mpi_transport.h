@@ -25,12 +25,17 @@
 #include <climits>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "collectives/transport.h"
 
 namespace petaring {
+
+// The lock every MPI call of petaring's collectives is made under (the MPI transports and
+// the MPI store), so that MPI_THREAD_SERIALIZED is enough.
+std::mutex& mpi_call_mutex();
 
 struct MpiTransportOptions {
   size_t max_piece_bytes = size_t{1} << 30;  // at most INT_MAX
