@@ -4,6 +4,8 @@
 // driving one virtual GPU (device index = local rank on its host).
 // SIGTERM or SIGINT preempts: every rank stops after the same step, a checkpoint is
 // written, and the process exits with kPreemptedExitCode (75, trainer/train.h).
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -71,7 +73,12 @@ int run_train(const TrainArgs& args) {
   Recipe recipe = load_recipe(args.recipe, args.overrides);
   install_preemption_handlers();
   WorldInfo world;
-  std::unique_ptr<Communicator> comm = make_world_communicator(&world);
+  CollectiveSettings collectives;  // the recipe's collectives section (the environment wins)
+  collectives.transport = recipe.collectives.transport;
+  collectives.hierarchical = recipe.collectives.hierarchical;
+  collectives.timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(std::ceil(recipe.collectives.timeout_s * 1000)));
+  std::unique_ptr<Communicator> comm = make_world_communicator(&world, collectives);
   auto train = [&] {
     std::unique_ptr<Device> device = open_rank_device(recipe.devices, world);
     TrainOptions options;

@@ -21,7 +21,8 @@ using recipe_detail::SectionReader;
 using recipe_detail::suggestion;
 
 const std::vector<std::string> kSections = {"model",    "data",    "optimizer",
-                                            "training", "devices", "checkpoint"};
+                                            "training", "devices", "checkpoint",
+                                            "collectives"};
 const std::map<std::string, std::vector<std::string>> kSectionKeys = {
     {"model",
      {"type", "layers", "activation", "init", "vocab", "context", "heads", "dim",
@@ -35,6 +36,7 @@ const std::map<std::string, std::vector<std::string>> kSectionKeys = {
       "bucket_mb", "precision"}},
     {"devices", {"kind", "count", "memory", "threads"}},
     {"checkpoint", {"dir", "every", "keep"}},
+    {"collectives", {"timeout_s", "transport", "hierarchical"}},
 };
 // What to write when a required section is missing.
 const std::map<std::string, std::string> kSectionExamples = {
@@ -303,6 +305,15 @@ void read_checkpoint(const SectionReader& reader, CheckpointConfig* checkpoint) 
   }
 }
 
+void read_collectives(const SectionReader& reader, CollectivesConfig* collectives) {
+  reader.get_number("timeout_s", NumberRule::kPositive, &collectives->timeout_s);
+  if (!(collectives->timeout_s <= 1e7)) {
+    reader.fail("timeout_s", "expected a number of seconds up to 1e7 (e.g. 300)");
+  }
+  reader.get_enum("transport", {"auto", "shm", "tcp", "mpi"}, &collectives->transport);
+  reader.get_enum("hierarchical", {"auto", "on", "off"}, &collectives->hierarchical);
+}
+
 void read_devices(const SectionReader& reader, DevicesConfig* devices) {
   reader.get_enum("kind", {"cpu", "amd"}, &devices->kind);
   reader.get_int("count", 0, &devices->count);
@@ -401,6 +412,9 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
   check_precision_fits_model(recipe, training);
   if (sections.count("devices")) read_devices(reader("devices"), &recipe.devices);
   if (sections.count("checkpoint")) read_checkpoint(reader("checkpoint"), &recipe.checkpoint);
+  if (sections.count("collectives")) {
+    read_collectives(reader("collectives"), &recipe.collectives);
+  }
   check_model_type_fits_data(recipe, model, data);
   check_model_fits_data(recipe, model);
   check_data_files(recipe.data, data);

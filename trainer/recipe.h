@@ -81,6 +81,16 @@ struct CheckpointConfig {
   bool operator==(const CheckpointConfig&) const = default;
 };
 
+// Collectives (collectives/communicator.h). The environment variables
+// PETARING_COLLECTIVE_TIMEOUT, PETARING_TRANSPORT and PETARING_HIERARCHICAL, when set,
+// win over these (docs/recipes.md).
+struct CollectivesConfig {
+  double timeout_s = 300;          // a wait with no progress for this long is an error
+  std::string transport = "auto";  // auto, shm, tcp, mpi (mpi: under mpirun only)
+  std::string hierarchical = "auto";  // auto, on, off
+  bool operator==(const CollectivesConfig&) const = default;
+};
+
 struct Recipe {
   std::string source;  // file name (or "<string>") for messages
   ModelConfig model;
@@ -89,6 +99,7 @@ struct Recipe {
   TrainingConfig training;
   DevicesConfig devices;
   CheckpointConfig checkpoint;
+  CollectivesConfig collectives;
   bool operator==(const Recipe&) const = default;
 };
 

@@ -112,6 +112,13 @@ std::string recipe_to_yaml(const Recipe& recipe) {
   out << YAML::Key << "every" << YAML::Value << checkpoint.every;
   out << YAML::Key << "keep" << YAML::Value << checkpoint.keep << YAML::EndMap;
 
+  const CollectivesConfig& collectives = recipe.collectives;
+  out << YAML::Key << "collectives" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "timeout_s" << YAML::Value << number_text(collectives.timeout_s);
+  out << YAML::Key << "transport" << YAML::Value << collectives.transport;
+  out << YAML::Key << "hierarchical" << YAML::Value << YAML::DoubleQuoted
+      << collectives.hierarchical << YAML::EndMap;
+
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
