@@ -92,6 +92,8 @@ void AmdQueue::submit_compute(std::vector<uint32_t> dwords, const std::string& w
   pm4::Writer release;
   release.release_mem(hw.signal.value_address(), hw.timeline);
   dwords.insert(dwords.end(), release.dwords().begin(), release.dwords().end());
+  const std::vector<uint32_t> notify = hw.signal.pm4_notify();
+  dwords.insert(dwords.end(), notify.begin(), notify.end());
   hw.compute.write(dwords, what);
   hw.compute.submit();
   finish(hw.compute, what);
@@ -103,6 +105,8 @@ void AmdQueue::submit_copy(std::vector<uint32_t> dwords, const std::string& what
   sdma::Writer tail;
   tail.timestamp(hw.signal.timestamp_address()).fence(hw.signal.value_address(), hw.timeline);
   dwords.insert(dwords.end(), tail.dwords().begin(), tail.dwords().end());
+  const std::vector<uint32_t> notify = hw.signal.sdma_notify();
+  dwords.insert(dwords.end(), notify.begin(), notify.end());
   hw.copy.write(dwords, what);
   hw.copy.submit();
   finish(hw.copy, what);

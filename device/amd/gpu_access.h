@@ -52,6 +52,16 @@ struct HardwareQueue {
   volatile uint64_t* doorbell = nullptr;  // write the new write pointer here
 };
 
+// A signal event (KFD's CREATE_EVENT of type SIGNAL): work that completes writes `id`
+// into `mailbox` (the event's slot of the event page) and raises an interrupt whose
+// context id is `id`; a host thread sleeping on the event wakes. Invalid when the access
+// path has no such events: waits then poll and sleep in short slices.
+struct GpuEvent {
+  uint32_t id = 0;
+  uint64_t mailbox = 0;  // GPU address of the 64-bit slot
+  bool valid() const { return mailbox != 0; }
+};
+
 class GpuAccess {
  public:
   GpuAccess() = default;
@@ -79,10 +89,17 @@ class GpuAccess {
   // in memory must already be written.
   virtual void ring_doorbell(const HardwareQueue& queue, uint64_t write_pointer) = 0;
 
-  // Sleeps until the GPU reports an event or `timeout` passes. Throws
-  // kFailedPrecondition when the GPU reported a memory fault or a queue/hardware
-  // exception, naming the address and what it means.
-  virtual void sleep_for_event(std::chrono::milliseconds timeout) = 0;
+  // A new signal event, or an invalid one when the path offers none (then it says why
+  // once in the log). Give it back with destroy_event.
+  virtual GpuEvent create_signal_event() { return {}; }
+  virtual void destroy_event(const GpuEvent& event) { (void)event; }
+
+  // Sleeps until the GPU reports a fault, `signal` (when valid) fires, or `timeout`
+  // passes; returns in the latter two cases. Throws kFailedPrecondition when the GPU
+  // reported a memory fault or a queue/hardware exception, naming the address and what
+  // it means.
+  virtual void sleep_for_event(std::chrono::milliseconds timeout,
+                               const GpuEvent& signal = GpuEvent{}) = 0;
 };
 
 }  // namespace petaring::amd

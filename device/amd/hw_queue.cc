@@ -120,10 +120,31 @@ void HwQueue::submit() {
 Signal::Signal(GpuAccess& access) : access_(access) {
   memory_ = access_.allocate(4096, MemoryKind::kGtt, true);
   std::memset(memory_.address, 0, memory_.size);
+  try {
+    event_ = access_.create_signal_event();
+  } catch (...) {
+    access_.free(memory_);
+    throw;
+  }
+}
+
+std::vector<uint32_t> Signal::pm4_notify() const {
+  if (!event_.valid()) return {};
+  pm4::Writer w;
+  w.release_mem(event_.mailbox, event_.id, pm4::IntSel::kInterruptAfterWriteConfirm, event_.id);
+  return w.dwords();
+}
+
+std::vector<uint32_t> Signal::sdma_notify() const {
+  if (!event_.valid()) return {};
+  sdma::Writer w;
+  w.fence(event_.mailbox, event_.id).trap(event_.id);
+  return w.dwords();
 }
 
 Signal::~Signal() {
   try {
+    access_.destroy_event(event_);
     access_.free(memory_);
   } catch (const std::exception& e) {
     PR_LOG(kWarn) << "releasing a signal failed: " << e.what();
@@ -150,8 +171,15 @@ void Signal::wait(uint32_t target, std::chrono::milliseconds timeout, const std:
               " after ", timeout.count(), " ms, waiting for ", target,
               "; the GPU did not finish the work: ", state());
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-    access_.sleep_for_event(std::min<std::chrono::milliseconds>(kSleepSlice, left + std::chrono::milliseconds(1)));
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
+                      std::chrono::milliseconds(1);
+    if (event_.valid()) {
+      // Work that writes this signal is followed by notify packets: the interrupt wakes
+      // us, and an event that fired before we slept stays set until waited on.
+      access_.sleep_for_event(left, event_);
+    } else {
+      access_.sleep_for_event(std::min<std::chrono::milliseconds>(kSleepSlice, left));
+    }
   }
 }
 

@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "device/amd/gpu_access.h"
 
@@ -89,9 +90,19 @@ class Signal {
   static bool reached(uint32_t value, uint32_t target) {
     return static_cast<int32_t>(value - target) >= 0;
   }
-  // Waits until reached(value(), target): polls for kPollTime, then sleeps on the GPU's
-  // events (which also turns a GPU fault into an error), until `timeout`. On timeout
-  // throws kTimeout naming `who` and `state` (the queue's pointers and last packets).
+  // The signal's KFD event (invalid when the access path has none).
+  const GpuEvent& event() const { return event_; }
+  // Packets to append after the ones that write the signal, so that a sleeping wait()
+  // wakes: the event id into the event's mailbox, then an interrupt with that context id
+  // (PM4: RELEASE_MEM with INT_SEL; SDMA: FENCE then TRAP). Empty without an event.
+  std::vector<uint32_t> pm4_notify() const;
+  std::vector<uint32_t> sdma_notify() const;
+
+  // Waits until reached(value(), target): polls for kPollTime, then sleeps in
+  // WAIT_EVENTS on the signal's event and the fault events (a GPU fault becomes an
+  // error), until `timeout`. Without an event it sleeps on the fault events in
+  // kSleepSlice slices and polls between them. On timeout throws kTimeout naming `who`
+  // and `state` (the queue's pointers and last packets).
   void wait(uint32_t target, std::chrono::milliseconds timeout, const std::string& who,
             const std::function<std::string()>& state) const;
 
@@ -104,6 +115,7 @@ class Signal {
   }
   GpuAccess& access_;
   GpuAllocation memory_;
+  GpuEvent event_;
 };
 
 }  // namespace petaring::amd

@@ -61,6 +61,13 @@ KfdAccess::KfdAccess(std::shared_ptr<SysInterface> sys, AmdGpuInfo gpu)
 }
 
 KfdAccess::~KfdAccess() {
+  if (event_page_.address != nullptr) {
+    try {
+      free(event_page_);
+    } catch (const std::exception& e) {
+      PR_LOG(kWarn) << gpu_.arch << ": freeing the event page failed: " << e.what();
+    }
+  }
   if (doorbell_page_ != nullptr) sys_->munmap(doorbell_page_, kDoorbellPageBytes);
   if (render_fd_ >= 0) sys_->close(render_fd_);
   if (kfd_fd_ >= 0) sys_->close(kfd_fd_);
@@ -285,23 +292,60 @@ void KfdAccess::ring_doorbell(const HardwareQueue& queue, uint64_t write_pointer
   sys_->write_doorbell(queue.doorbell, write_pointer);
 }
 
-void KfdAccess::sleep_for_event(std::chrono::milliseconds timeout) {
-  kfd_event_data events[2]{};
+GpuEvent KfdAccess::create_signal_event() {
+  std::lock_guard<std::mutex> lock(event_mutex_);
+  if (signal_events_refused_) return {};
+  if (event_page_.address == nullptr) {
+    // One 64-bit slot per signal event KFD can hold; KFD maps it and resets slots to
+    // "unsignaled" (all ones).
+    event_page_ = allocate(KFD_SIGNAL_EVENT_LIMIT * 8, MemoryKind::kGtt, true);
+  }
+  kfd_ioctl_create_event_args args{};
+  args.event_type = KFD_IOC_EVENT_SIGNAL;
+  args.auto_reset = 1;
+  args.node_id = static_cast<uint32_t>(gpu_.node);
+  args.event_page_offset = event_page_.handle;
+  const int rc = sys_->ioctl(kfd_fd_, AMDKFD_IOC_CREATE_EVENT, &args);
+  if (rc < 0 || args.event_slot_index >= KFD_SIGNAL_EVENT_LIMIT) {
+    signal_events_refused_ = true;
+    PR_LOG(kWarn) << gpu_.arch << " (" << gpu_.pci_address << "): KFD refused a signal event ("
+                  << (rc < 0 ? errno_text(rc) : str_cat("slot ", args.event_slot_index))
+                  << "); waits poll and sleep in short slices instead";
+    return {};
+  }
+  return GpuEvent{args.event_id, event_page_.gpu_address() + uint64_t{args.event_slot_index} * 8};
+}
+
+void KfdAccess::destroy_event(const GpuEvent& event) {
+  if (!event.valid()) return;
+  kfd_ioctl_destroy_event_args args{};
+  args.event_id = event.id;
+  checked_ioctl(AMDKFD_IOC_DESTROY_EVENT, &args, "DESTROY_EVENT");
+}
+
+void KfdAccess::sleep_for_event(std::chrono::milliseconds timeout, const GpuEvent& signal) {
+  kfd_event_data events[3]{};
   events[0].event_id = memory_event_;
   events[1].event_id = hw_exception_event_;
+  events[2].event_id = signal.id;
   kfd_ioctl_wait_events_args args{};
   args.events_ptr = reinterpret_cast<uint64_t>(events);
-  args.num_events = 2;
+  args.num_events = signal.valid() ? 3 : 2;
   args.wait_for_all = 0;
   args.timeout = static_cast<uint32_t>(timeout.count());
   checked_ioctl(AMDKFD_IOC_WAIT_EVENTS, &args, "WAIT_EVENTS");
   if (args.wait_result != KFD_IOC_WAIT_RESULT_COMPLETE) return;
+  // KFD copies back the data of the fault events that fired: a memory fault's address
+  // and cause, a hardware exception's gpu_id. Neither: the signal event woke us.
+  const auto& exception = events[1].hw_exception_data;
+  const auto& memory = events[0].memory_exception_data;
+  const bool memory_fault = memory.va != 0 || memory.failure.NotPresent ||
+                            memory.failure.ReadOnly || memory.failure.NoExecute;
+  if (signal.valid() && !memory_fault && exception.gpu_id == 0) return;
   const auto fault = sys_->fault_detail();
   const std::string detail = fault ? fault->message : "";
   const ErrorKind kind = fault ? fault->kind : ErrorKind::kFailedPrecondition;
-  const auto& memory = events[0].memory_exception_data;
-  if (memory.va != 0 || memory.failure.NotPresent || memory.failure.ReadOnly ||
-      memory.failure.NoExecute) {
+  if (memory_fault) {
     throw Error(kind, str_cat(gpu_.arch, " (", gpu_.pci_address, "): GPU memory fault at ",
             hex(memory.va), memory.failure.NotPresent ? " (page not mapped)" : "",
             memory.failure.ReadOnly ? " (write to read-only memory)" : "",

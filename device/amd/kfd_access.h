@@ -10,10 +10,17 @@
 //   MAP_MEMORY_TO_GPU (0x18); free: UNMAP (0x19), munmap, FREE_MEMORY_OF_GPU (0x17);
 //   queues: CREATE_QUEUE (0x02) / DESTROY_QUEUE (0x03); doorbells: mmap /dev/kfd at the
 //   page of the returned doorbell offset, once, shared by the process's queues;
-//   sleeping: WAIT_EVENTS (0x0C) on the fault events.
-// Not yet done: RUNTIME_ENABLE (KFD >= 1.14; the Debian 12 header is 1.11), signal events
-// with an event page (waits poll memory, then sleep on the fault events with a short
-// timeout). TODO(hw): nothing here has run against a real /dev/kfd.
+//   signal events: the first CREATE_EVENT of type SIGNAL hands KFD the event page (a
+//   GTT allocation of KFD_SIGNAL_EVENT_LIMIT 64-bit slots, its handle in
+//   event_page_offset); each event gets a slot (its mailbox); DESTROY_EVENT (0x09);
+//   sleeping: WAIT_EVENTS (0x0C) on the fault events and, for a signal wait, its event.
+// Not done: RUNTIME_ENABLE (0x25). KFD 1.14 and later expects it before queues are
+// created when a debugger may attach; the Debian 12 header is 1.11 and has neither the
+// ioctl nor its args struct (kfd_ioctl_runtime_enable_args: r_debug address,
+// mode_mask KFD_RUNTIME_ENABLE_MODE_ENABLE_MASK, capabilities_mask out). Supporting it
+// means carrying that struct and request number here, calling it after ACQUIRE_VM when
+// GET_VERSION says >= 1.14, and treating -EBUSY (a debugger owns the process) as an
+// error that says so. TODO(hw): nothing here has run against a real /dev/kfd.
 #pragma once
 
 #include <memory>
@@ -45,7 +52,10 @@ class KfdAccess : public GpuAccess {
   HardwareQueue create_queue(const HardwareQueueSetup& setup) override;
   void destroy_queue(const HardwareQueue& queue) override;
   void ring_doorbell(const HardwareQueue& queue, uint64_t write_pointer) override;
-  void sleep_for_event(std::chrono::milliseconds timeout) override;
+  GpuEvent create_signal_event() override;
+  void destroy_event(const GpuEvent& event) override;
+  void sleep_for_event(std::chrono::milliseconds timeout,
+                       const GpuEvent& signal = GpuEvent{}) override;
 
   SysInterface& sys() { return *sys_; }
 
@@ -62,6 +72,9 @@ class KfdAccess : public GpuAccess {
   int render_fd_ = -1;
   uint32_t version_major_ = 0, version_minor_ = 0;
   uint32_t memory_event_ = 0, hw_exception_event_ = 0;
+  std::mutex event_mutex_;
+  GpuAllocation event_page_;       // guarded by event_mutex_; the first signal event makes it
+  bool signal_events_refused_ = false;  // guarded by event_mutex_
   std::mutex doorbell_mutex_;
   void* doorbell_page_ = nullptr;  // guarded by doorbell_mutex_
   uint64_t doorbell_page_offset_ = 0;

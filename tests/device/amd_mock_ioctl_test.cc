@@ -139,5 +139,40 @@ TEST_F(AmdMockIoctlTest, QueuesNeedRingsInGpuMemory) {
   ASSERT_EQ(map(handle, false), 0);
 }
 
+TEST_F(AmdMockIoctlTest, SignalEventsNeedTheEventPageAndWaitsKnownEvents) {
+  kfd_ioctl_create_event_args event{};
+  event.event_type = KFD_IOC_EVENT_SIGNAL;
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_EVENT, &event), -EINVAL);  // before ACQUIRE_VM
+  acquire();
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_EVENT, &event), -EINVAL);  // no event page
+  const uint64_t small_va = reserve(4096);
+  uint64_t small = 0;
+  ASSERT_EQ(alloc(small_va, 4096, KFD_IOC_ALLOC_MEM_FLAGS_GTT, &small), 0);
+  event.event_page_offset = small;
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_EVENT, &event), -EINVAL);  // page too small
+  const uint64_t bytes = KFD_SIGNAL_EVENT_LIMIT * 8;
+  const uint64_t page_va = reserve(bytes);
+  uint64_t page = 0;
+  ASSERT_EQ(alloc(page_va, bytes, KFD_IOC_ALLOC_MEM_FLAGS_GTT, &page), 0);
+  ASSERT_EQ(map(page, true), 0);
+  event.event_page_offset = page;
+  ASSERT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_EVENT, &event), 0);
+  EXPECT_EQ(event.event_slot_index, event.event_id);
+
+  kfd_event_data data[1]{};
+  data[0].event_id = 12345;  // never created
+  kfd_ioctl_wait_events_args wait{};
+  wait.events_ptr = reinterpret_cast<uint64_t>(data);
+  wait.num_events = 1;
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_WAIT_EVENTS, &wait), -EINVAL);
+  data[0].event_id = event.event_id;
+  wait.timeout = 0;
+  ASSERT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_WAIT_EVENTS, &wait), 0);
+  EXPECT_EQ(wait.wait_result, uint32_t{KFD_IOC_WAIT_RESULT_TIMEOUT});  // nothing fired it
+  kfd_ioctl_destroy_event_args destroy{event.event_id, 0};
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_DESTROY_EVENT, &destroy), 0);
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_DESTROY_EVENT, &destroy), -EINVAL);
+}
+
 }  // namespace
 }  // namespace petaring::amd

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <exception>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "device/amd/hw_queue.h"
@@ -170,6 +172,91 @@ TEST(AmdMockKfdTest, SignalTimelineRollsOver) {
   EXPECT_TRUE(Signal::reached(5, 0xfffffff0u));
   EXPECT_FALSE(Signal::reached(0xfffffff0u, 5));
   o.access->free(a);
+}
+
+// A compute queue stalled on a copy the host has not submitted yet; returns its signal
+// value target. The waiter thread's wait() must sleep in WAIT_EVENTS (the poll ends
+// first), and wakes when the copy unblocks the queue.
+void wait_across_a_stall(Opened& o, Signal& done, std::vector<uint32_t> notify) {
+  HwQueue compute(*o.access, HardwareQueueKind::kComputePm4, 4096, "amd:0/compute");
+  HwQueue copy(*o.access, HardwareQueueKind::kSdma, 4096, "amd:0/copy");
+  Signal copied(*o.access);
+  GpuAllocation a = o.access->allocate(4096, MemoryKind::kGtt, true);
+  pm4::Writer w;
+  w.wait_reg_mem(copied.value_address(), 5).release_mem(done.value_address(), 9);
+  std::vector<uint32_t> dwords = w.dwords();
+  dwords.insert(dwords.end(), notify.begin(), notify.end());
+  compute.write(dwords, "wait for copy, release, notify");
+  compute.submit();
+  std::exception_ptr failed;
+  std::thread waiter([&] {
+    try {
+      done.wait(9, 20s, "waiter", [&] { return compute.state(); });
+    } catch (...) {
+      failed = std::current_exception();
+    }
+  });
+  while (o.kfd->sleeping_waiters() == 0) std::this_thread::yield();  // asleep in WAIT_EVENTS
+  EXPECT_EQ(done.value(), 0u);
+  sdma_copy(copy, copied, a.gpu_address() + 2048, a.gpu_address(), 1024, 5);
+  waiter.join();
+  if (failed) std::rethrow_exception(failed);
+  EXPECT_EQ(done.value(), 9u);
+  o.access->free(a);
+}
+
+TEST(AmdMockKfdTest, SignalWaitSleepsOnItsEventUntilTheInterrupt) {
+  Opened o = open_mock();
+  Signal done(*o.access), other(*o.access);
+  ASSERT_TRUE(done.event().valid());
+  ASSERT_TRUE(other.event().valid());
+  EXPECT_NE(done.event().id, other.event().id);
+  EXPECT_EQ(other.event().mailbox, done.event().mailbox + 8 * (other.event().id - done.event().id));
+  auto* mailbox = reinterpret_cast<volatile uint64_t*>(done.event().mailbox);
+  EXPECT_EQ(*mailbox, ~uint64_t{0});  // KFD's "unsignaled"
+  // RELEASE_MEM of the event id into the mailbox with an interrupt whose context is the id.
+  const auto notify = pm4::decode_stream(done.pm4_notify());
+  ASSERT_EQ(notify.size(), 1u);
+  const auto& release = std::get<pm4::ReleaseMem>(notify[0].packet);
+  EXPECT_EQ(release.address, done.event().mailbox);
+  EXPECT_EQ(release.data, done.event().id);
+  EXPECT_EQ(release.int_sel, pm4::IntSel::kInterruptAfterWriteConfirm);
+  EXPECT_EQ(release.int_ctxid, done.event().id);
+  EXPECT_EQ(sdma::decode_stream(done.sdma_notify()).size(), 2u);  // FENCE, TRAP
+
+  wait_across_a_stall(o, done, done.pm4_notify());
+  EXPECT_EQ(o.kfd->signal_wakeups(), 1u);  // woken by the event, once
+  EXPECT_EQ(*mailbox, ~uint64_t{0});       // the interrupt acknowledged the slot
+}
+
+TEST(AmdMockKfdTest, WithoutSignalEventsWaitsSleepInSlicesAndStillFinish) {
+  MockKfdOptions options;
+  options.signal_events = false;  // a KFD that refuses them
+  Opened o = open_mock(options);
+  Signal done(*o.access);
+  EXPECT_FALSE(done.event().valid());
+  EXPECT_TRUE(done.pm4_notify().empty());
+  EXPECT_TRUE(done.sdma_notify().empty());
+  wait_across_a_stall(o, done, done.pm4_notify());
+  EXPECT_EQ(o.kfd->signal_wakeups(), 0u);
+}
+
+// An interrupt whose mailbox was not written does not fire the event (KFD checks the
+// slot), so a signal write without its notify packets cannot wake a waiter early.
+TEST(AmdMockKfdTest, InterruptWithoutAMailboxWriteFiresNothing) {
+  Opened o = open_mock();
+  Signal done(*o.access);
+  o.kfd->interrupt(done.event().id);
+  HwQueue q(*o.access, HardwareQueueKind::kComputePm4, 4096, "amd:0/compute");
+  pm4::Writer w;
+  w.release_mem(done.value_address(), 1, pm4::IntSel::kInterrupt, done.event().id);
+  q.write(w.dwords(), "release with an interrupt, no mailbox");
+  q.submit();
+  EXPECT_EQ(done.value(), 1u);
+  EXPECT_EQ(o.kfd->signal_wakeups(), 0u);
+  EXPECT_EQ(*reinterpret_cast<volatile uint64_t*>(done.event().mailbox), ~uint64_t{0});
+  done.wait(1, 1000ms, "test", [&] { return q.state(); });  // reached: no sleep needed
+  EXPECT_EQ(o.kfd->signal_wakeups(), 0u);
 }
 
 TEST(AmdMockKfdTest, TimeoutNamesTheQueueState) {

@@ -124,6 +124,10 @@ bool MockExecutor::run_pm4(MockRing& ring, std::span<const uint32_t> stream, siz
                     mock_gpu_clock();
                 break;
             }
+            if (p.int_sel == pm4::IntSel::kInterrupt ||
+                p.int_sel == pm4::IntSel::kInterruptAfterWriteConfirm) {
+              kfd_.interrupt(p.int_ctxid);
+            }
             return true;
           },
           [&](const pm4::WaitRegMem& p) {
@@ -208,7 +212,10 @@ bool MockExecutor::run_sdma(MockRing& ring, std::span<const uint32_t> stream, si
             *static_cast<volatile uint32_t*>(memory(p.address, 4, "FENCE destination")) = p.value;
             return true;
           },
-          [](const sdma::Trap&) { return true; },
+          [&](const sdma::Trap& p) {
+            kfd_.interrupt(p.context);
+            return true;
+          },
           [&](const sdma::PollRegmem& p) {
             if (!p.memory) {
               throw MockQueueFault{0, ErrorKind::kUnimplemented,

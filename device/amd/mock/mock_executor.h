@@ -3,9 +3,10 @@
 // against host memory, checking every address against the GPU mappings the mock knows:
 //   PM4 (compute queue): NOP, SET_SH_REG (kept in a register file), ACQUIRE_MEM and
 //     EVENT_WRITE (ordering only: the mock runs in order), RELEASE_MEM (writes the value
-//     or a timestamp), WAIT_REG_MEM (stalls the queue until satisfied), DISPATCH_DIRECT
+//     or a timestamp, then raises the interrupt INT_SEL asks for: MockKfd::interrupt), WAIT_REG_MEM (stalls the queue until satisfied), DISPATCH_DIRECT
 //     (hands the registers to the dispatch handler), INDIRECT_BUFFER (runs the buffer).
-//   SDMA (copy queue): NOP, COPY_LINEAR, WRITE_LINEAR, FENCE, TRAP, POLL_REGMEM (stalls),
+//   SDMA (copy queue): NOP, COPY_LINEAR, WRITE_LINEAR, FENCE, TRAP (an interrupt with its
+//     context id), POLL_REGMEM (stalls),
 //     TIMESTAMP.
 // Packets come from the shared decoders (device/amd/pm4.h, sdma.h). A packet must not
 // straddle the end of the ring: the queues pad with NOPs instead (the mock is stricter

@@ -84,10 +84,16 @@ int MockKfd::close(int fd) {
 }
 
 int MockKfd::ioctl(int fd, unsigned long request, void* arg) {
-  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  std::unique_lock<std::recursive_mutex> lock(mutex_);
   auto file = open_files_.find(fd);
   if (file == open_files_.end()) return -EBADF;
   if (file->second != "/dev/kfd") return -ENOTTY;
+  if (request == AMDKFD_IOC_WAIT_EVENTS) {
+    // It sleeps on a condition variable, which releases one level of the recursive
+    // mutex only: let go of this one so that other threads run while it sleeps.
+    lock.unlock();
+    return wait_events(arg);
+  }
   switch (request) {
     case AMDKFD_IOC_GET_VERSION: {
       auto* args = static_cast<kfd_ioctl_get_version_args*>(arg);
@@ -102,16 +108,8 @@ int MockKfd::ioctl(int fd, unsigned long request, void* arg) {
       vm_acquired_ = true;
       return 0;
     }
-    case AMDKFD_IOC_CREATE_EVENT: {
-      auto* args = static_cast<kfd_ioctl_create_event_args*>(arg);
-      if (args->event_type != KFD_IOC_EVENT_MEMORY &&
-          args->event_type != KFD_IOC_EVENT_HW_EXCEPTION) {
-        return -EINVAL;  // signal events need an event page, which the mock does not model
-      }
-      args->event_id = next_event_id_++;
-      return 0;
-    }
-    case AMDKFD_IOC_WAIT_EVENTS: return wait_events(arg);
+    case AMDKFD_IOC_CREATE_EVENT: return create_event(arg);
+    case AMDKFD_IOC_DESTROY_EVENT: return destroy_event(arg);
     case AMDKFD_IOC_ALLOC_MEMORY_OF_GPU: return alloc_memory(arg);
     case AMDKFD_IOC_FREE_MEMORY_OF_GPU: return free_memory(arg);
     case AMDKFD_IOC_MAP_MEMORY_TO_GPU: return map_memory(arg, true);
@@ -357,26 +355,123 @@ void MockKfd::run_queues() {
   }
 }
 
+int MockKfd::create_event(void* arg) {
+  auto* args = static_cast<kfd_ioctl_create_event_args*>(arg);
+  if (!vm_acquired_) return -EINVAL;
+  Event event;
+  event.type = args->event_type;
+  event.auto_reset = args->auto_reset != 0;
+  if (args->event_type == KFD_IOC_EVENT_MEMORY ||
+      args->event_type == KFD_IOC_EVENT_HW_EXCEPTION) {
+    args->event_id = next_event_id_++;
+    events_[args->event_id] = event;
+    return 0;
+  }
+  if (args->event_type != KFD_IOC_EVENT_SIGNAL || !options_.signal_events) return -EINVAL;
+  if (event_page_ == 0) {
+    // The page comes with the first signal event, as a handle of a GPU allocation.
+    const MockAllocation* page = nullptr;
+    for (const auto& [address, a] : allocations_) {
+      if (a.handle == args->event_page_offset) page = &a;
+    }
+    if (page == nullptr || page->size < KFD_SIGNAL_EVENT_LIMIT * 8) return -EINVAL;
+    event_page_ = page->address;
+    std::memset(reinterpret_cast<void*>(event_page_), 0xff, KFD_SIGNAL_EVENT_LIMIT * 8);
+  } else if (args->event_page_offset != 0 &&
+             find_gpu_mapped(event_page_, KFD_SIGNAL_EVENT_LIMIT * 8) == nullptr) {
+    return -EINVAL;  // the page was freed
+  }
+  uint32_t slot = 0;
+  while (slot < KFD_SIGNAL_EVENT_LIMIT && events_.count(slot) != 0) ++slot;
+  if (slot == KFD_SIGNAL_EVENT_LIMIT) return -ENOSPC;
+  event.slot = slot;
+  reinterpret_cast<volatile uint64_t*>(event_page_)[slot] = ~uint64_t{0};
+  events_[slot] = event;
+  args->event_id = slot;
+  args->event_slot_index = slot;
+  args->event_trigger_data = slot;
+  return 0;
+}
+
+int MockKfd::destroy_event(void* arg) {
+  auto* args = static_cast<kfd_ioctl_destroy_event_args*>(arg);
+  return events_.erase(args->event_id) == 1 ? 0 : -EINVAL;
+}
+
+void MockKfd::interrupt(uint32_t context_id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  auto it = events_.find(context_id);
+  if (it == events_.end() || it->second.type != KFD_IOC_EVENT_SIGNAL || event_page_ == 0) return;
+  auto* slot = reinterpret_cast<volatile uint64_t*>(event_page_) + it->second.slot;
+  if (find_gpu_mapped(reinterpret_cast<uint64_t>(slot), 8) == nullptr) return;
+  if (*slot == ~uint64_t{0}) return;  // nothing written to the mailbox: not this event
+  *slot = ~uint64_t{0};              // acknowledged
+  it->second.signaled = true;
+  event_.notify_all();
+}
+
 int MockKfd::wait_events(void* arg) {
   auto* args = static_cast<kfd_ioctl_wait_events_args*>(arg);
   std::unique_lock<std::recursive_mutex> lock(mutex_);
-  event_.wait_for(lock, std::chrono::milliseconds(args->timeout), [&] { return !faults_.empty(); });
+  auto* events = reinterpret_cast<kfd_event_data*>(args->events_ptr);
+  if (args->num_events == 0 || args->num_events > KFD_SIGNAL_EVENT_LIMIT || events == nullptr) {
+    return -EINVAL;
+  }
+  for (uint32_t i = 0; i < args->num_events; ++i) {
+    if (events_.count(events[i].event_id) == 0) return -EINVAL;  // unknown event id
+  }
+  auto signaled = [&] {
+    for (uint32_t i = 0; i < args->num_events; ++i) {
+      if (events_[events[i].event_id].signaled) return true;
+    }
+    return false;
+  };
+  ++sleeping_waiters_;
+  event_.wait_for(lock, std::chrono::milliseconds(args->timeout),
+                  [&] { return !faults_.empty() || signaled(); });
+  --sleeping_waiters_;
   if (faults_.empty()) {
-    args->wait_result = KFD_IOC_WAIT_RESULT_TIMEOUT;
+    if (!signaled()) {
+      args->wait_result = KFD_IOC_WAIT_RESULT_TIMEOUT;
+      return 0;
+    }
+    for (uint32_t i = 0; i < args->num_events; ++i) {
+      Event& e = events_[events[i].event_id];
+      if (e.signaled && e.auto_reset) e.signaled = false;
+    }
+    ++signal_wakeups_;
+    args->wait_result = KFD_IOC_WAIT_RESULT_COMPLETE;
     return 0;
   }
   MockFault fault = faults_.front();
   faults_.erase(faults_.begin());
   last_fault_ = fault;
-  auto* events = reinterpret_cast<kfd_event_data*>(args->events_ptr);
-  // The first event gets the memory fault (KfdAccess lists the memory event first).
-  if (fault.address != 0 && args->num_events > 0) {
-    events[0].memory_exception_data.va = fault.address;
-    events[0].memory_exception_data.failure.NotPresent = 1;
-    events[0].memory_exception_data.gpu_id = gpus_.empty() ? 0 : gpus_.front().gpu_id;
+  // A memory fault fires the memory event with its address; anything else the
+  // hardware-exception event, with the GPU's id.
+  const uint32_t gpu_id = gpus_.empty() ? 0 : gpus_.front().gpu_id;
+  for (uint32_t i = 0; i < args->num_events; ++i) {
+    const uint32_t type = events_[events[i].event_id].type;
+    if (fault.address != 0 && type == KFD_IOC_EVENT_MEMORY) {
+      events[i].memory_exception_data.va = fault.address;
+      events[i].memory_exception_data.failure.NotPresent = 1;
+      events[i].memory_exception_data.gpu_id = gpu_id;
+    } else if (fault.address == 0 && type == KFD_IOC_EVENT_HW_EXCEPTION) {
+      events[i].hw_exception_data.reset_type = KFD_HW_EXCEPTION_PER_ENGINE_RESET;
+      events[i].hw_exception_data.gpu_id = gpu_id;
+    }
   }
   args->wait_result = KFD_IOC_WAIT_RESULT_COMPLETE;
   return 0;
+}
+
+uint64_t MockKfd::signal_wakeups() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  return signal_wakeups_;
+}
+
+int MockKfd::sleeping_waiters() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  return sleeping_waiters_;
 }
 
 std::optional<SysInterface::FaultDetail> MockKfd::fault_detail() {

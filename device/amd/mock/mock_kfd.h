@@ -7,7 +7,15 @@
 //   * device files: /dev/kfd and /dev/dri/renderD<minor> of the GPUs of a sysfs tree
 //     (tests/fixtures/amd/<box>/sys); sysfs reads are served from that tree.
 //   * ioctls GET_VERSION, ACQUIRE_VM, ALLOC/FREE_MEMORY_OF_GPU, MAP/UNMAP_MEMORY_TO_GPU,
-//     CREATE/DESTROY_QUEUE, CREATE_EVENT, WAIT_EVENTS; anything else is -ENOTTY.
+//     CREATE/DESTROY_QUEUE, CREATE/DESTROY_EVENT, WAIT_EVENTS; anything else is -ENOTTY.
+//   * events: memory and hardware-exception events (a queue fault fires them, with the
+//     fault's address or the GPU id as their data) and signal events. The first signal
+//     event must bring the event page (the handle of a GPU allocation of
+//     KFD_SIGNAL_EVENT_LIMIT 64-bit slots in event_page_offset; the mock does not
+//     allocate one itself); each gets a slot, set to "unsignaled" (all ones). An
+//     interrupt (RELEASE_MEM with INT_SEL 1 or 2, SDMA TRAP) whose context id names a
+//     signal event whose slot was written fires it and resets the slot, as KFD's
+//     interrupt handler does; WAIT_EVENTS wakes on it, auto-reset events clear.
 //   * memory: GPU VA = CPU VA. VRAM and GTT allocations are backed by anonymous host
 //     memory placed over the caller's reservation; VRAM is counted against the GPU's
 //     size (-ENOMEM past it); CPU mappings of VRAM need the PUBLIC flag and, with
@@ -46,6 +54,7 @@ struct MockKfdOptions {
   bool device_files_accessible = true;  // false: opening /dev/kfd gives EACCES
   bool resizable_bar = true;         // false: host-visible VRAM limited to 256 MiB
   uint64_t vram_bytes = 0;           // > 0 overrides every GPU's VRAM size
+  bool signal_events = true;          // false: CREATE_EVENT of type SIGNAL gives -EINVAL
   // Runs DISPATCH_DIRECT packets (mock_kernels.h offers one that runs the CPU twins of
   // the kernels); without one, dispatches fault.
   std::function<void(MockKfd&, const MockDispatch&)> dispatch;
@@ -99,6 +108,12 @@ class MockKfd : public SysInterface {
   std::vector<MockAllocation> allocations();
   uint64_t vram_used(uint32_t gpu_id);
   std::optional<MockFault> last_fault();
+  // An interrupt from a queue with `context_id` (called by the executor).
+  void interrupt(uint32_t context_id);
+  // Event statistics for tests: WAIT_EVENTS calls that returned because a signal event
+  // fired, and threads inside WAIT_EVENTS now.
+  uint64_t signal_wakeups();
+  int sleeping_waiters();
 
  private:
   struct Queue;
@@ -108,6 +123,8 @@ class MockKfd : public SysInterface {
   int create_queue(void* arg);
   int destroy_queue(void* arg);
   int wait_events(void* arg);
+  int create_event(void* arg);
+  int destroy_event(void* arg);
   // Runs every queue that has work until none makes progress. Caller holds mutex_.
   void run_queues();
   bool gpu_known(uint32_t gpu_id) const;
@@ -127,7 +144,17 @@ class MockKfd : public SysInterface {
   std::map<uint32_t, std::unique_ptr<Queue>> queues_;
   uint32_t next_queue_id_ = 1;
   void* doorbell_page_ = nullptr;
-  uint32_t next_event_id_ = 1;
+  struct Event {
+    uint32_t type = 0;  // KFD_IOC_EVENT_*
+    bool auto_reset = false;
+    bool signaled = false;
+    uint32_t slot = 0;  // signal events: the slot of the event page
+  };
+  std::map<uint32_t, Event> events_;  // by id: signal events have their slot's index
+  uint32_t next_event_id_ = 0x80000000u;  // other events, as KFD numbers them
+  uint64_t event_page_ = 0;            // address of the event page; 0 until given
+  uint64_t signal_wakeups_ = 0;
+  int sleeping_waiters_ = 0;
   std::vector<MockFault> faults_;  // unreported; the last one stays for fault_detail()
   std::optional<MockFault> last_fault_;
   std::unique_ptr<MockExecutor> executor_;
