@@ -8,6 +8,8 @@
 #     fails fast, the coordinator restarts A from its checkpoint on the remaining
 #     capacity, and A finishes with the same final loss as an uninterrupted 3-rank run
 #     (`petaring launch -n 3`, TCP transport).
+# Each worker has a working folder of its own (as on three hosts); checkpoints go to the
+# folder the coordinator hands the job under --shared-dir.
 # Usage: bash pool_faults.sh BUILD_DIR SOURCE_DIR. Exit 77 when petaring, python3 or the
 # Fashion-MNIST files are missing.
 set -u
@@ -19,13 +21,14 @@ if ! command -v python3 >/dev/null; then echo "SKIP: python3 not found"; exit 77
 if ! command -v pgrep >/dev/null; then echo "SKIP: pgrep not found"; exit 77; fi
 if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then echo "SKIP: no Fashion-MNIST data"; exit 77; fi
 work=$(mktemp -d)
+separate_workdirs=1
 source "$source_dir/tests/mpi/pool_common.bash"
 recipe="$work/long.yaml"
 sed -e 's/max_steps: 100 /max_steps: 400 /' -e 's/evaluate: true/evaluate: false/' -e 's/threads: 0/threads: 1/' \
   "$source_dir/examples/recipes/fashion_mlp_small.yaml" >"$recipe"
-printf 'checkpoint:\n  dir: ckpt\n  every: 25\n' >>"$recipe"  # the worker puts it in the job's folder
+printf 'checkpoint:\n  dir: ckpt\n  every: 25\n' >>"$recipe"  # relative: the coordinator names the folder
 
-start_coordinator 127.0.0.1:0 --heartbeat-timeout-ms 3000 || exit 1  # 1 s proved too short on a loaded host
+start_coordinator 127.0.0.1:0 --heartbeat-timeout-ms 3000 --shared-dir "$work/shared" || exit 1  # 1 s proved too short on a loaded host
 for w in w1 w2 w3; do start_worker "$w" cpu:2; done
 wait_for 20 "three nodes" bash -c "[[ \$('$petaring' nodes --json | grep -c alive) == 3 ]]"
 
@@ -50,7 +53,7 @@ single_rank=$(python3 -c 'import sys; print([s.split(":")[0] for s in sys.argv[1
 # shell builtins (no process per poll), then freeze job A's ranks at once (SIGSTOP: no
 # step can pass), kill the worker (its ranks die with it), and let the survivor go on.
 deadline=$((SECONDS + 60))
-until compgen -G "$work/jobs/job-$a/checkpoints/*.ckpt" >/dev/null; do
+until compgen -G "$work/shared/job-$a/checkpoints/*.ckpt" >/dev/null; do
   ((SECONDS < deadline)) || { fail "timed out waiting for a checkpoint of job $a"; exit 1; }
   sleep 0.01
 done
@@ -59,20 +62,21 @@ frozen=$(pgrep -P "${!victim}"; pgrep -P "${!survivor}")
 kill -STOP $frozen
 kill -9 "${!victim}"
 kill -CONT $frozen 2>/dev/null
-grep -q "^final:" "$work/jobs/job-$a/rank-0.attempt-1.log" && fail "job $a finished before the kill; the test proves nothing"
+grep -q "^final:" "$work"/jobs-*/job-"$a"/rank-0.attempt-1.log && fail "job $a finished before the kill; the test proves nothing"
 killed_at=$SECONDS
 wait_for 60 "job $a to restart" bash -c "[[ \$('$petaring' job $a --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"attempt\"])') -ge 2 ]]" || exit 1
 wait_for 120 "job $b to finish" job_is "$b" finished
 wait_for 120 "job $a to finish" job_is "$a" finished
-grep -q "resumed from" "$work"/jobs/job-"$a"/rank-0.attempt-[2-9].log || fail "job $a did not resume from a checkpoint"
+grep -q "resumed from $work/shared/job-$a/checkpoints/" "$work"/jobs-*/job-"$a"/rank-0.attempt-[2-9].log ||
+  fail "job $a did not resume from a checkpoint in the shared folder"
 # The surviving rank did not hang: it failed on its own, naming the lost peer.
-grep -q "error on rank $single_rank" "$work/jobs/job-$a/rank-$single_rank.attempt-1.log" ||
+grep -q "error on rank $single_rank" "$work/jobs-$single/job-$a/rank-$single_rank.attempt-1.log" ||
   fail "job $a's rank $single_rank on $single did not fail by itself"
 
 # The same recipe, uninterrupted, 3 ranks over TCP.
 PETARING_TRANSPORT=tcp timeout 120 "$petaring" launch -n 3 -- "$petaring" train "$recipe" \
   --set checkpoint.every=0 --set checkpoint.dir="$work/reference-ckpt" --metrics "$work/reference.jsonl" >"$work/reference.log" 2>&1 || fail "reference run"
-python3 - "$work/reference.jsonl" "$work"/jobs/job-"$a"/metrics.attempt-*.jsonl <<'PY' || fail "final losses differ"
+python3 - "$work/reference.jsonl" "$work"/jobs-*/job-"$a"/metrics.attempt-*.jsonl <<'PY' || fail "final losses differ"
 import json, sys
 def final(path):
     records = [json.loads(l) for l in open(path) if l.strip()]
@@ -89,7 +93,7 @@ PY
 # timeout; the job may finish before that, so wait for it (well past the 3 s timeout).
 wait_for 30 "$double to be marked dead" bash -c "'$petaring' nodes --json | grep '\"name\":\"$double\"' | grep -q '\"state\":\"dead\"'" || true
 if ((status != 0)); then
-  tail -n 30 "$work/coordinator.log"; tail -n 5 "$work"/jobs/job-"$a"/*.log
+  tail -n 30 "$work/coordinator.log"; tail -n 5 "$work"/jobs-*/job-"$a"/*.log
 else
   echo "PASS"
 fi
