@@ -44,7 +44,9 @@ struct HardwareQueueSetup {
   volatile uint64_t* read_pointer = nullptr;   // written by the engine, in bytes (GTT)
   volatile uint64_t* write_pointer = nullptr;  // written by the host, in bytes (GTT)
   GpuAllocation eop_buffer;        // compute queues only
-  GpuAllocation context_save;      // compute queues only
+  GpuAllocation context_save;      // compute queues only: save area, then debugger area
+  uint32_t context_save_bytes = 0;   // the save area (ctx_save_restore_size)
+  uint32_t control_stack_bytes = 0;  // its control stack part (ctl_stack_size)
 };
 
 struct HardwareQueue {

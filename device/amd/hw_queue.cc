@@ -12,16 +12,46 @@
 namespace petaring::amd {
 namespace {
 
-// TODO(hw): gfx11 sizes; KFD checks the context-save area against the CU count and wave
-// limits (amdgpu's kfd_queue.c), these are generous placeholders for the mock.
 constexpr size_t kEopBytes = 4096;
-constexpr size_t kContextSaveBytes = 1 << 20;
+constexpr uint64_t kPage = 4096;
+
+uint64_t round_up_to(uint64_t value, uint64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
 
 }  // namespace
+
+ContextSaveSizes context_save_sizes(const AmdGpuInfo& gpu) {
+  if (gpu.simd_per_cu <= 0 || gpu.max_waves_per_simd <= 0 || gpu.simd_count <= 0) {
+    PR_FAIL(kFailedPrecondition, gpu.arch, " (", gpu.pci_address, ", KFD node ", gpu.node,
+            "): the topology gives simd_count ", gpu.simd_count, ", simd_per_cu ",
+            gpu.simd_per_cu, ", max_waves_per_simd ", gpu.max_waves_per_simd,
+            "; all are needed to size a compute queue's context-save area (is the KFD "
+            "topology from a kernel older than 5.x?)");
+  }
+  const uint32_t major = gpu.gfx_target_version / 10000;
+  const uint32_t version = gpu.gfx_target_version;
+  const uint64_t cus = static_cast<uint64_t>(gpu.simd_count / gpu.simd_per_cu) /
+                       static_cast<uint64_t>(gpu.num_xcc);
+  const uint64_t waves = cus * static_cast<uint64_t>(gpu.max_waves_per_simd * gpu.simd_per_cu);
+  const bool big_vgprs = version == 110000 || version == 110001 || version == 110501 ||
+                         version == 120000 || version == 120001;
+  const uint64_t vgprs = major == 9 ? 0x80000 : big_vgprs ? 0x60000 : 0x40000;
+  const uint64_t per_cu = vgprs + 0x4000 /* SGPRs */ + 0x10000 /* LDS */ + 0x1000 /* HW regs */;
+  ContextSaveSizes s;
+  s.control_stack = static_cast<uint32_t>(round_up_to((major == 9 ? 8 : 12) * waves + 8 + 40, kPage));
+  s.save_area = static_cast<uint32_t>(round_up_to(per_cu * cus, kPage) + s.control_stack);
+  s.debugger_area = static_cast<uint32_t>(round_up_to(32 * waves, 64));
+  s.allocation = round_up_to((uint64_t{s.save_area} + s.debugger_area) * gpu.num_xcc, kPage);
+  return s;
+}
 
 HwQueue::HwQueue(GpuAccess& access, HardwareQueueKind kind, size_t ring_bytes, std::string name)
     : access_(access), kind_(kind), name_(std::move(name)), ring_bytes_(ring_bytes) {
   PR_CHECK(ring_bytes >= 1024 && (ring_bytes & (ring_bytes - 1)) == 0) << "ring of " << ring_bytes;
+  // Before any allocation: it throws when the topology cannot size the area.
+  const ContextSaveSizes sizes =
+      kind == HardwareQueueKind::kComputePm4 ? context_save_sizes(access_.gpu()) : ContextSaveSizes{};
   ring_ = access_.allocate(ring_bytes, MemoryKind::kGtt, true);
   pointers_ = access_.allocate(4096, MemoryKind::kGtt, true);
   std::memset(ring_.address, 0, ring_.size);
@@ -36,9 +66,11 @@ HwQueue::HwQueue(GpuAccess& access, HardwareQueueKind kind, size_t ring_bytes, s
   setup.write_pointer = write_pointer_;
   if (kind == HardwareQueueKind::kComputePm4) {
     eop_ = access_.allocate(kEopBytes, MemoryKind::kVram, false);
-    context_save_ = access_.allocate(kContextSaveBytes, MemoryKind::kGtt, true);
+    context_save_ = access_.allocate(sizes.allocation, MemoryKind::kGtt, true);
     setup.eop_buffer = eop_;
     setup.context_save = context_save_;
+    setup.context_save_bytes = sizes.save_area;
+    setup.control_stack_bytes = sizes.control_stack;
   }
   queue_ = access_.create_queue(setup);
 }

@@ -25,6 +25,28 @@
 
 namespace petaring::amd {
 
+// Sizes of a compute queue's context-save (CWSR) area, from the topology, as KFD
+// computes and (since Linux 6.11) checks them at CREATE_QUEUE:
+//   CUs = simd_count / simd_per_cu, waves = CUs * max_waves_per_simd * simd_per_cu
+//   workgroup data = page_round((VGPRs + 16 KiB SGPRs + 64 KiB LDS + 4 KiB HW registers)
+//                    per CU * CUs), VGPRs per CU 384 KiB on gfx1100/1101/1151/1200/1201,
+//                    256 KiB on other gfx10/11, 512 KiB on gfx9
+//   control stack  = page_round(12 bytes per wave (8 on gfx9) + 48)
+//   save area      = workgroup data + control stack   (ctx_save_restore_size)
+//   debugger area  = round_up(32 bytes per wave, 64), after the save area
+//   allocation     = page_round((save area + debugger area) * XCCs)
+// For an RX 7900 XTX (96 CUs, 3072 waves): 0x2bea000, control stack 0xa000,
+// allocation 0x2c02000. Throws kFailedPrecondition naming what is missing when the
+// topology lacks simd_per_cu or max_waves_per_simd.
+// TODO(hw): KFD's own numbers on a real gfx1100 (its check rejects any other size).
+struct ContextSaveSizes {
+  uint32_t control_stack = 0;
+  uint32_t save_area = 0;
+  uint32_t debugger_area = 0;
+  uint64_t allocation = 0;
+};
+ContextSaveSizes context_save_sizes(const AmdGpuInfo& gpu);
+
 class HwQueue {
  public:
   // Allocates the ring (`ring_bytes`, a power of two >= 1 KiB), its pointers and, for

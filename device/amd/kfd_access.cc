@@ -256,9 +256,8 @@ HardwareQueue KfdAccess::create_queue(const HardwareQueueSetup& setup) {
     args.eop_buffer_address = setup.eop_buffer.gpu_address();
     args.eop_buffer_size = setup.eop_buffer.size;
     args.ctx_save_restore_address = setup.context_save.gpu_address();
-    args.ctx_save_restore_size = static_cast<uint32_t>(setup.context_save.size);
-    // TODO(hw): the control stack size gfx11 expects (KFD derives it from the CU count).
-    args.ctl_stack_size = static_cast<uint32_t>(std::min<size_t>(setup.context_save.size / 2, 0x10000));
+    args.ctx_save_restore_size = setup.context_save_bytes;  // context_save_sizes()
+    args.ctl_stack_size = setup.control_stack_bytes;
   }
   checked_ioctl(AMDKFD_IOC_CREATE_QUEUE, &args, "CREATE_QUEUE");
   std::lock_guard<std::mutex> lock(doorbell_mutex_);

@@ -166,7 +166,13 @@ std::vector<AmdGpuInfo> discover_amd_gpus(SysInterface& sys, const std::string& 
     gpu.device_id = static_cast<uint32_t>(require(props, "device_id", props_file));
     gpu.product = product_name(gpu.device_id);
     gpu.render_minor = static_cast<int>(require(props, "drm_render_minor", props_file));
-    gpu.simd_count = static_cast<int>(props.count("simd_count") ? props.at("simd_count") : 0);
+    auto optional = [&](const char* key, uint64_t fallback) {
+      return static_cast<int>(props.count(key) ? props.at(key) : fallback);
+    };
+    gpu.simd_count = optional("simd_count", 0);
+    gpu.simd_per_cu = optional("simd_per_cu", 0);
+    gpu.max_waves_per_simd = optional("max_waves_per_simd", 0);
+    gpu.num_xcc = std::max(1, optional("num_xcc", 1));
     gpu.vram_bytes = vram_bytes(sys, node_dir);
     if (gpu.vram_bytes == 0 && props.count("local_mem_size")) {
       gpu.vram_bytes = props.at("local_mem_size");

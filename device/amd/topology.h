@@ -36,6 +36,9 @@ struct AmdGpuInfo {
   uint64_t vram_bytes = 0;         // sum of the frame-buffer memory banks
   int render_minor = 0;            // /dev/dri/renderD<render_minor>
   int simd_count = 0;
+  int simd_per_cu = 0;             // 0 when the topology does not say
+  int max_waves_per_simd = 0;
+  int num_xcc = 1;                 // compute dies (1 on RDNA)
   std::string pci_address;         // "0000:03:00.0"
   Link link;                       // kPcie with generation and width; width 0 = unknown
 

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 
+#include "device/amd/hw_queue.h"
 #include "device/amd/mock/mock_kfd.h"
 
 namespace petaring::amd {
@@ -137,6 +138,69 @@ TEST_F(AmdMockIoctlTest, QueuesNeedRingsInGpuMemory) {
   EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_DESTROY_QUEUE, &destroy), 0);
   EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_DESTROY_QUEUE, &destroy), -EINVAL);
   ASSERT_EQ(map(handle, false), 0);
+}
+
+// A compute queue's context-save area must have the sizes KFD computes from the
+// topology (context_save_sizes), in an allocation that also holds the debugger area.
+TEST_F(AmdMockIoctlTest, ComputeQueuesNeedTheContextSaveSizesKfdComputes) {
+  acquire();
+  const ContextSaveSizes sizes = context_save_sizes(gpu_);
+  const uint64_t va = reserve(4 * 4096), eop_va = reserve(4096), save_va = reserve(sizes.allocation);
+  uint64_t handle = 0, eop = 0, save = 0;
+  ASSERT_EQ(alloc(va, 4 * 4096, kGtt, &handle), 0);
+  ASSERT_EQ(alloc(eop_va, 4096, kGtt, &eop), 0);
+  ASSERT_EQ(alloc(save_va, sizes.allocation, kGtt, &save), 0);
+  for (uint64_t h : {handle, eop, save}) ASSERT_EQ(map(h, true), 0);
+  kfd_ioctl_create_queue_args args{};
+  args.ring_base_address = va;
+  args.ring_size = 4096;
+  args.read_pointer_address = va + 8192;
+  args.write_pointer_address = va + 8192 + 64;
+  args.gpu_id = gpu_.gpu_id;
+  args.queue_type = KFD_IOC_QUEUE_TYPE_COMPUTE;
+  args.eop_buffer_address = eop_va;
+  args.eop_buffer_size = 4096;
+  args.ctx_save_restore_address = save_va;
+  args.ctx_save_restore_size = sizes.save_area;
+  args.ctl_stack_size = 0x10000;  // a guess, not KFD's number
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), -EINVAL) << "control stack size";
+  args.ctl_stack_size = sizes.control_stack;
+  args.ctx_save_restore_size = 1 << 20;
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), -EINVAL) << "save area size";
+  args.ctx_save_restore_size = sizes.save_area;
+  args.ctx_save_restore_address = save_va + 4096;  // runs past the allocation
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), -EINVAL) << "debugger area";
+  args.ctx_save_restore_address = save_va;
+  ASSERT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_CREATE_QUEUE, &args), 0);
+  kfd_ioctl_destroy_queue_args destroy{args.queue_id, 0};
+  EXPECT_EQ(kfd_->ioctl(fd_, AMDKFD_IOC_DESTROY_QUEUE, &destroy), 0);
+}
+
+// The RX 7900 XTX fixture (96 CUs of 2 SIMDs, 16 waves each): the numbers other KFD
+// users hard-code for this card (save area + debugger area = 0x2c02000, control stack
+// 0xa000) come out of the formula.
+TEST(AmdContextSaveSizes, SevenNineHundredXtxAndMissingTopology) {
+  AmdGpuInfo gpu;
+  gpu.arch = "gfx1100";
+  gpu.gfx_target_version = 110000;
+  gpu.simd_count = 192;
+  gpu.simd_per_cu = 2;
+  gpu.max_waves_per_simd = 16;
+  const ContextSaveSizes s = context_save_sizes(gpu);
+  EXPECT_EQ(s.control_stack, 0xa000u);
+  EXPECT_EQ(s.save_area, 0x2bea000u);
+  EXPECT_EQ(s.debugger_area, 0x18000u);
+  EXPECT_EQ(s.allocation, 0x2c02000u);
+  gpu.gfx_target_version = 110002;  // gfx1102: 256 KiB of VGPRs per CU
+  EXPECT_EQ(context_save_sizes(gpu).save_area, 0xa000u + 96u * 0x55000u);
+  gpu.simd_per_cu = 0;
+  try {
+    context_save_sizes(gpu);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kFailedPrecondition);
+    EXPECT_NE(std::string(e.what()).find("simd_per_cu 0"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(AmdMockIoctlTest, SignalEventsNeedTheEventPageAndWaitsKnownEvents) {

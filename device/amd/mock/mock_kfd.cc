@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "device/amd/hw_queue.h"
 #include "device/amd/mock/mock_executor.h"
 #include "runtime/check.h"
 #include "runtime/log.h"
@@ -285,12 +286,27 @@ int MockKfd::create_queue(void* arg) {
       args->write_pointer_address % 8 != 0) {
     return -EINVAL;
   }
-  if (args->queue_type == KFD_IOC_QUEUE_TYPE_COMPUTE &&
-      (find_gpu_mapped(args->eop_buffer_address, args->eop_buffer_size) == nullptr ||
-       args->eop_buffer_size == 0 || args->ctx_save_restore_size == 0 ||
-       find_gpu_mapped(args->ctx_save_restore_address, args->ctx_save_restore_size) ==
-           nullptr)) {
-    return -EINVAL;
+  if (args->queue_type == KFD_IOC_QUEUE_TYPE_COMPUTE) {
+    if (find_gpu_mapped(args->eop_buffer_address, args->eop_buffer_size) == nullptr ||
+        args->eop_buffer_size == 0) {
+      return -EINVAL;
+    }
+    // As KFD checks since Linux 6.11 (kfd_queue.c): the sizes it computes from the
+    // topology, and an allocation that also holds the debugger area.
+    for (const auto& gpu : gpus_) {
+      if (gpu.gpu_id != args->gpu_id) continue;
+      ContextSaveSizes want;
+      try {
+        want = context_save_sizes(gpu);
+      } catch (const Error&) {
+        return -EINVAL;
+      }
+      if (args->ctx_save_restore_size != want.save_area ||
+          args->ctl_stack_size != want.control_stack ||
+          find_gpu_mapped(args->ctx_save_restore_address, want.allocation) == nullptr) {
+        return -EINVAL;
+      }
+    }
   }
   if (queues_.size() >= kDoorbellPageBytes / 8) return -ENOSPC;
   auto queue = std::make_unique<Queue>();
