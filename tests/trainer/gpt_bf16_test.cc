@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -213,8 +214,19 @@ TEST(GptBf16TrainTest, ResumedBf16TrainingIsBitForBitTheUninterruptedRun) {
   std::vector<float> first = run(2, recipe, 4, nullptr, &middle);
   write_checkpoint(dir.string(), middle, 1);
   const CheckpointState loaded = read_checkpoint(checkpoint_path(dir.string(), 4));
-  // The checkpoint holds the f32 master weights: as many as the model has parameters.
+  // The checkpoint holds the f32 master weights: every parameter, most of them with bits
+  // below bf16's 16 (a bf16 copy would have none).
   ASSERT_FALSE(loaded.tensors.empty());
+  EXPECT_EQ(loaded.tensors.front().first, "params");
+  const std::vector<float>& saved_params = loaded.tensors.front().second;
+  CpuDeviceOptions options;
+  options.threads = 1;
+  auto device = std::move(open_cpu_devices(options)[0]);
+  const Gpt same_shape(gpt_config(recipe.model), *device, 1);
+  EXPECT_EQ(static_cast<int64_t>(saved_params.size()), same_shape.num_params());
+  const auto beyond_bf16 = std::count_if(saved_params.begin(), saved_params.end(),
+                                         [](float v) { return (f32_bits(v) & 0xffffu) != 0; });
+  EXPECT_GT(beyond_bf16, static_cast<long>(saved_params.size() / 2));
   const std::vector<float> rest = run(2, recipe, 6, &loaded, &end_resumed);
   first.insert(first.end(), rest.begin(), rest.end());
   ASSERT_EQ(first.size(), full.size());
