@@ -167,6 +167,9 @@ std::unique_ptr<Transport> build_world_transport(Store& store, const WorldInfo& 
   auto make_tcp = [&] {
     TcpTransportOptions options;
     if (std::string ip = store.local_ip(); !ip.empty()) options.advertise_host = ip;
+    if (info.local_size > static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+      options.spin = std::chrono::microseconds(0);  // oversubscribed: sleep in poll at once
+    }
     return make_tcp_transport(store, me, n, options);
   };
   if (requested == "shm" || requested == "tcp") {

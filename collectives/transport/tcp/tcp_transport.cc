@@ -106,6 +106,7 @@ struct State {
   bool background_polling = false;  // ... and it is the I/O thread
   bool kicked = false;         // wake_fd was written since the poll began
   int waiting = 0;             // callers inside wait() or a request's destructor
+  std::chrono::microseconds spin{0};  // TcpTransportOptions::spin
   Clock::time_point last_wait = Clock::now();
   std::thread thread;
 
@@ -377,6 +378,7 @@ struct State {
       }
     } leave{*this};
     auto start = Clock::now();
+    auto spin_until = start + spin;
     while (!op.done) {
       check_aborted(op.peer);
       Peer& peer = peers[op.peer];
@@ -407,6 +409,11 @@ struct State {
         continue;
       }
       if (progress(&op) || op.done) continue;
+      if (now < spin_until) {  // let other threads of this rank in, then look again
+        lock.unlock();
+        lock.lock();
+        continue;
+      }
       auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
                    std::chrono::milliseconds(1);
       poll_sockets(lock, std::min(slice, kMaxPollSlice), false);
@@ -567,6 +574,7 @@ std::unique_ptr<Transport> make_tcp_transport(Store& store, int rank, int size,
   PR_CHECK(size >= 1 && rank >= 0 && rank < size) << "rank " << rank << " of " << size;
   auto state = std::make_shared<State>();
   state->rank = rank;
+  state->spin = options.spin;
   std::vector<PeerSocket> sockets = tcp_detail::connect_peers(state->io, store, rank, size, options);
   state->peers.resize(size);
   for (int p = 0; p < size; ++p) {

@@ -44,6 +44,10 @@ struct TcpTransportOptions {
   std::string advertise_host = "127.0.0.1";  // the address other ranks connect to
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(120)};  // whole start-up
   int socket_buffer_bytes = 4 << 20;  // SO_SNDBUF and SO_RCVBUF
+  // A wait moves bytes without blocking for this long before it sleeps in poll(2): a
+  // reply that comes within it costs no sleep and wake-up. 0 when ranks outnumber cores
+  // (a spinning rank would take the core from the one it waits for).
+  std::chrono::microseconds spin{50};
 };
 
 // Connects rank `rank` of `size` to every other rank through `store` (used during this
