@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -151,13 +152,42 @@ struct Worker::Impl {
     }
   }
 
+  // Connects and registers, retrying for reconnect_timeout: a coordinator that is
+  // restarting may accept and then reset the connection, or drop it before the
+  // registration is answered. A refused handshake (kPermissionDenied: a wrong secret)
+  // is final on the first registration; on a reconnect the same secret was accepted
+  // before, so a handshake cut short is taken for a restart and retried too.
   void connect() {
+    const bool reconnecting = node_id != 0;
+    auto deadline = Clock::now() + options.reconnect_timeout;
+    for (auto pause = std::chrono::milliseconds(50);;
+         pause = std::min(pause * 2, std::chrono::milliseconds(1000))) {
+      try {
+        connect_once(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+        return;
+      } catch (const Error& e) {
+        bool transient = e.kind() == ErrorKind::kDisconnected || e.kind() == ErrorKind::kTimeout ||
+                         (reconnecting && e.kind() == ErrorKind::kPermissionDenied);
+        if (!transient) throw;
+        if (Clock::now() + pause >= deadline) {
+          PR_FAIL(kTimeout, "worker ", options.name, ": the coordinator at ", options.coordinator,
+                  " stayed unreachable for ", options.reconnect_timeout.count(), " ms (last: ", e.what(),
+                  "); is `petaring coordinator` running there?");
+        }
+        PR_LOG(kWarn) << "worker " << options.name << ": " << e.what() << "; trying again";
+        std::this_thread::sleep_for(pause);
+      }
+    }
+  }
+
+  void connect_once(std::chrono::milliseconds connect_timeout) {
+    connection.reset();
     ConnectOptions c;
     c.address = options.coordinator;
     c.role = wire::Role::WORKER;
     c.name = options.name;
     c.key = options.secret;
-    c.connect_timeout = options.reconnect_timeout;
+    c.connect_timeout = std::max(connect_timeout, std::chrono::milliseconds(1));
     connection = std::make_unique<Connection>(c);
     capnp::MallocMessageBuilder message;
     auto reg = message.initRoot<wire::Envelope>().initRegisterNode();
