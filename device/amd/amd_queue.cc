@@ -135,6 +135,12 @@ void AmdQueue::dispatch(const AmdKernel& kernel, const LaunchPlan& plan, const K
   if (plan.empty()) return;
   Hardware& hw = *hw_;
   const KernelInfo& info = kernel.info();
+  if (info.scratch_enabled || info.private_segment_size != 0) {
+    // Without COMPUTE_TMPRING_SIZE and a scratch base the wave would fault on a GPU.
+    PR_FAIL(kUnimplemented, name(), ": GPU kernel '", kernel.name(), "' needs ", info.private_segment_size,
+            " bytes of scratch per work-item, and this backend does not set up scratch yet; keep "
+            "kernels.cl free of private arrays that spill (the code-object test checks it)");
+  }
   PR_CHECK_LE(plan.kernargs.size(), kStatusOffset) << kernel.name() << " kernargs";
   auto* kernargs = static_cast<uint8_t*>(hw.kernargs.address);
   auto* status = reinterpret_cast<volatile uint64_t*>(kernargs + kStatusOffset);
@@ -153,8 +159,8 @@ void AmdQueue::dispatch(const AmdKernel& kernel, const LaunchPlan& plan, const K
   std::vector<uint32_t> user(static_cast<size_t>(info.user_sgprs.count), 0);
   user[static_cast<size_t>(user_index)] = static_cast<uint32_t>(hw.kernargs.gpu_address());
   user[static_cast<size_t>(user_index) + 1] = static_cast<uint32_t>(hw.kernargs.gpu_address() >> 32);
-  // TODO(hw): scratch setup (COMPUTE_TMPRING_SIZE, scratch base) for kernels with a
-  // private segment, and the dispatch/queue pointers for kernels that enable them.
+  // TODO(hw): scratch setup (COMPUTE_TMPRING_SIZE, scratch base; refused above until then)
+  // and the dispatch/queue pointers for kernels that enable them.
   const uint64_t entry = kernel.entry_address();
   pm4::Writer w;
   w.acquire_mem()
