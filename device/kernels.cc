@@ -52,6 +52,16 @@ void expect_dtype(const char* kernel, const char* role, const Tensor& t, DType d
   }
 }
 
+// `dtype` as the f32 kernels and their bf16 twins check it: expect_f32 (with its hint
+// towards the bf16 variant) for f32, exactly `dtype` otherwise.
+void expect_float(const char* kernel, const char* role, const Tensor& t, DType dtype) {
+  if (dtype == DType::kF32) {
+    expect_f32(kernel, role, t);
+  } else {
+    expect_dtype(kernel, role, t, dtype);
+  }
+}
+
 void expect_rank(const char* kernel, const char* role, const Tensor& t, int rank) {
   if (t.shape.rank() != rank) {
     PR_FAIL(kInvalidArgument, kernel, ": ", role, " must have ", rank, " dimension(s), got ",
@@ -97,11 +107,13 @@ std::string op_shape(const Tensor& x, bool trans) {
 
 }  // namespace
 
-void gemm(Queue& q, bool trans_a, bool trans_b, float alpha, Tensor a, Tensor b, float beta,
-          Tensor c) {
-  const char* kName = "gemm";
-  expect_f32(kName, "A", a);
-  expect_f32(kName, "B", b);
+namespace {
+
+// gemm and gemm_bf16: A and B in `in` (f32 or bf16), C always f32.
+void checked_gemm(Queue& q, const char* kName, DType in, bool trans_a, bool trans_b, float alpha,
+                  Tensor a, Tensor b, float beta, Tensor c) {
+  expect_float(kName, "A", a, in);
+  expect_float(kName, "B", b, in);
   expect_f32(kName, "C", c);
   expect_rank(kName, "A", a, 2);
   expect_rank(kName, "B", b, 2);
@@ -119,6 +131,13 @@ void gemm(Queue& q, bool trans_a, bool trans_b, float alpha, Tensor a, Tensor b,
   expect_disjoint(kName, "C", c, "A", a);
   expect_disjoint(kName, "C", c, "B", b);
   launch(q, kName, KernelArgs{{a, b, c}, {alpha, beta}, {trans_a ? 1 : 0, trans_b ? 1 : 0}});
+}
+
+}  // namespace
+
+void gemm(Queue& q, bool trans_a, bool trans_b, float alpha, Tensor a, Tensor b, float beta,
+          Tensor c) {
+  checked_gemm(q, "gemm", DType::kF32, trans_a, trans_b, alpha, a, b, beta, c);
 }
 
 // `vector` must be f32 (N) for the f32 matrix (B, N) named `matrix_role`.
@@ -347,12 +366,17 @@ void embedding_backward(Queue& q, Tensor dout, Tensor tokens, Tensor dwte, Tenso
   launch(q, kName, KernelArgs{{dout, tokens, dwte, dwpe}, {beta_wte, beta_wpe}, {}});
 }
 
-void layernorm_forward(Queue& q, Tensor x, Tensor weight, Tensor bias, Tensor y, Tensor mean,
-                       Tensor rstd, float eps) {
-  const char* kName = "layernorm_forward";
+
+namespace {
+
+// The f32 kernels below and their bf16 twins (further down) check the same shapes and
+// aliasing; `dt` is the dtype of the tensors that the bf16 twin keeps in bf16.
+
+void checked_layernorm_forward(Queue& q, const char* kName, DType dt, Tensor x, Tensor weight,
+                               Tensor bias, Tensor y, Tensor mean, Tensor rstd, float eps) {
   expect_row_vector(kName, "weight", weight, "X", x);
   expect_row_vector(kName, "bias", bias, "X", x);
-  expect_f32(kName, "Y", y);
+  expect_float(kName, "Y", y, dt);
   expect_f32(kName, "mean", mean);
   expect_f32(kName, "rstd", rstd);
   expect_same_shape(kName, "X", x, "Y", y);
@@ -362,6 +386,68 @@ void layernorm_forward(Queue& q, Tensor x, Tensor weight, Tensor bias, Tensor y,
   expect_disjoint(kName, "mean", mean, "rstd", rstd);
   if (!(eps > 0.0f)) PR_FAIL(kInvalidArgument, kName, ": eps must be > 0, got ", eps);
   launch(q, kName, KernelArgs{{x, weight, bias, y, mean, rstd}, {eps}, {}});
+}
+
+void checked_gelu(Queue& q, const char* kName, DType dt, Tensor x, Tensor y) {
+  expect_float(kName, "X", x, dt);
+  expect_float(kName, "Y", y, dt);
+  expect_same_shape(kName, "X", x, "Y", y);
+  expect_disjoint_or_same(kName, "Y", y, "X", x);
+  launch(q, kName, KernelArgs{{x, y}, {}, {}});
+}
+
+void checked_gelu_backward(Queue& q, const char* kName, DType dt, Tensor x, Tensor dy, Tensor dx) {
+  expect_float(kName, "X", x, dt);
+  expect_f32(kName, "dY", dy);
+  expect_f32(kName, "dX", dx);
+  expect_same_shape(kName, "X", x, "dY", dy);
+  expect_same_shape(kName, "dY", dy, "dX", dx);
+  expect_disjoint(kName, "dX", dx, "X", x);
+  expect_disjoint_or_same(kName, "dX", dx, "dY", dy);
+  launch(q, kName, KernelArgs{{x, dy, dx}, {}, {}});
+}
+
+void checked_attention_forward(Queue& q, const char* kName, DType dt, Tensor qkv, Tensor out,
+                               Tensor probs, int64_t heads) {
+  const Shape btc = expect_qkv(kName, qkv, heads, dt);
+  expect_float(kName, "out", out, dt);
+  expect_float(kName, "probs", probs, dt);
+  expect_shape(kName, "out", out, btc);
+  expect_shape(kName, "probs", probs, Shape{btc[0], heads, btc[1], btc[1]});
+  expect_disjoint(kName, "out", out, "qkv", qkv);
+  expect_disjoint(kName, "probs", probs, "qkv", qkv);
+  expect_disjoint(kName, "probs", probs, "out", out);
+  launch(q, kName, KernelArgs{{qkv, out, probs}, {}, {heads}});
+}
+
+void checked_attention_backward(Queue& q, const char* kName, DType dt, Tensor dout, Tensor qkv,
+                                Tensor probs, Tensor dqkv, Tensor scratch, int64_t heads) {
+  const Shape btc = expect_qkv(kName, qkv, heads, dt);
+  const Shape bhtt{btc[0], heads, btc[1], btc[1]};
+  expect_f32(kName, "dout", dout);
+  expect_float(kName, "probs", probs, dt);
+  expect_f32(kName, "dqkv", dqkv);
+  expect_f32(kName, "scratch", scratch);
+  expect_shape(kName, "dout", dout, btc);
+  expect_shape(kName, "probs", probs, bhtt);
+  expect_shape(kName, "dqkv", dqkv, qkv.shape);
+  expect_shape(kName, "scratch", scratch, bhtt);
+  expect_disjoint(kName, "dqkv", dqkv, "dout", dout);
+  expect_disjoint(kName, "dqkv", dqkv, "qkv", qkv);
+  expect_disjoint(kName, "dqkv", dqkv, "probs", probs);
+  expect_disjoint(kName, "scratch", scratch, "dqkv", dqkv);
+  expect_disjoint(kName, "scratch", scratch, "probs", probs);
+  expect_disjoint(kName, "scratch", scratch, "dout", dout);
+  expect_disjoint(kName, "scratch", scratch, "qkv", qkv);
+  launch(q, kName, KernelArgs{{dout, qkv, probs, dqkv, scratch}, {}, {heads}});
+}
+
+}  // namespace
+
+void layernorm_forward(Queue& q, Tensor x, Tensor weight, Tensor bias, Tensor y, Tensor mean,
+                       Tensor rstd, float eps) {
+  checked_layernorm_forward(q, "layernorm_forward", DType::kF32, x, weight, bias, y, mean, rstd,
+                            eps);
 }
 
 void layernorm_backward(Queue& q, Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd,
@@ -386,24 +472,11 @@ void layernorm_backward(Queue& q, Tensor dy, Tensor x, Tensor weight, Tensor mea
 }
 
 void gelu(Queue& q, Tensor x, Tensor y) {
-  const char* kName = "gelu";
-  expect_f32(kName, "X", x);
-  expect_f32(kName, "Y", y);
-  expect_same_shape(kName, "X", x, "Y", y);
-  expect_disjoint_or_same(kName, "Y", y, "X", x);
-  launch(q, kName, KernelArgs{{x, y}, {}, {}});
+  checked_gelu(q, "gelu", DType::kF32, x, y);
 }
 
 void gelu_backward(Queue& q, Tensor x, Tensor dy, Tensor dx) {
-  const char* kName = "gelu_backward";
-  expect_f32(kName, "X", x);
-  expect_f32(kName, "dY", dy);
-  expect_f32(kName, "dX", dx);
-  expect_same_shape(kName, "X", x, "dY", dy);
-  expect_same_shape(kName, "dY", dy, "dX", dx);
-  expect_disjoint(kName, "dX", dx, "X", x);
-  expect_disjoint_or_same(kName, "dX", dx, "dY", dy);
-  launch(q, kName, KernelArgs{{x, dy, dx}, {}, {}});
+  checked_gelu_backward(q, "gelu_backward", DType::kF32, x, dy, dx);
 }
 
 void add(Queue& q, Tensor x, Tensor y, Tensor z) {
@@ -419,39 +492,13 @@ void add(Queue& q, Tensor x, Tensor y, Tensor z) {
 }
 
 void attention_forward(Queue& q, Tensor qkv, Tensor out, Tensor probs, int64_t heads) {
-  const char* kName = "attention_forward";
-  const Shape btc = expect_qkv(kName, qkv, heads);
-  expect_f32(kName, "out", out);
-  expect_f32(kName, "probs", probs);
-  expect_shape(kName, "out", out, btc);
-  expect_shape(kName, "probs", probs, Shape{btc[0], heads, btc[1], btc[1]});
-  expect_disjoint(kName, "out", out, "qkv", qkv);
-  expect_disjoint(kName, "probs", probs, "qkv", qkv);
-  expect_disjoint(kName, "probs", probs, "out", out);
-  launch(q, kName, KernelArgs{{qkv, out, probs}, {}, {heads}});
+  checked_attention_forward(q, "attention_forward", DType::kF32, qkv, out, probs, heads);
 }
 
 void attention_backward(Queue& q, Tensor dout, Tensor qkv, Tensor probs, Tensor dqkv,
                         Tensor scratch, int64_t heads) {
-  const char* kName = "attention_backward";
-  const Shape btc = expect_qkv(kName, qkv, heads);
-  const Shape bhtt{btc[0], heads, btc[1], btc[1]};
-  expect_f32(kName, "dout", dout);
-  expect_f32(kName, "probs", probs);
-  expect_f32(kName, "dqkv", dqkv);
-  expect_f32(kName, "scratch", scratch);
-  expect_shape(kName, "dout", dout, btc);
-  expect_shape(kName, "probs", probs, bhtt);
-  expect_shape(kName, "dqkv", dqkv, qkv.shape);
-  expect_shape(kName, "scratch", scratch, bhtt);
-  expect_disjoint(kName, "dqkv", dqkv, "dout", dout);
-  expect_disjoint(kName, "dqkv", dqkv, "qkv", qkv);
-  expect_disjoint(kName, "dqkv", dqkv, "probs", probs);
-  expect_disjoint(kName, "scratch", scratch, "dqkv", dqkv);
-  expect_disjoint(kName, "scratch", scratch, "probs", probs);
-  expect_disjoint(kName, "scratch", scratch, "dout", dout);
-  expect_disjoint(kName, "scratch", scratch, "qkv", qkv);
-  launch(q, kName, KernelArgs{{dout, qkv, probs, dqkv, scratch}, {}, {heads}});
+  checked_attention_backward(q, "attention_backward", DType::kF32, dout, qkv, probs, dqkv, scratch,
+                             heads);
 }
 
 // ---- Mixed precision -------------------------------------------------------------------
@@ -476,26 +523,7 @@ void convert(Queue& q, Tensor x, Tensor y) {
 
 void gemm_bf16(Queue& q, bool trans_a, bool trans_b, float alpha, Tensor a, Tensor b, float beta,
                Tensor c) {
-  const char* kName = "gemm_bf16";
-  expect_dtype(kName, "A", a, DType::kBF16);
-  expect_dtype(kName, "B", b, DType::kBF16);
-  expect_dtype(kName, "C", c, DType::kF32);
-  expect_rank(kName, "A", a, 2);
-  expect_rank(kName, "B", b, 2);
-  expect_rank(kName, "C", c, 2);
-  const int64_t m = trans_a ? a.shape[1] : a.shape[0];
-  const int64_t k = trans_a ? a.shape[0] : a.shape[1];
-  const int64_t k_b = trans_b ? b.shape[1] : b.shape[0];
-  const int64_t n = trans_b ? b.shape[0] : b.shape[1];
-  if (k != k_b || c.shape[0] != m || c.shape[1] != n) {
-    PR_FAIL(kInvalidArgument, kName, ": op(A) ", op_shape(a, trans_a), " (A ", a.shape,
-            trans_a ? " transposed" : "", ") @ op(B) ", op_shape(b, trans_b), " (B ", b.shape,
-            trans_b ? " transposed" : "", ") into C ", c.shape,
-            ": need op(A) (M, K), op(B) (K, N), C (M, N)");
-  }
-  expect_disjoint(kName, "C", c, "A", a);
-  expect_disjoint(kName, "C", c, "B", b);
-  launch(q, kName, KernelArgs{{a, b, c}, {alpha, beta}, {trans_a ? 1 : 0, trans_b ? 1 : 0}});
+  checked_gemm(q, "gemm_bf16", DType::kBF16, trans_a, trans_b, alpha, a, b, beta, c);
 }
 
 void linear_bf16(Queue& q, Tensor x, Tensor w, Tensor bias, Tensor y) {
@@ -524,76 +552,26 @@ void linear_bf16(Queue& q, Tensor x, Tensor w, Tensor bias, Tensor y) {
 
 void layernorm_forward_bf16(Queue& q, Tensor x, Tensor weight, Tensor bias, Tensor y, Tensor mean,
                             Tensor rstd, float eps) {
-  const char* kName = "layernorm_forward_bf16";
-  expect_row_vector(kName, "weight", weight, "X", x);
-  expect_row_vector(kName, "bias", bias, "X", x);
-  expect_dtype(kName, "Y", y, DType::kBF16);
-  expect_f32(kName, "mean", mean);
-  expect_f32(kName, "rstd", rstd);
-  expect_same_shape(kName, "X", x, "Y", y);
-  expect_shape(kName, "mean", mean, Shape{x.shape[0]});
-  expect_shape(kName, "rstd", rstd, Shape{x.shape[0]});
-  expect_disjoint(kName, "Y", y, "X", x);
-  expect_disjoint(kName, "mean", mean, "rstd", rstd);
-  if (!(eps > 0.0f)) PR_FAIL(kInvalidArgument, kName, ": eps must be > 0, got ", eps);
-  launch(q, kName, KernelArgs{{x, weight, bias, y, mean, rstd}, {eps}, {}});
+  checked_layernorm_forward(q, "layernorm_forward_bf16", DType::kBF16, x, weight, bias, y, mean,
+                            rstd, eps);
 }
 
 void gelu_bf16(Queue& q, Tensor x, Tensor y) {
-  const char* kName = "gelu_bf16";
-  expect_dtype(kName, "X", x, DType::kBF16);
-  expect_dtype(kName, "Y", y, DType::kBF16);
-  expect_same_shape(kName, "X", x, "Y", y);
-  expect_disjoint_or_same(kName, "Y", y, "X", x);
-  launch(q, kName, KernelArgs{{x, y}, {}, {}});
+  checked_gelu(q, "gelu_bf16", DType::kBF16, x, y);
 }
 
 void gelu_backward_bf16(Queue& q, Tensor x, Tensor dy, Tensor dx) {
-  const char* kName = "gelu_backward_bf16";
-  expect_dtype(kName, "X", x, DType::kBF16);
-  expect_f32(kName, "dY", dy);
-  expect_f32(kName, "dX", dx);
-  expect_same_shape(kName, "X", x, "dY", dy);
-  expect_same_shape(kName, "dY", dy, "dX", dx);
-  expect_disjoint(kName, "dX", dx, "X", x);
-  expect_disjoint_or_same(kName, "dX", dx, "dY", dy);
-  launch(q, kName, KernelArgs{{x, dy, dx}, {}, {}});
+  checked_gelu_backward(q, "gelu_backward_bf16", DType::kBF16, x, dy, dx);
 }
 
 void attention_forward_bf16(Queue& q, Tensor qkv, Tensor out, Tensor probs, int64_t heads) {
-  const char* kName = "attention_forward_bf16";
-  const Shape btc = expect_qkv(kName, qkv, heads, DType::kBF16);
-  expect_dtype(kName, "out", out, DType::kBF16);
-  expect_dtype(kName, "probs", probs, DType::kBF16);
-  expect_shape(kName, "out", out, btc);
-  expect_shape(kName, "probs", probs, Shape{btc[0], heads, btc[1], btc[1]});
-  expect_disjoint(kName, "out", out, "qkv", qkv);
-  expect_disjoint(kName, "probs", probs, "qkv", qkv);
-  expect_disjoint(kName, "probs", probs, "out", out);
-  launch(q, kName, KernelArgs{{qkv, out, probs}, {}, {heads}});
+  checked_attention_forward(q, "attention_forward_bf16", DType::kBF16, qkv, out, probs, heads);
 }
 
 void attention_backward_bf16(Queue& q, Tensor dout, Tensor qkv, Tensor probs, Tensor dqkv,
                              Tensor scratch, int64_t heads) {
-  const char* kName = "attention_backward_bf16";
-  const Shape btc = expect_qkv(kName, qkv, heads, DType::kBF16);
-  const Shape bhtt{btc[0], heads, btc[1], btc[1]};
-  expect_f32(kName, "dout", dout);
-  expect_dtype(kName, "probs", probs, DType::kBF16);
-  expect_f32(kName, "dqkv", dqkv);
-  expect_f32(kName, "scratch", scratch);
-  expect_shape(kName, "dout", dout, btc);
-  expect_shape(kName, "probs", probs, bhtt);
-  expect_shape(kName, "dqkv", dqkv, qkv.shape);
-  expect_shape(kName, "scratch", scratch, bhtt);
-  expect_disjoint(kName, "dqkv", dqkv, "dout", dout);
-  expect_disjoint(kName, "dqkv", dqkv, "qkv", qkv);
-  expect_disjoint(kName, "dqkv", dqkv, "probs", probs);
-  expect_disjoint(kName, "scratch", scratch, "dqkv", dqkv);
-  expect_disjoint(kName, "scratch", scratch, "probs", probs);
-  expect_disjoint(kName, "scratch", scratch, "dout", dout);
-  expect_disjoint(kName, "scratch", scratch, "qkv", qkv);
-  launch(q, kName, KernelArgs{{dout, qkv, probs, dqkv, scratch}, {}, {heads}});
+  checked_attention_backward(q, "attention_backward_bf16", DType::kBF16, dout, qkv, probs, dqkv,
+                             scratch, heads);
 }
 
 }  // namespace petaring::kernels
