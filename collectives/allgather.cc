@@ -30,7 +30,7 @@ void ring_allgather(Transport& transport, const void* send, void* recv, size_t s
                              ? options.segment_bytes
                              : ring_segment_bytes(count, n, element_bytes);
   RingLayout layout(count, n, element_bytes, segment_bytes);
-  ring_allgather_steps(transport, out, layout, RingStepOptions{options.timeout, options.tag});
+  ring_allgather_steps(transport, out, layout, RingStepOptions{options.timeout, options.tag, options.before_first_wait});
 }
 
 }  // namespace petaring

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "collectives/transport.h"
 #include "runtime/dtype.h"
@@ -22,6 +23,7 @@ struct AllgatherOptions {
   size_t segment_bytes = 0;  // 0: ring_segment_bytes (ring.h)
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   uint64_t tag = 0;  // every message of this call carries it
+  std::function<void()> before_first_wait;  // run once while the first segment travels
 };
 
 // `send` holds send_count values of `dtype`; `recv` receives n * send_count, block b at

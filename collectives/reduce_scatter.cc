@@ -34,7 +34,7 @@ void ring_reduce_scatter(Transport& transport, const void* send, void* recv, siz
   // count = n * recv_count cuts into n equal chunks: chunk b is block b.
   RingLayout layout(count, n, element_bytes, segment_bytes);
   ring_reduce_scatter_steps(transport, work.data(), layout, dtype, op,
-                            RingStepOptions{options.timeout, options.tag});
+                            RingStepOptions{options.timeout, options.tag, options.before_first_wait});
   std::memcpy(out, work.data() + static_cast<size_t>(r) * block_bytes, block_bytes);
 }
 

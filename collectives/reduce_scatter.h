@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "collectives/reduce.h"
 #include "collectives/transport.h"
@@ -26,6 +27,7 @@ struct ReduceScatterOptions {
   size_t segment_bytes = 0;  // 0: ring_segment_bytes (ring.h)
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   uint64_t tag = 0;  // every message of this call carries it
+  std::function<void()> before_first_wait;  // run once while the first segment travels
 };
 
 // `send` holds n * recv_count values of `dtype`, block b at send + b * recv_count; `recv`

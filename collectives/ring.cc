@@ -42,8 +42,9 @@ void ring_allreduce(Transport& transport, const void* send, void* recv, size_t c
                              ? options.segment_bytes
                              : ring_segment_bytes(count, n, element_bytes);
   RingLayout layout(count, n, element_bytes, segment_bytes);
-  RingStepOptions steps{options.timeout, options.tag};
+  RingStepOptions steps{options.timeout, options.tag, options.before_first_wait};
   ring_reduce_scatter_steps(transport, out, layout, dtype, op, steps);
+  steps.before_first_wait = nullptr;  // ran in the first phase
   ring_allgather_steps(transport, out, layout, steps);
 }
 

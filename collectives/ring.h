@@ -37,6 +37,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "collectives/reduce.h"
 #include "collectives/transport.h"
@@ -52,6 +53,9 @@ struct RingOptions {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   // Every message of this call carries this tag; callers take one per collective call.
   uint64_t tag = 0;
+  // Run once, while the first segment travels and before any received byte is combined
+  // (the communicator's signature check: ring_steps.h).
+  std::function<void()> before_first_wait;
 };
 
 // The automatic segment size: about 8 segments per chunk, within [64 KiB, 1 MiB].

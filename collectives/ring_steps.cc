@@ -59,13 +59,17 @@ class RingPhase {
   void run() {
     const size_t per_chunk = layout_.segments_per_chunk();
     const size_t units = static_cast<size_t>(transport_.size() - 1) * per_chunk;
-    if (units == 0) return;
+    if (units == 0) {
+      if (options_.before_first_wait) options_.before_first_wait();
+      return;
+    }
     std::unique_ptr<Request> receiving = post_receive(0, per_chunk);
     for (size_t unit = 0; unit < units; ++unit) {
       const size_t step = unit / per_chunk, k = unit % per_chunk;
       std::unique_ptr<Request> next =
           unit + 1 < units ? post_receive(unit + 1, per_chunk) : nullptr;
       post_send(send_chunk(step), k);
+      if (unit == 0 && options_.before_first_wait) options_.before_first_wait();
       if (receiving) {
         receiving->wait(options_.timeout);
         if (reduce_) combine_staged(layout_.segment(recv_chunk(step), k), unit % 2);

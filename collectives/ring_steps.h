@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "collectives/reduce.h"
 #include "collectives/transport.h"
@@ -49,6 +50,10 @@ class RingLayout {
 struct RingStepOptions {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   uint64_t tag = 0;
+  // Called once, after the phase's first receive and first send are posted and before
+  // anything is waited for: the communicator's signature check runs here, while the first
+  // segment travels, instead of costing a round trip of its own before the collective.
+  std::function<void()> before_first_wait;
 };
 
 // Reduce-scatter steps in place over `work` (the layout's count values of `dtype`):

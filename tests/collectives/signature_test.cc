@@ -11,11 +11,16 @@
 #include "collectives/communicator.h"
 #include "collectives/transport/local/local_transport.h"
 #include "tests/collectives/rank_threads.h"
+#include "tests/collectives/transport_group.h"
 
 namespace petaring {
 namespace {
 
 using testing_ranks::error_of;
+using testing_ranks::make_transport_group;
+using testing_ranks::run_group;
+using testing_ranks::transport_kind_name;
+using testing_ranks::TransportKind;
 using testing_ranks::expect_no_errors;
 using testing_ranks::run_ranks;
 using Clock = std::chrono::steady_clock;
@@ -24,10 +29,12 @@ using Clock = std::chrono::steady_clock;
 // must fail fast (well under the timeout) with kFailedPrecondition naming `want` (each
 // string), then a correct allreduce on the same communicators must still work.
 void expect_mismatch_reported(int n, const std::function<void(Communicator&)>& call,
-                              const std::vector<std::string>& want) {
+                              const std::vector<std::string>& want,
+                              TransportKind kind = TransportKind::kLocal) {
   auto start = Clock::now();
   std::vector<float> after(static_cast<size_t>(n));
-  auto errors = run_ranks(n, [&](Communicator& comm) {
+  auto errors = run_group(make_transport_group(kind, n), [&](std::unique_ptr<Communicator>& slot) {
+    Communicator& comm = *slot;
     try {
       call(comm);
     } catch (const Error&) {
@@ -74,6 +81,36 @@ TEST(SignatureCheck, CountMismatchAcrossTheSmallMessageThreshold) {
       comm.allreduce(data.data(), count, DType::kF32, ReduceOp::kSum);
     }, {"rank 0 called allreduce #0 (count 100, f32, sum)",
         "rank 1 called allreduce #0 (count 100000, f32, sum)"});
+  }
+}
+
+// The ring collectives run the check while their first segment travels (ring_steps.h):
+// a mismatch between two calls that both take the ring, with segments already in flight
+// on real sockets and shared memory, is still the mismatch error on every rank, and the
+// transports stay usable afterwards.
+TEST(SignatureCheck, RingCallsOverEveryTransport) {
+  for (TransportKind kind : {TransportKind::kLocal, TransportKind::kTcp, TransportKind::kShm}) {
+    for (int n : {2, 3}) {
+      SCOPED_TRACE(testing::Message() << transport_kind_name(kind) << ", " << n << " ranks");
+      expect_mismatch_reported(n, [](Communicator& comm) {
+        std::vector<float> data(300000, 1.0f);
+        size_t count = comm.rank() == 1 ? 200000 : 300000;
+        comm.allreduce(data.data(), count, DType::kF32, ReduceOp::kSum);
+      }, {"rank 0 called allreduce #0 (count 300000, f32, sum)",
+          "rank 1 called allreduce #0 (count 200000, f32, sum)"}, kind);
+      expect_mismatch_reported(n, [n](Communicator& comm) {
+        std::vector<float> in(3 * 100000, 1.0f), out(100000);
+        ReduceOp op = comm.rank() == n - 1 ? ReduceOp::kMax : ReduceOp::kSum;
+        comm.reduce_scatter(in.data(), out.data(), 100000 / n, DType::kF32, op);
+      }, {"rank 0 called reduce_scatter #0", str_cat("rank ", n - 1, " called reduce_scatter #0 (count ",
+          100000 / n, ", f32, max)")}, kind);
+      expect_mismatch_reported(n, [](Communicator& comm) {
+        std::vector<int32_t> in(50000, 1), out(3 * 50000);
+        size_t count = comm.rank() == 0 ? 50000 : 40000;
+        comm.allgather(in.data(), out.data(), count, DType::kI32);
+      }, {"rank 0 called allgather #0 (count 50000, i32)", "rank 1 called allgather #0 (count 40000, i32)"},
+         kind);
+    }
   }
 }
 
