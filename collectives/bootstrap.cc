@@ -118,14 +118,16 @@ std::string requested_transport(bool under_mpi, const std::string& from_recipe) 
 }
 
 // Shared-memory waits for `ranks` ranks on this host: with more ranks than cores a spinning
-// rank takes the core from the rank it waits for, so oversubscribed ranks poll briefly,
-// then yield the core between polls for up to 1 ms without progress (the rank that
-// runs instead is often the one they wait for; docs/benchmarks.md), then sleep on their
-// doorbell (shm_transport.h), woken by the peer's bytes.
+// rank takes the core from the rank it waits for, so oversubscribed ranks do not spin at
+// all: after one empty poll they yield the core between polls for up to 1 ms without
+// progress (the rank that runs instead is often the one they wait for), then sleep on
+// their doorbell (shm_transport.h), woken by the peer's bytes. Measured at 4 and 6 ranks
+// on 2 cores (docs/benchmarks.md): 50 polls before yielding cost 1.2-1.8x the time of no
+// polls for 4-64 KiB allreduces, and a 5 ms yield window was no better than 1 ms.
 ShmTransportOptions shm_options(int ranks) {
   ShmTransportOptions options;
   if (ranks > static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
-    options.spin_polls = 50;
+    options.spin_polls = 0;
     options.yield_window = std::chrono::milliseconds(1);
     options.max_sleep = std::chrono::microseconds(2000);
   }
