@@ -28,7 +28,7 @@ void ring_allgather(Transport& transport, const void* send, void* recv, size_t s
   if (n == 1) return;
   size_t segment_bytes = options.segment_bytes > 0
                              ? options.segment_bytes
-                             : ring_segment_bytes(count, n, element_bytes);
+                             : ring_segment_bytes(count, n, element_bytes, transport.min_segment_bytes());
   RingLayout layout(count, n, element_bytes, segment_bytes);
   ring_allgather_steps(transport, out, layout, RingStepOptions{options.timeout, options.tag, options.before_first_wait});
 }

@@ -20,7 +20,7 @@
 namespace petaring {
 
 struct AllgatherOptions {
-  size_t segment_bytes = 0;  // 0: ring_segment_bytes (ring.h)
+  size_t segment_bytes = 0;  // 0: ring_segment_bytes (ring.h) with the transport's minimum
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   uint64_t tag = 0;  // every message of this call carries it
   std::function<void()> before_first_wait;  // run once while the first segment travels

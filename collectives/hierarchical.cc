@@ -27,7 +27,7 @@ void hierarchical_allreduce(Transport& intra, Transport& inter, const void* send
   if (local * hosts == 1) return;
   // Average: sums all the way, one division by the world size on each shard.
   const ReduceOp combine = op == ReduceOp::kAverage ? ReduceOp::kSum : op;
-  RingLayout layout(count, local, element_bytes, ring_segment_bytes(count, local, element_bytes));
+  RingLayout layout(count, local, element_bytes, ring_segment_bytes(count, local, element_bytes, intra.min_segment_bytes()));
   RingStepOptions steps{options.timeout, options.tag};
   if (local > 1) ring_reduce_scatter_steps(intra, out, layout, dtype, combine, steps);
 

@@ -30,7 +30,7 @@ void ring_reduce_scatter(Transport& transport, const void* send, void* recv, siz
   std::vector<char> work(in, in + count * element_bytes);
   size_t segment_bytes = options.segment_bytes > 0
                              ? options.segment_bytes
-                             : ring_segment_bytes(count, n, element_bytes);
+                             : ring_segment_bytes(count, n, element_bytes, transport.min_segment_bytes());
   // count = n * recv_count cuts into n equal chunks: chunk b is block b.
   RingLayout layout(count, n, element_bytes, segment_bytes);
   ring_reduce_scatter_steps(transport, work.data(), layout, dtype, op,

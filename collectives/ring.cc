@@ -8,10 +8,11 @@
 
 namespace petaring {
 
-size_t ring_segment_bytes(size_t count, int n, size_t element_bytes) {
+size_t ring_segment_bytes(size_t count, int n, size_t element_bytes, size_t min_bytes) {
   constexpr size_t kMin = 64 * 1024, kMax = 1024 * 1024, kSegmentsPerChunk = 8;
   size_t chunk_bytes = (count + n - 1) / n * element_bytes;
-  return std::clamp(chunk_bytes / kSegmentsPerChunk, kMin, kMax);
+  size_t low = std::max(kMin, min_bytes);
+  return std::clamp(chunk_bytes / kSegmentsPerChunk, low, std::max(kMax, low));
 }
 
 RingChunk ring_chunk(size_t count, int n, int c) {
@@ -40,7 +41,7 @@ void ring_allreduce(Transport& transport, const void* send, void* recv, size_t c
 
   size_t segment_bytes = options.segment_bytes > 0
                              ? options.segment_bytes
-                             : ring_segment_bytes(count, n, element_bytes);
+                             : ring_segment_bytes(count, n, element_bytes, transport.min_segment_bytes());
   RingLayout layout(count, n, element_bytes, segment_bytes);
   RingStepOptions steps{options.timeout, options.tag, options.before_first_wait};
   ring_reduce_scatter_steps(transport, out, layout, dtype, op, steps);

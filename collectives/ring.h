@@ -47,7 +47,7 @@ namespace petaring {
 
 struct RingOptions {
   // Largest message; smaller segments overlap more, larger ones cost fewer messages.
-  // 0 picks ring_segment_bytes(count, n, element_bytes).
+  // 0 picks ring_segment_bytes(count, n, element_bytes, transport.min_segment_bytes()).
   size_t segment_bytes = 0;
   // Longest wait without progress before kTimeout.
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
@@ -58,9 +58,11 @@ struct RingOptions {
   std::function<void()> before_first_wait;
 };
 
-// The automatic segment size: about 8 segments per chunk, within [64 KiB, 1 MiB].
-// TODO(perf): measured on a loaded 2-core host only; tune per transport on real nodes.
-size_t ring_segment_bytes(size_t count, int n, size_t element_bytes = sizeof(float));
+// The automatic segment size: about 8 segments per chunk, within [64 KiB, 1 MiB], and at
+// least `min_bytes` (the transport's Transport::min_segment_bytes).
+// TODO(perf): measured on a 2-core host only; tune per transport on real nodes.
+size_t ring_segment_bytes(size_t count, int n, size_t element_bytes = sizeof(float),
+                          size_t min_bytes = 0);
 
 // Elements [begin, end) of chunk c (0 <= c < n) when `count` elements are cut among n
 // ranks: the first count % n chunks hold count / n + 1 elements, the others count / n.

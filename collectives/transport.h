@@ -41,6 +41,10 @@ class Transport {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string name() const = 0;  // "mpi", "local"
+  // The smallest ring segment (ring.h) worth a message of its own here, in bytes; 0: no
+  // preference. A transport with a high cost per message (tcp: system calls and a frame
+  // per message) asks for larger segments than the ring would otherwise cut.
+  virtual size_t min_segment_bytes() const { return 0; }
   virtual std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
                                          uint64_t tag) = 0;
   virtual std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) = 0;

@@ -28,6 +28,11 @@ class CompositeTransport : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return name_; }
+  size_t min_segment_bytes() const override {  // a ring may cross every kind of link
+    size_t most = 0;
+    for (const TransportPart& part : parts_) most = std::max(most, part.transport->min_segment_bytes());
+    return most;
+  }
   std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
                                  uint64_t tag) override {
     return part(peer).isend(peer_in_part_[peer], data, bytes, tag);

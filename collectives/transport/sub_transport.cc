@@ -23,6 +23,7 @@ class SubTransport : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return static_cast<int>(members_.size()); }
   std::string name() const override { return root_.name(); }
+  size_t min_segment_bytes() const override { return root_.min_segment_bytes(); }
 
   std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
                                  uint64_t tag) override {

@@ -15,6 +15,7 @@
 #include "collectives/ring.h"
 #include "collectives/transport/local/local_transport.h"
 #include "tests/collectives/rank_threads.h"
+#include "tests/collectives/transport_group.h"
 #include "runtime/error.h"
 
 namespace petaring {
@@ -125,6 +126,32 @@ TEST(RingAllreduce, BackToBackCallsWithDifferentCounts) {
     EXPECT_EQ(first[rank], first[0]);
     EXPECT_EQ(second[rank], second[0]);
   }
+}
+
+// The segment: an eighth of a chunk within [64 KiB, 1 MiB], raised to the transport's
+// minimum (tcp asks for 256 KiB: a message costs it system calls and a frame).
+TEST(RingSegments, TransportMinimumRaisesTheSegment) {
+  constexpr size_t kKiB = 1024, kMiB = 1024 * 1024;
+  EXPECT_EQ(ring_segment_bytes(kMiB / 4, 2, 4), 64 * kKiB);          // 1 MiB of f32, 2 ranks
+  EXPECT_EQ(ring_segment_bytes(kMiB / 4, 2, 4, 256 * kKiB), 256 * kKiB);
+  EXPECT_EQ(ring_segment_bytes(8 * kMiB / 4, 2, 4, 256 * kKiB), 512 * kKiB);  // above the minimum
+  EXPECT_EQ(ring_segment_bytes(256 * kMiB / 4, 2, 4, 256 * kKiB), kMiB);      // the cap
+  EXPECT_EQ(ring_segment_bytes(256 * kMiB / 4, 2, 4, 2 * kMiB), 2 * kMiB);    // a minimum above it
+
+  using testing_ranks::make_transport_group;
+  using testing_ranks::TransportKind;
+  auto tcp = make_transport_group(TransportKind::kTcp, 2);
+  EXPECT_EQ(tcp[0]->min_segment_bytes(), 256 * kKiB);
+  EXPECT_EQ(make_transport_group(TransportKind::kLocal, 2)[0]->min_segment_bytes(), 0u);
+  // A sub-group over tcp asks for what its root asks for.
+  std::vector<std::unique_ptr<Transport>> subs(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] { subs[r] = tcp[r]->split({0, 1}, 7, 0, r); });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_NE(subs[0], nullptr);
+  EXPECT_EQ(subs[0]->min_segment_bytes(), 256 * kKiB);
 }
 
 TEST(RingAllreduce, U8IsUnimplemented) {
