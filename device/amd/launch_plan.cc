@@ -67,15 +67,23 @@ LaunchPlan plan_one(std::string_view k, const KernelArgs& a,
     expect_dtype(a.tensors[i], DType::kF32, k, role);
     return address(a.tensors[i]);
   };
+  auto b16 = [&](size_t i, const char* role) {
+    expect_dtype(a.tensors[i], DType::kBF16, k, role);
+    return address(a.tensors[i]);
+  };
+  // The mixed-precision kernels take their f32 twin's kernargs (kernargs.h): `in16` is
+  // b16 for the buffers the contract makes bf16 in the *_bf16 kernel, f32 otherwise.
+  const bool mixed = k.ends_with("_bf16");
+  auto in16 = [&](size_t i, const char* role) { return mixed ? b16(i, role) : f32(i, role); };
   auto flt = [&](size_t i) { return static_cast<float>(a.floats[i]); };
-  if (k == "gemm") {
+  if (k == "gemm" || k == "gemm_bf16") {
     expect_kernel_args(a, 3, 2, 2, k);
     const Tensor& A = a.tensors[0];
     const Tensor& C = a.tensors[2];
-    PR_CHECK(A.shape.rank() == 2 && C.shape.rank() == 2) << "gemm A " << A.shape << ", C " << C.shape;
+    PR_CHECK(A.shape.rank() == 2 && C.shape.rank() == 2) << k << " A " << A.shape << ", C " << C.shape;
     PrGemmArgs g{};
-    g.a = f32(0, "A");
-    g.b = f32(1, "B");
+    g.a = in16(0, "A");
+    g.b = in16(1, "B");
     g.c = f32(2, "C");
     g.m = count32(C.shape[0], k);
     g.n = count32(C.shape[1], k);
@@ -212,7 +220,45 @@ LaunchPlan plan_one(std::string_view k, const KernelArgs& a,
     p.status_offset = offsetof(PrEmbeddingBackwardArgs, status);
     return p;
   }
-  if (k == "layernorm_forward") {
+  if (k == "linear_bf16") {
+    expect_kernel_args(a, 4, 0, 0, k);
+    const Tensor& x = a.tensors[0];  // (N, I)
+    const Tensor& w = a.tensors[1];  // (O, I)
+    const Tensor& y = a.tensors[3];  // (N, O)
+    PR_CHECK(x.shape.rank() == 2 && w.shape.rank() == 2 && w.shape[1] == x.shape[1] &&
+             y.numel() == x.shape[0] * w.shape[0] && a.tensors[2].numel() == w.shape[0])
+        << k << " X " << x.shape << ", W " << w.shape << ", Y " << y.shape;
+    if (y.dtype != DType::kF32 && y.dtype != DType::kBF16) {
+      PR_FAIL(kInvalidArgument, k, ": Y must be f32 or bf16, got ", dtype_name(y.dtype));
+    }
+    PrLinearArgs g{b16(0, "X"), b16(1, "W"), f32(2, "bias"), address(y),
+                   count32(x.shape[0], k), count32(w.shape[0], k), count32(x.shape[1], k),
+                   y.dtype == DType::kBF16 ? 1u : 0u};
+    LaunchPlan p = plan(g, 0);
+    p.workgroup = {PR_GEMM_TILE, PR_GEMM_TILE, 1};
+    p.grid = {blocks(g.outs, PR_GEMM_TILE), blocks(g.rows, PR_GEMM_TILE), 1};
+    return p;
+  }
+  if (k == "convert") {
+    expect_kernel_args(a, 2, 0, 0, k);
+    const Tensor& x = a.tensors[0];
+    const Tensor& y = a.tensors[1];
+    PR_CHECK_EQ(x.numel(), y.numel()) << "convert X " << x.shape << ", Y " << y.shape;
+    uint32_t mode;
+    if (x.dtype == DType::kF32 && y.dtype == DType::kBF16) {
+      mode = PR_CONVERT_NARROW;
+    } else if (x.dtype == DType::kBF16 && y.dtype == DType::kF32) {
+      mode = PR_CONVERT_WIDEN;
+    } else if (x.dtype == y.dtype && (x.dtype == DType::kF32 || x.dtype == DType::kBF16)) {
+      mode = x.dtype == DType::kBF16 ? PR_CONVERT_COPY16 : PR_CONVERT_COPY32;
+    } else {
+      PR_FAIL(kInvalidArgument, "convert: ", dtype_name(x.dtype), " to ", dtype_name(y.dtype),
+              " is not implemented; use f32 and bf16");
+    }
+    PrConvertArgs g{address(x), address(y), count32(x.numel(), k), mode};
+    return plan(g, g.count);
+  }
+  if (k == "layernorm_forward" || k == "layernorm_forward_bf16") {
     expect_kernel_args(a, 6, 1, 0, k);
     const Tensor& x = a.tensors[0];
     PR_CHECK_EQ(x.shape.rank(), 2) << k << " X " << x.shape;
@@ -221,7 +267,7 @@ LaunchPlan plan_one(std::string_view k, const KernelArgs& a,
              a.tensors[3].numel() == x.numel() && a.tensors[4].numel() == int64_t{rows} &&
              a.tensors[5].numel() == int64_t{rows})
         << k << " shapes for X " << x.shape;
-    PrLayernormForwardArgs g{f32(0, "X"),  f32(1, "weight"), f32(2, "bias"), f32(3, "Y"),
+    PrLayernormForwardArgs g{f32(0, "X"),  f32(1, "weight"), f32(2, "bias"), in16(3, "Y"),
                              f32(4, "mean"), f32(5, "rstd"), rows, cols, flt(0), 0};
     return plan(g, rows);
   }
@@ -240,13 +286,13 @@ LaunchPlan plan_one(std::string_view k, const KernelArgs& a,
                               f32(6, "dweight"), f32(7, "dbias"), rows, cols, flt(0), flt(1)};
     return plan(g, uint64_t{rows} + cols);
   }
-  if (k == "gelu") {
+  if (k == "gelu" || k == "gelu_bf16") {
     expect_kernel_args(a, 2, 0, 0, k);
-    PR_CHECK_EQ(a.tensors[0].numel(), a.tensors[1].numel()) << "gelu X and Y";
-    PrGeluArgs g{f32(0, "X"), f32(1, "Y"), count32(a.tensors[0].numel(), k)};
+    PR_CHECK_EQ(a.tensors[0].numel(), a.tensors[1].numel()) << k << " X and Y";
+    PrGeluArgs g{in16(0, "X"), in16(1, "Y"), count32(a.tensors[0].numel(), k)};
     return plan(g, g.count);
   }
-  if (k == "gelu_backward" || k == "add") {
+  if (k == "gelu_backward" || k == "gelu_backward_bf16" || k == "add") {
     expect_kernel_args(a, 3, 0, 0, k);
     PR_CHECK(a.tensors[1].numel() == a.tensors[0].numel() &&
              a.tensors[2].numel() == a.tensors[0].numel()) << k << " sizes";
@@ -255,28 +301,29 @@ LaunchPlan plan_one(std::string_view k, const KernelArgs& a,
       PrAddArgs g{f32(0, "X"), f32(1, "Y"), f32(2, "Z"), count};
       return plan(g, count);
     }
-    PrGeluBackwardArgs g{f32(0, "X"), f32(1, "dY"), f32(2, "dX"), count};
+    PrGeluBackwardArgs g{in16(0, "X"), f32(1, "dY"), f32(2, "dX"), count};
     return plan(g, count);
   }
-  if (k == "attention_forward") {
+  if (k == "attention_forward" || k == "attention_forward_bf16") {
     expect_kernel_args(a, 3, 0, 1, k);
     const auto [b, t, c, h] = attention_dims(a.tensors[0], a.ints[0], k);
     PR_CHECK(a.tensors[1].numel() == int64_t{b} * t * c &&
              a.tensors[2].numel() == int64_t{b} * h * t * t)
         << k << " out " << a.tensors[1].shape << ", probs " << a.tensors[2].shape;
-    PrAttentionForwardArgs g{f32(0, "qkv"), f32(1, "out"), f32(2, "probs"), b, t, c, h};
+    PrAttentionForwardArgs g{in16(0, "qkv"), in16(1, "out"), in16(2, "probs"), b, t, c, h};
     count32(int64_t{b} * h * t * t, k);
     return plan(g, uint64_t{b} * h * t);
   }
   PR_FAIL(kUnimplemented, "the amd backend has no launch plan for kernel '", k,
-          "'; it runs only the kernels its code object names (and f32 data)");
+          "'; it runs only the kernels its code object names");
 }
 
 }  // namespace
 
 std::vector<LaunchPlan> plan_launch(std::string_view k, const KernelArgs& a,
                                     const std::function<uint64_t(const Tensor&)>& address) {
-  if (k == "attention_backward") {
+  if (k == "attention_backward" || k == "attention_backward_bf16") {
+    const bool mixed = k == "attention_backward_bf16";  // qkv and probs bf16
     expect_kernel_args(a, 5, 0, 1, k);
     const auto [b, t, c, h] = attention_dims(a.tensors[1], a.ints[0], k);
     PR_CHECK(a.tensors[0].numel() == int64_t{b} * t * c &&
@@ -286,15 +333,16 @@ std::vector<LaunchPlan> plan_launch(std::string_view k, const KernelArgs& a,
         << k << " dout " << a.tensors[0].shape << ", dqkv " << a.tensors[3].shape;
     for (size_t i = 0; i < 5; ++i) {
       static const char* const roles[] = {"dout", "qkv", "probs", "dqkv", "scratch"};
-      expect_dtype(a.tensors[i], DType::kF32, k, roles[i]);
+      const bool half = mixed && (i == 1 || i == 2);
+      expect_dtype(a.tensors[i], half ? DType::kBF16 : DType::kF32, k, roles[i]);
     }
     count32(int64_t{b} * h * t * t, k);
     PrAttentionBackwardArgs g{address(a.tensors[0]), address(a.tensors[1]), address(a.tensors[2]),
                               address(a.tensors[3]), address(a.tensors[4]), b, t, c, h};
     LaunchPlan rows = plan(g, uint64_t{b} * h * t);
-    rows.kernel = "attention_backward";
+    rows.kernel = mixed ? "attention_backward_bf16" : "attention_backward";
     LaunchPlan columns = rows;  // then dK and dV from the dS rows the first one wrote
-    columns.kernel = "attention_backward_kv";
+    columns.kernel = mixed ? "attention_backward_kv_bf16" : "attention_backward_kv";
     return {rows, columns};
   }
   LaunchPlan p = plan_one(k, a, address);
@@ -302,7 +350,9 @@ std::vector<LaunchPlan> plan_launch(std::string_view k, const KernelArgs& a,
   return {p};
 }
 
-bool is_helper_kernel(std::string_view name) { return name == "attention_backward_kv"; }
+bool is_helper_kernel(std::string_view name) {
+  return name == "attention_backward_kv" || name == "attention_backward_kv_bf16";
+}
 
 void throw_launch_status(std::string_view kernel, uint64_t status, const KernelArgs& args) {
   const auto value = static_cast<int32_t>(status >> 32);

@@ -1,8 +1,9 @@
 // Host side of a kernel launch on the amd backend: KernelArgs (device/kernels.h's
 // contract) -> the kernarg bytes of device/amd/gpu/kernargs.h and the launch shape.
 // Runs on the queue's worker, so its errors surface at synchronize(), as on the cpu
-// backend: a dtype other than f32 (i32 labels) raises kUnimplemented naming the kernel,
-// broken counts fail a PR_CHECK.
+// backend: a dtype other than the contract's (f32; i32 labels; bf16 where a *_bf16 kernel
+// or convert takes it) raises kUnimplemented naming the kernel, broken counts fail a
+// PR_CHECK.
 #pragma once
 
 #include <array>
@@ -30,12 +31,13 @@ struct LaunchPlan {
 
 // The dispatches one launch of `kernel` takes, in order; each runs after the previous
 // one completed (attention_backward is two). `address(tensor)` gives the GPU address of
-// a tensor's first byte. A kernel with no plan (one added to the table later, a bf16
-// variant) raises kUnimplemented naming it.
+// a tensor's first byte. A kernel with no plan (one added to the table later) raises
+// kUnimplemented naming it.
 std::vector<LaunchPlan> plan_launch(std::string_view kernel, const KernelArgs& args,
                                     const std::function<uint64_t(const Tensor&)>& address);
 
-// True for the code object's kernels that only launch plans use (attention_backward_kv):
+// True for the code object's kernels that only launch plans use (attention_backward_kv
+// and attention_backward_kv_bf16):
 // the device neither lists nor finds them by name.
 bool is_helper_kernel(std::string_view name);
 

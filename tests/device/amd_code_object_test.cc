@@ -111,6 +111,15 @@ const std::map<std::string, size_t>& kernarg_sizes() {
       {"attention_forward", sizeof(PrAttentionForwardArgs)},
       {"attention_backward", sizeof(PrAttentionBackwardArgs)},
       {"attention_backward_kv", sizeof(PrAttentionBackwardArgs)},  // its second dispatch
+      {"convert", sizeof(PrConvertArgs)},
+      {"gemm_bf16", sizeof(PrGemmArgs)},
+      {"linear_bf16", sizeof(PrLinearArgs)},
+      {"layernorm_forward_bf16", sizeof(PrLayernormForwardArgs)},
+      {"gelu_bf16", sizeof(PrGeluArgs)},
+      {"gelu_backward_bf16", sizeof(PrGeluBackwardArgs)},
+      {"attention_forward_bf16", sizeof(PrAttentionForwardArgs)},
+      {"attention_backward_bf16", sizeof(PrAttentionBackwardArgs)},
+      {"attention_backward_kv_bf16", sizeof(PrAttentionBackwardArgs)},  // its second dispatch
   };
   return sizes;
 }
@@ -123,19 +132,10 @@ TEST_F(AmdCodeObjectTest, CoversTheWholeKernelTable) {
   options.memory_bytes = 1 << 20;
   options.threads = 1;
   const auto cpu = open_cpu_devices(options);
-  // Kernels of the table that have no GPU kernel yet: the amd backend's find_kernel()
-  // returns nullptr for them, so a launch is kUnimplemented naming the kernel. The
-  // GPU kernels are f32-only: bf16 variants of the table count here too.
-  const std::vector<std::string> not_on_gpu_yet = {};
-  for (const std::string& name : cpu.front()->kernel_names()) {
-    if (std::find(not_on_gpu_yet.begin(), not_on_gpu_yet.end(), name) != not_on_gpu_yet.end() ||
-        name.find("bf16") != std::string::npos) {
-      EXPECT_EQ(code.find(name), nullptr) << "'" << name << "' is on the GPU now; drop it "
-                                             "from not_on_gpu_yet";
-      continue;
-    }
-    // The mixed-precision kernels ("convert" and the *_bf16 ones) are cpu-only for now.
-    if (name == "convert" || name.ends_with("_bf16")) continue;
+  // Every kernel of the table, the mixed-precision ones included, has its GPU kernel.
+  const std::vector<std::string> names = cpu.front()->kernel_names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "gemm_bf16"), names.end());
+  for (const std::string& name : names) {
     EXPECT_NE(code.find(name), nullptr) << "no GPU kernel for the table's '" << name << "'";
   }
   EXPECT_EQ(code.kernels().size(), kernarg_sizes().size());

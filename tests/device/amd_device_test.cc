@@ -48,7 +48,7 @@ TEST_F(AmdDeviceTest, DescribesTheGpu) {
   EXPECT_EQ(p.arch, "gfx1100");
   EXPECT_EQ(p.memory_bytes, 25753026560ull);
   EXPECT_EQ(p.link.to_string(), "PCIe 4.0 x16 (31.5 GB/s)");
-  EXPECT_EQ(device->kernel_names().size(), 22u);  // the table (helpers are not listed)
+  EXPECT_EQ(device->kernel_names().size(), 30u);  // the table (helpers are not listed)
   auto buffer = device->allocate(1000);
   EXPECT_EQ(buffer->size(), 1000u);
   EXPECT_EQ(buffer->device_name(), "amd:0");
@@ -94,9 +94,9 @@ TEST_F(AmdDeviceTest, SmallRingsWrapAndTheTimelineRollsOver) {
   EXPECT_EQ(out, host);  // 20 doublings and 20 halvings are exact
 }
 
-// attention_backward_kv is the second dispatch of attention_backward, not a kernel of
-// the table; a kernel the amd backend has no plan for (a bf16 variant, one added to the
-// table later) is refused with its name, not run.
+// attention_backward_kv (and its bf16 twin) is the second dispatch of attention_backward,
+// not a kernel of the table; a kernel the amd backend has no plan for (one added to the
+// table later) is refused with its name, not run; a dtype a kernel does not take, too.
 TEST_F(AmdDeviceTest, HelperKernelsAreHiddenAndUnknownKernelsAreRefusedByName) {
   auto device = open();
   auto* amd = dynamic_cast<AmdDevice*>(device.get());
@@ -104,12 +104,17 @@ TEST_F(AmdDeviceTest, HelperKernelsAreHiddenAndUnknownKernelsAreRefusedByName) {
   EXPECT_EQ(device->find_kernel("attention_backward_kv"), nullptr);
   EXPECT_NE(amd->find_gpu_kernel("attention_backward_kv"), nullptr);
   EXPECT_NE(device->find_kernel("attention_backward"), nullptr);
-  EXPECT_EQ(device->find_kernel("gemm_bf16"), nullptr);
+  EXPECT_EQ(device->find_kernel("attention_backward_kv_bf16"), nullptr);
+  EXPECT_NE(amd->find_gpu_kernel("attention_backward_kv_bf16"), nullptr);
+  EXPECT_NE(device->find_kernel("gemm_bf16"), nullptr);
+  EXPECT_EQ(device->find_kernel("gemm_f16"), nullptr);
   auto buffer = device->allocate(64);
   Tensor x(buffer.get(), 0, Shape{16}, DType::kF32);
   auto address = [](const Tensor& t) { return reinterpret_cast<uint64_t>(t.buffer->host_data()); };
-  expect_error([&] { plan_launch("gemm_bf16", KernelArgs{{x}, {}, {}}, address); },
-               ErrorKind::kUnimplemented, {"'gemm_bf16'"});
+  expect_error([&] { plan_launch("gemm_f16", KernelArgs{{x}, {}, {}}, address); },
+               ErrorKind::kUnimplemented, {"'gemm_f16'"});
+  expect_error([&] { plan_launch("gelu_bf16", KernelArgs{{x, x}, {}, {}}, address); },
+               ErrorKind::kUnimplemented, {"gelu_bf16", "X", "f32", "bf16"});
   Tensor half(buffer.get(), 0, Shape{16}, DType::kBF16);
   expect_error([&] { plan_launch("gelu", KernelArgs{{half, x}, {}, {}}, address); },
                ErrorKind::kUnimplemented, {"gelu", "bf16", "f32"});

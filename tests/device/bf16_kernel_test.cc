@@ -299,20 +299,6 @@ TEST_P(Bf16KernelTest, LaunchersRejectWrongDtypes) {
 
 PETARING_INSTANTIATE_DEVICE_SUITE(Bf16KernelTest);
 
-// A backend without the bf16 kernels refuses them by name (kUnimplemented) instead of
-// running something else.
-class Bf16AbsentKernelTest : public DeviceTest {};
-
-TEST_P(Bf16AbsentKernelTest, ABackendWithoutBf16KernelsNamesTheMissingOne) {
-  if (device_->find_kernel("gemm_bf16") != nullptr) {
-    GTEST_SKIP() << GetParam().name << " implements gemm_bf16";
-  }
-  Tensor a = make({2, 3}, DType::kBF16), b = make({3, 2}, DType::kBF16), c = make({2, 2});
-  expect_error([&] { kernels::gemm_bf16(*queue_, false, false, 1.0f, a, b, 0.0f, c); },
-               ErrorKind::kUnimplemented, {"no kernel 'gemm_bf16'"});
-}
-
-PETARING_INSTANTIATE_DEVICE_SUITE(Bf16AbsentKernelTest);
 
 }  // namespace
 }  // namespace petaring::testing

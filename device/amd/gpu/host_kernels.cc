@@ -9,6 +9,7 @@
 
 #include "device/amd/gpu/kernargs.h"
 #include "runtime/check.h"
+#include "runtime/dtype.h"
 #include "runtime/error.h"
 
 namespace petaring::amd::gpu {
@@ -34,6 +35,7 @@ namespace host {
 using uint = uint32_t;
 using ulong = uint64_t;
 using uchar = unsigned char;
+using ushort = uint16_t;
 #define kernel
 #define global
 #define local
@@ -45,6 +47,8 @@ using uchar = unsigned char;
 #define __builtin_amdgcn_workgroup_id_y() current.group[1]
 #define __builtin_amdgcn_fence(order, scope) std::atomic_thread_fence(std::memory_order_seq_cst)
 #define __builtin_amdgcn_s_barrier() host_barrier()
+#define pr_float_from_bits(u) ::petaring::f32_from_bits(u)
+#define pr_bits_from_float(f) ::petaring::f32_bits(f)
 #include "device/amd/gpu/kernels.cl"
 #undef kernel
 #undef global
@@ -57,6 +61,8 @@ using uchar = unsigned char;
 #undef __builtin_amdgcn_workgroup_id_y
 #undef __builtin_amdgcn_fence
 #undef __builtin_amdgcn_s_barrier
+#undef pr_float_from_bits
+#undef pr_bits_from_float
 }  // namespace host
 
 namespace {
@@ -109,6 +115,19 @@ const std::vector<Entry>& entries() {
       entry<PrAttentionBackwardArgs, host::attention_backward>("attention_backward", k1d, false),
       entry<PrAttentionBackwardArgs, host::attention_backward_kv>("attention_backward_kv", k1d,
                                                                   false),
+      entry<PrConvertArgs, host::convert>("convert", k1d, false),
+      entry<PrGemmArgs, host::gemm_bf16>("gemm_bf16", kTile, true),
+      entry<PrLinearArgs, host::linear_bf16>("linear_bf16", kTile, true),
+      entry<PrLayernormForwardArgs, host::layernorm_forward_bf16>("layernorm_forward_bf16", k1d,
+                                                                  false),
+      entry<PrGeluArgs, host::gelu_bf16>("gelu_bf16", k1d, false),
+      entry<PrGeluBackwardArgs, host::gelu_backward_bf16>("gelu_backward_bf16", k1d, false),
+      entry<PrAttentionForwardArgs, host::attention_forward_bf16>("attention_forward_bf16", k1d,
+                                                                  false),
+      entry<PrAttentionBackwardArgs, host::attention_backward_bf16>("attention_backward_bf16",
+                                                                    k1d, false),
+      entry<PrAttentionBackwardArgs, host::attention_backward_kv_bf16>(
+          "attention_backward_kv_bf16", k1d, false),
   };
   return table;
 }

@@ -30,8 +30,9 @@ struct HostKernelInfo {
   bool uses_barriers = false;
 };
 
-// Every kernel of kernels.cl, in the order of device/kernels.h (then the helper
-// attention_backward_kv, the second dispatch of attention_backward).
+// Every kernel of kernels.cl: the f32 ones in the order of device/kernels.h, the helper
+// attention_backward_kv (the second dispatch of attention_backward), then the
+// mixed-precision ones and their helper attention_backward_kv_bf16.
 const std::vector<HostKernelInfo>& host_kernels();
 
 // Runs kernel `name` over `groups` workgroups of `workgroup` work-items, reading its

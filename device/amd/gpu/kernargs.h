@@ -202,6 +202,32 @@ typedef struct {
   pr_u32 batch, steps, channels, heads;
 } PrAttentionBackwardArgs;
 
+/* ---- Mixed precision (device/kernels.h): bf16 is stored as its 16-bit pattern. The
+ * bf16 kernels gemm_bf16, layernorm_forward_bf16, gelu_bf16, gelu_backward_bf16,
+ * attention_forward_bf16 and attention_backward_bf16 (+ attention_backward_kv_bf16) take
+ * the structs of their f32 twins above; which buffers hold bf16 is device/kernels.h's
+ * contract. */
+
+/* y = x element-wise: mode PR_CONVERT_NARROW f32 -> bf16 (rounded), PR_CONVERT_WIDEN
+ * bf16 -> f32, PR_CONVERT_COPY16 / PR_CONVERT_COPY32 a copy of 2- or 4-byte elements.
+ * Grid: count. */
+#define PR_CONVERT_NARROW 0
+#define PR_CONVERT_WIDEN 1
+#define PR_CONVERT_COPY16 2
+#define PR_CONVERT_COPY32 3
+typedef struct {
+  pr_u64 x, y;
+  pr_u32 count, mode;
+} PrConvertArgs;
+
+/* y (rows, outs) = x (rows, ins) @ w^T + bias: x and w (outs, ins) bf16, bias f32, sums
+ * in f32; y f32, or bf16 when y_bf16. Tiled like gemm: workgroup PR_GEMM_TILE x
+ * PR_GEMM_TILE, grid round_up(outs) x round_up(rows). */
+typedef struct {
+  pr_u64 x, w, bias, y;
+  pr_u32 rows, outs, ins, y_bf16;
+} PrLinearArgs;
+
 #ifdef __cplusplus
 #include <cmath>
 #include <cstddef>
@@ -238,6 +264,8 @@ static_assert(sizeof(PrAddArgs) == 32);
 static_assert(sizeof(PrAttentionForwardArgs) == 40);
 static_assert(sizeof(PrAttentionBackwardArgs) == 56 &&
               offsetof(PrAttentionBackwardArgs, heads) == 52);
+static_assert(sizeof(PrConvertArgs) == 24 && offsetof(PrConvertArgs, mode) == 20);
+static_assert(sizeof(PrLinearArgs) == 48 && offsetof(PrLinearArgs, y_bf16) == 44);
 
 // AdamW's per-step scalars from the contract's (lr, beta1, beta2, eps, weight_decay, t),
 // computed in double exactly as the cpu backend does.

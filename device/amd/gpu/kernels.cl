@@ -14,6 +14,8 @@
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 #define PR_LDS local /* a workgroup-shared (LDS) array */
 #define PR_WORKGROUP_SIZE(x, y, z) __attribute__((reqd_work_group_size(x, y, z)))
+#define pr_float_from_bits(u) __builtin_astype((u), float)
+#define pr_bits_from_float(f) __builtin_astype((f), uint)
 #endif
 
 #define BLOCK_1D PR_WORKGROUP_SIZE(PR_BLOCK, 1, 1)
@@ -32,6 +34,29 @@ static inline void workgroup_barrier(void) {
   __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "workgroup");
 }
 
+/* ---- bf16 storage (device/kernels.h, "Mixed precision"): the top half of an f32; f32 is
+ * rounded to nearest, ties to even, NaN kept quiet, exactly as runtime/dtype.h does. */
+static inline float bf16_value(ushort bits) { return pr_float_from_bits((uint)bits << 16); }
+static inline ushort bf16_bits(float value) {
+  const uint u = pr_bits_from_float(value);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40u);
+  return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* Element i of a buffer of f32, or of bf16 when `bf16`. The kernels that come in an f32
+ * and a bf16 form share one body (a static inline function taking `bf16`) that the two
+ * kernels call with a constant, so each is compiled for its storage alone. */
+static inline float load(ulong buffer, ulong i, bool bf16) {
+  return bf16 ? bf16_value(((const global ushort*)buffer)[i]) : ((const global float*)buffer)[i];
+}
+static inline void store(ulong buffer, ulong i, float value, bool bf16) {
+  if (bf16) {
+    ((global ushort*)buffer)[i] = bf16_bits(value);
+  } else {
+    ((global float*)buffer)[i] = value;
+  }
+}
+
 /* Tree sum of partial[0, PR_BLOCK) into partial[0]; every work-item must call it. */
 static inline void reduce_block(local double* partial, uint t) {
   workgroup_barrier();
@@ -41,37 +66,71 @@ static inline void reduce_block(local double* partial, uint t) {
   }
 }
 
-/* One output element per work-item, 16x16 tiles of op(A) and op(B) staged in LDS.
+/* The (row, col) element of op(A) @ op(B) for this work-item, summed in f32: one output
+ * element per work-item, 16x16 tiles of op(A) and op(B) staged in LDS (`tile_a`,
+ * `tile_b`, declared by the kernel). A and B are f32, or bf16 when `bf16`. Every
+ * work-item of the workgroup must call it (barriers).
  * TODO(perf): register blocking and WMMA (gfx11) once there is a GPU to measure on. */
-kernel PR_WORKGROUP_SIZE(PR_GEMM_TILE, PR_GEMM_TILE, 1)
-void gemm(PrGemmArgs args) {
-  PR_LDS float tile_a[PR_GEMM_TILE][PR_GEMM_TILE];
-  PR_LDS float tile_b[PR_GEMM_TILE][PR_GEMM_TILE];
-  const global float* a = (const global float*)args.a;  /* (m, k) or (k, m) */
-  const global float* b = (const global float*)args.b;  /* (k, n) or (n, k) */
-  global float* c = (global float*)args.c;              /* (m, n) */
+static inline float gemm_tile(ulong a, ulong b, uint m, uint n, uint k, uint trans_a,
+                              uint trans_b, bool bf16, local float (*tile_a)[PR_GEMM_TILE],
+                              local float (*tile_b)[PR_GEMM_TILE]) {
   const uint tx = local_id_x(), ty = local_id_y();
   const uint col = __builtin_amdgcn_workgroup_id_x() * PR_GEMM_TILE + tx;
   const uint row = __builtin_amdgcn_workgroup_id_y() * PR_GEMM_TILE + ty;
   float acc = 0.0f;
-  for (uint k0 = 0; k0 < args.k; k0 += PR_GEMM_TILE) {
+  for (uint k0 = 0; k0 < k; k0 += PR_GEMM_TILE) {
     const uint ka = k0 + tx, kb = k0 + ty;
     float va = 0.0f, vb = 0.0f;
-    if (row < args.m && ka < args.k) {
-      va = args.trans_a ? a[(ulong)ka * args.m + row] : a[(ulong)row * args.k + ka];
-    }
-    if (kb < args.k && col < args.n) {
-      vb = args.trans_b ? b[(ulong)col * args.k + kb] : b[(ulong)kb * args.n + col];
-    }
+    if (row < m && ka < k) va = load(a, trans_a ? (ulong)ka * m + row : (ulong)row * k + ka, bf16);
+    if (kb < k && col < n) vb = load(b, trans_b ? (ulong)col * k + kb : (ulong)kb * n + col, bf16);
     tile_a[ty][tx] = va;
     tile_b[ty][tx] = vb;
     workgroup_barrier();
     for (uint kk = 0; kk < PR_GEMM_TILE; ++kk) acc += tile_a[ty][kk] * tile_b[kk][tx];
     workgroup_barrier();
   }
+  return acc;
+}
+
+/* C (f32) = alpha * op(A) @ op(B) + beta * C, A and B f32 or bf16. */
+static inline void gemm_body(PrGemmArgs args, bool bf16, local float (*tile_a)[PR_GEMM_TILE],
+                             local float (*tile_b)[PR_GEMM_TILE]) {
+  const float acc = gemm_tile(args.a, args.b, args.m, args.n, args.k, args.trans_a,
+                              args.trans_b, bf16, tile_a, tile_b);
+  const uint col = __builtin_amdgcn_workgroup_id_x() * PR_GEMM_TILE + local_id_x();
+  const uint row = __builtin_amdgcn_workgroup_id_y() * PR_GEMM_TILE + local_id_y();
   if (row < args.m && col < args.n) {
-    global float* out = c + (ulong)row * args.n + col;
+    global float* out = (global float*)args.c + (ulong)row * args.n + col;
     *out = args.beta == 0.0f ? args.alpha * acc : args.alpha * acc + args.beta * *out;
+  }
+}
+
+kernel PR_WORKGROUP_SIZE(PR_GEMM_TILE, PR_GEMM_TILE, 1)
+void gemm(PrGemmArgs args) {
+  PR_LDS float tile_a[PR_GEMM_TILE][PR_GEMM_TILE];
+  PR_LDS float tile_b[PR_GEMM_TILE][PR_GEMM_TILE];
+  gemm_body(args, false, tile_a, tile_b);
+}
+
+kernel PR_WORKGROUP_SIZE(PR_GEMM_TILE, PR_GEMM_TILE, 1)
+void gemm_bf16(PrGemmArgs args) {
+  PR_LDS float tile_a[PR_GEMM_TILE][PR_GEMM_TILE];
+  PR_LDS float tile_b[PR_GEMM_TILE][PR_GEMM_TILE];
+  gemm_body(args, true, tile_a, tile_b);
+}
+
+/* y = x @ w^T + bias (kernargs.h), rounded once to bf16 when y_bf16. */
+kernel PR_WORKGROUP_SIZE(PR_GEMM_TILE, PR_GEMM_TILE, 1)
+void linear_bf16(PrLinearArgs args) {
+  PR_LDS float tile_a[PR_GEMM_TILE][PR_GEMM_TILE];
+  PR_LDS float tile_b[PR_GEMM_TILE][PR_GEMM_TILE];
+  const float acc = gemm_tile(args.x, args.w, args.rows, args.outs, args.ins, 0, 1, true, tile_a,
+                              tile_b);
+  const uint col = __builtin_amdgcn_workgroup_id_x() * PR_GEMM_TILE + local_id_x();
+  const uint row = __builtin_amdgcn_workgroup_id_y() * PR_GEMM_TILE + local_id_y();
+  if (row < args.rows && col < args.outs) {
+    const float value = acc + ((const global float*)args.bias)[col];
+    store(args.y, (ulong)row * args.outs + col, value, args.y_bf16 != 0);
   }
 }
 
@@ -272,12 +331,12 @@ kernel BLOCK_1D void embedding_backward(PrEmbeddingBackwardArgs args) {
   dwpe[k] = sum;
 }
 
-kernel BLOCK_1D void layernorm_forward(PrLayernormForwardArgs args) {
+/* Y is f32, or bf16 when `bf16` (X, weight, bias, mean, rstd and the arithmetic f32). */
+static inline void layernorm_forward_body(PrLayernormForwardArgs args, bool bf16) {
   const uint r = global_id_1d();
   if (r >= args.rows) return;
   const uint c = args.cols;
   const global float* x = (const global float*)args.x + (ulong)r * c;
-  global float* y = (global float*)args.y + (ulong)r * c;
   const global float* w = (const global float*)args.weight;
   const global float* b = (const global float*)args.bias;
   float sum = 0.0f;
@@ -286,9 +345,16 @@ kernel BLOCK_1D void layernorm_forward(PrLayernormForwardArgs args) {
   float var = 0.0f;
   for (uint j = 0; j < c; ++j) var += (x[j] - m) * (x[j] - m);
   const float rstd = 1.0f / __builtin_sqrtf(var / (float)c + args.eps);
-  for (uint j = 0; j < c; ++j) y[j] = (x[j] - m) * rstd * w[j] + b[j];
+  for (uint j = 0; j < c; ++j) store(args.y, (ulong)r * c + j, (x[j] - m) * rstd * w[j] + b[j], bf16);
   ((global float*)args.mean)[r] = m;
   ((global float*)args.rstd)[r] = rstd;
+}
+
+kernel BLOCK_1D void layernorm_forward(PrLayernormForwardArgs args) {
+  layernorm_forward_body(args, false);
+}
+kernel BLOCK_1D void layernorm_forward_bf16(PrLayernormForwardArgs args) {
+  layernorm_forward_body(args, true);
 }
 
 kernel BLOCK_1D void layernorm_backward(PrLayernormBackwardArgs args) {
@@ -341,22 +407,32 @@ static inline float tanh_f32(float u) { return 1.0f - 2.0f / (1.0f + __builtin_e
 #define PR_GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 #define PR_GELU_CUBIC 0.044715f
 
-kernel BLOCK_1D void gelu(PrGeluArgs args) {
+/* X and Y f32, or bf16 when `bf16`; computed in f32. */
+static inline void gelu_body(PrGeluArgs args, bool bf16) {
   const uint i = global_id_1d();
   if (i >= args.count) return;
-  const float v = ((const global float*)args.x)[i];
+  const float v = load(args.x, i, bf16);
   const float th = tanh_f32(PR_GELU_SCALE * (v + PR_GELU_CUBIC * v * v * v));
-  ((global float*)args.y)[i] = 0.5f * v * (1.0f + th);
+  store(args.y, i, 0.5f * v * (1.0f + th), bf16);
 }
 
-kernel BLOCK_1D void gelu_backward(PrGeluBackwardArgs args) {
+kernel BLOCK_1D void gelu(PrGeluArgs args) { gelu_body(args, false); }
+kernel BLOCK_1D void gelu_bf16(PrGeluArgs args) { gelu_body(args, true); }
+
+/* X f32, or bf16 when `bf16`; dY and dX f32. */
+static inline void gelu_backward_body(PrGeluBackwardArgs args, bool bf16) {
   const uint i = global_id_1d();
   if (i >= args.count) return;
-  const float v = ((const global float*)args.x)[i];
+  const float v = load(args.x, i, bf16);
   const float th = tanh_f32(PR_GELU_SCALE * (v + PR_GELU_CUBIC * v * v * v));
   const float dth = (1.0f - th * th) * PR_GELU_SCALE * (1.0f + 3.0f * PR_GELU_CUBIC * v * v);
   const float dy = ((const global float*)args.dy)[i];
   ((global float*)args.dx)[i] = dy * (0.5f * (1.0f + th) + 0.5f * v * dth);
+}
+
+kernel BLOCK_1D void gelu_backward(PrGeluBackwardArgs args) { gelu_backward_body(args, false); }
+kernel BLOCK_1D void gelu_backward_bf16(PrGeluBackwardArgs args) {
+  gelu_backward_body(args, true);
 }
 
 kernel BLOCK_1D void add(PrAddArgs args) {
@@ -385,91 +461,139 @@ static inline PrAttentionItem attention_item(uint i, uint steps, uint channels, 
   return a;
 }
 
-kernel BLOCK_1D void attention_forward(PrAttentionForwardArgs args) {
+/* The scaled score q_row . k_j of one query row (qkv f32, or bf16 when `bf16`). */
+static inline float attention_score(ulong qkv, PrAttentionItem a, uint j, uint c3, uint c,
+                                    float scale, bool bf16) {
+  const ulong q = a.head + (ulong)a.row * c3, k = a.head + (ulong)j * c3 + c;
+  float dot = 0.0f;
+  for (uint d = 0; d < a.head_dim; ++d) dot += load(qkv, q + d, bf16) * load(qkv, k + d, bf16);
+  return dot * scale;
+}
+
+/* One query row: the scores are computed three times (their max, the softmax's sum, the
+ * probabilities), so nothing but the probabilities is written and bf16 storage keeps f32
+ * scores; the f32 results are those of computing them once (the same operations in the
+ * same order). qkv, out and probs f32, or bf16 when `bf16`; out is summed from the stored
+ * probabilities (the cpu backend's bf16 attention sums the unrounded ones: the two differ
+ * within bf16 rounding). */
+static inline void attention_forward_body(PrAttentionForwardArgs args, bool bf16) {
   const uint i = global_id_1d();
   if (i >= args.batch * args.heads * args.steps) return;
   const uint t = args.steps, c = args.channels, c3 = 3 * args.channels;
   const PrAttentionItem a = attention_item(i, t, c, args.heads);
-  const global float* qkv = (const global float*)args.qkv;
-  const global float* q = qkv + a.head + (ulong)a.row * c3;
-  global float* p = (global float*)args.probs + a.square + (ulong)a.row * t;
+  const ulong p = a.square + (ulong)a.row * t;  /* the row of probs */
   const float scale = 1.0f / __builtin_sqrtf((float)a.head_dim);
   float max = 0.0f;
   for (uint j = 0; j <= a.row; ++j) {
-    const global float* k = qkv + a.head + (ulong)j * c3 + c;
-    float dot = 0.0f;
-    for (uint d = 0; d < a.head_dim; ++d) dot += q[d] * k[d];
-    p[j] = dot * scale;
-    max = j == 0 || p[j] > max ? p[j] : max;
+    const float s = attention_score(args.qkv, a, j, c3, c, scale, bf16);
+    max = j == 0 || s > max ? s : max;
   }
   float sum = 0.0f;
   for (uint j = 0; j <= a.row; ++j) {
-    p[j] = __builtin_expf(p[j] - max);
-    sum += p[j];
+    sum += __builtin_expf(attention_score(args.qkv, a, j, c3, c, scale, bf16) - max);
   }
   const float inverse = 1.0f / sum;
-  for (uint j = 0; j <= a.row; ++j) p[j] *= inverse;
-  for (uint j = a.row + 1; j < t; ++j) p[j] = 0.0f;
-  global float* out = (global float*)args.out + ((ulong)a.b * t + a.row) * c + (ulong)a.h * a.head_dim;
+  for (uint j = 0; j <= a.row; ++j) {
+    const float e = __builtin_expf(attention_score(args.qkv, a, j, c3, c, scale, bf16) - max);
+    store(args.probs, p + j, e * inverse, bf16);
+  }
+  for (uint j = a.row + 1; j < t; ++j) store(args.probs, p + j, 0.0f, bf16);
+  const ulong out = ((ulong)a.b * t + a.row) * c + (ulong)a.h * a.head_dim;
   for (uint d = 0; d < a.head_dim; ++d) {
     float acc = 0.0f;
-    for (uint j = 0; j <= a.row; ++j) acc += p[j] * qkv[a.head + (ulong)j * c3 + 2 * c + d];
-    out[d] = acc;
+    for (uint j = 0; j <= a.row; ++j) {
+      acc += load(args.probs, p + j, bf16) * load(args.qkv, a.head + (ulong)j * c3 + 2 * c + d, bf16);
+    }
+    store(args.out, out + d, acc, bf16);
   }
 }
 
+kernel BLOCK_1D void attention_forward(PrAttentionForwardArgs args) {
+  attention_forward_body(args, false);
+}
+kernel BLOCK_1D void attention_forward_bf16(PrAttentionForwardArgs args) {
+  attention_forward_body(args, true);
+}
+
 /* Row i of (b, h): dP_ij = dO_i . V_j, dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) / sqrt(D)
- * for j <= i (0 above), then dQ_i = sum_j dS_ij K_j. */
-kernel BLOCK_1D void attention_backward(PrAttentionBackwardArgs args) {
+ * for j <= i (0 above), then dQ_i = sum_j dS_ij K_j. qkv and probs f32, or bf16 when
+ * `bf16`; dout, dqkv and scratch f32. */
+static inline void attention_backward_body(PrAttentionBackwardArgs args, bool bf16) {
   const uint i = global_id_1d();
   if (i >= args.batch * args.heads * args.steps) return;
   const uint t = args.steps, c = args.channels, c3 = 3 * args.channels;
   const PrAttentionItem a = attention_item(i, t, c, args.heads);
-  const global float* qkv = (const global float*)args.qkv;
   const global float* d_o = (const global float*)args.dout + ((ulong)a.b * t + a.row) * c +
                             (ulong)a.h * a.head_dim;
-  const global float* p = (const global float*)args.probs + a.square + (ulong)a.row * t;
+  const ulong p = a.square + (ulong)a.row * t;
   global float* ds = (global float*)args.scratch + a.square + (ulong)a.row * t;
   const float scale = 1.0f / __builtin_sqrtf((float)a.head_dim);
   float dot = 0.0f;
   for (uint j = 0; j <= a.row; ++j) {
-    const global float* v = qkv + a.head + (ulong)j * c3 + 2 * c;
+    const ulong v = a.head + (ulong)j * c3 + 2 * c;
     float dp = 0.0f;
-    for (uint d = 0; d < a.head_dim; ++d) dp += d_o[d] * v[d];
+    for (uint d = 0; d < a.head_dim; ++d) dp += d_o[d] * load(args.qkv, v + d, bf16);
     ds[j] = dp;
-    dot += p[j] * dp;
+    dot += load(args.probs, p + j, bf16) * dp;
   }
-  for (uint j = 0; j <= a.row; ++j) ds[j] = p[j] * (ds[j] - dot) * scale;
+  for (uint j = 0; j <= a.row; ++j) ds[j] = load(args.probs, p + j, bf16) * (ds[j] - dot) * scale;
   for (uint j = a.row + 1; j < t; ++j) ds[j] = 0.0f;
   global float* dq = (global float*)args.dqkv + a.head + (ulong)a.row * c3;
   for (uint d = 0; d < a.head_dim; ++d) {
     float acc = 0.0f;
-    for (uint j = 0; j <= a.row; ++j) acc += ds[j] * qkv[a.head + (ulong)j * c3 + c + d];
+    for (uint j = 0; j <= a.row; ++j) acc += ds[j] * load(args.qkv, a.head + (ulong)j * c3 + c + d, bf16);
     dq[d] = acc;
   }
 }
 
+kernel BLOCK_1D void attention_backward(PrAttentionBackwardArgs args) {
+  attention_backward_body(args, false);
+}
+kernel BLOCK_1D void attention_backward_bf16(PrAttentionBackwardArgs args) {
+  attention_backward_body(args, true);
+}
+
 /* Row j of (b, h), after attention_backward: dK_j = sum_{i >= j} dS_ij Q_i and
- * dV_j = sum_{i >= j} P_ij dO_i. */
-kernel BLOCK_1D void attention_backward_kv(PrAttentionBackwardArgs args) {
+ * dV_j = sum_{i >= j} P_ij dO_i. qkv and probs f32, or bf16 when `bf16`. */
+static inline void attention_backward_kv_body(PrAttentionBackwardArgs args, bool bf16) {
   const uint n = global_id_1d();
   if (n >= args.batch * args.heads * args.steps) return;
   const uint t = args.steps, c = args.channels, c3 = 3 * args.channels;
   const PrAttentionItem a = attention_item(n, t, c, args.heads);
-  const global float* qkv = (const global float*)args.qkv;
   const global float* dout = (const global float*)args.dout + (ulong)a.b * t * c +
                              (ulong)a.h * a.head_dim;
-  const global float* p = (const global float*)args.probs + a.square;
   const global float* ds = (const global float*)args.scratch + a.square;
   global float* dk = (global float*)args.dqkv + a.head + (ulong)a.row * c3 + c;
   global float* dv = dk + c;
   for (uint d = 0; d < a.head_dim; ++d) {
     float k_acc = 0.0f, v_acc = 0.0f;
     for (uint i = a.row; i < t; ++i) {
-      k_acc += ds[(ulong)i * t + a.row] * qkv[a.head + (ulong)i * c3 + d];
-      v_acc += p[(ulong)i * t + a.row] * dout[(ulong)i * c + d];
+      k_acc += ds[(ulong)i * t + a.row] * load(args.qkv, a.head + (ulong)i * c3 + d, bf16);
+      v_acc += load(args.probs, a.square + (ulong)i * t + a.row, bf16) * dout[(ulong)i * c + d];
     }
     dk[d] = k_acc;
     dv[d] = v_acc;
+  }
+}
+
+kernel BLOCK_1D void attention_backward_kv(PrAttentionBackwardArgs args) {
+  attention_backward_kv_body(args, false);
+}
+kernel BLOCK_1D void attention_backward_kv_bf16(PrAttentionBackwardArgs args) {
+  attention_backward_kv_body(args, true);
+}
+
+/* y = x element-wise (kernargs.h, PrConvertArgs). */
+kernel BLOCK_1D void convert(PrConvertArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.count) return;
+  if (args.mode == PR_CONVERT_NARROW) {
+    ((global ushort*)args.y)[i] = bf16_bits(((const global float*)args.x)[i]);
+  } else if (args.mode == PR_CONVERT_WIDEN) {
+    ((global float*)args.y)[i] = bf16_value(((const global ushort*)args.x)[i]);
+  } else if (args.mode == PR_CONVERT_COPY16) {
+    ((global ushort*)args.y)[i] = ((const global ushort*)args.x)[i];
+  } else {
+    ((global uint*)args.y)[i] = ((const global uint*)args.x)[i];
   }
 }

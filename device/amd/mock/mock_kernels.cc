@@ -51,6 +51,10 @@ class Twin {
   Tensor f32(uint64_t address, Shape shape, const char* role) {
     return tensor(address, shape, DType::kF32, role);
   }
+  // A buffer that the *_bf16 kernel holds in bf16 and its f32 twin in f32.
+  Tensor half(uint64_t address, Shape shape, const char* role) {
+    return tensor(address, shape, kernel_.ends_with("_bf16") ? DType::kBF16 : DType::kF32, role);
+  }
   void expect_grid(const MockDispatch& d, uint64_t work_items) {
     const uint64_t covered = uint64_t{d.grid[0]} * d.workgroup_size[0] * d.grid[1] *
                              std::max<uint32_t>(d.workgroup_size[1], 1) * d.grid[2];
@@ -136,7 +140,7 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
               bool execute) {
   const std::string_view k = kernel.name;
   Twin t(kfd, k, execute);
-  if (k == "gemm") {
+  if (k == "gemm" || k == "gemm_bf16") {
     auto g = read_args<PrGemmArgs>(kfd, kernargs, kernel);
     const int64_t m = g.m, n = g.n, kk = g.k;
     Shape a_shape = g.trans_a ? Shape{kk, m} : Shape{m, kk};
@@ -144,8 +148,31 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
     if (uint64_t{d.grid[0]} * d.workgroup_size[0] < g.n || uint64_t{d.grid[1]} * d.workgroup_size[1] < g.m) {
       t.expect_grid(d, uint64_t{g.m} * g.n);
     }
-    t.run({{t.f32(g.a, a_shape, "A"), t.f32(g.b, b_shape, "B"), t.f32(g.c, {m, n}, "C")},
+    t.run({{t.half(g.a, a_shape, "A"), t.half(g.b, b_shape, "B"), t.f32(g.c, {m, n}, "C")},
            {g.alpha, g.beta}, {g.trans_a, g.trans_b}});
+  } else if (k == "linear_bf16") {
+    auto g = read_args<PrLinearArgs>(kfd, kernargs, kernel);
+    if (uint64_t{d.grid[0]} * d.workgroup_size[0] < g.outs ||
+        uint64_t{d.grid[1]} * d.workgroup_size[1] < g.rows) {
+      t.expect_grid(d, uint64_t{g.rows} * g.outs);
+    }
+    const int64_t rows = g.rows, outs = g.outs, ins = g.ins;
+    t.run({{t.half(g.x, {rows, ins}, "X"), t.half(g.w, {outs, ins}, "W"),
+            t.f32(g.bias, {outs}, "bias"),
+            t.tensor(g.y, {rows, outs}, g.y_bf16 != 0 ? DType::kBF16 : DType::kF32, "Y")},
+           {}, {}});
+  } else if (k == "convert") {
+    auto g = read_args<PrConvertArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    if (g.mode > PR_CONVERT_COPY32) {
+      throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                           str_cat("convert: mode ", g.mode, " is none of kernargs.h's")};
+    }
+    const bool from16 = g.mode == PR_CONVERT_WIDEN || g.mode == PR_CONVERT_COPY16;
+    const bool to16 = g.mode == PR_CONVERT_NARROW || g.mode == PR_CONVERT_COPY16;
+    t.run({{t.tensor(g.x, {g.count}, from16 ? DType::kBF16 : DType::kF32, "X"),
+            t.tensor(g.y, {g.count}, to16 ? DType::kBF16 : DType::kF32, "Y")},
+           {}, {}});
   } else if (k == "bias_add") {
     auto g = read_args<PrBiasAddArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, uint64_t{g.rows} * g.cols);
@@ -233,11 +260,11 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
     Tensor dwte = t.f32(g.dwte, {g.vocab, c}, "dwte"), dwpe = t.f32(g.dwpe, {g.positions, c}, "dwpe");
     if (execute && range_status(kfd, k, g.status, tokens.data<int32_t>(), g.count, g.vocab)) return;
     t.run({{dout, tokens, dwte, dwpe}, {g.beta_wte, g.beta_wpe}, {}});
-  } else if (k == "layernorm_forward") {
+  } else if (k == "layernorm_forward" || k == "layernorm_forward_bf16") {
     auto g = read_args<PrLayernormForwardArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, g.rows);
     t.run({{t.f32(g.x, {g.rows, g.cols}, "X"), t.f32(g.weight, {g.cols}, "weight"),
-            t.f32(g.bias, {g.cols}, "bias"), t.f32(g.y, {g.rows, g.cols}, "Y"),
+            t.f32(g.bias, {g.cols}, "bias"), t.half(g.y, {g.rows, g.cols}, "Y"),
             t.f32(g.mean, {g.rows}, "mean"), t.f32(g.rstd, {g.rows}, "rstd")},
            {g.eps}, {}});
   } else if (k == "layernorm_backward") {
@@ -248,40 +275,41 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
             t.f32(g.rstd, {g.rows}, "rstd"), t.f32(g.dx, {g.rows, g.cols}, "dX"),
             t.f32(g.dweight, {g.cols}, "dweight"), t.f32(g.dbias, {g.cols}, "dbias")},
            {g.dx_beta, g.param_beta}, {}});
-  } else if (k == "gelu") {
+  } else if (k == "gelu" || k == "gelu_bf16") {
     auto g = read_args<PrGeluArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, g.count);
-    t.run({{t.f32(g.x, {g.count}, "X"), t.f32(g.y, {g.count}, "Y")}, {}, {}});
-  } else if (k == "gelu_backward") {
+    t.run({{t.half(g.x, {g.count}, "X"), t.half(g.y, {g.count}, "Y")}, {}, {}});
+  } else if (k == "gelu_backward" || k == "gelu_backward_bf16") {
     auto g = read_args<PrGeluBackwardArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, g.count);
-    t.run({{t.f32(g.x, {g.count}, "X"), t.f32(g.dy, {g.count}, "dY"), t.f32(g.dx, {g.count}, "dX")},
+    t.run({{t.half(g.x, {g.count}, "X"), t.f32(g.dy, {g.count}, "dY"), t.f32(g.dx, {g.count}, "dX")},
            {}, {}});
   } else if (k == "add") {
     auto g = read_args<PrAddArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, g.count);
     t.run({{t.f32(g.x, {g.count}, "X"), t.f32(g.y, {g.count}, "Y"), t.f32(g.z, {g.count}, "Z")},
            {}, {}});
-  } else if (k == "attention_forward") {
+  } else if (k == "attention_forward" || k == "attention_forward_bf16") {
     auto g = read_args<PrAttentionForwardArgs>(kfd, kernargs, kernel);
     expect_heads(k, g.channels, g.heads);
     t.expect_grid(d, uint64_t{g.batch} * g.heads * g.steps);
     const int64_t b = g.batch, s = g.steps, c = g.channels, h = g.heads;
-    t.run({{t.f32(g.qkv, {b, s, 3 * c}, "qkv"), t.f32(g.out, {b, s, c}, "out"),
-            t.f32(g.probs, {b, h, s, s}, "probs")},
+    t.run({{t.half(g.qkv, {b, s, 3 * c}, "qkv"), t.half(g.out, {b, s, c}, "out"),
+            t.half(g.probs, {b, h, s, s}, "probs")},
            {}, {h}});
-  } else if (k == "attention_backward" || k == "attention_backward_kv") {
+  } else if (k == "attention_backward" || k == "attention_backward_kv" ||
+             k == "attention_backward_bf16" || k == "attention_backward_kv_bf16") {
     // The cpu twin of attention_backward computes the whole gradient; the second
     // dispatch (dK and dV from the first's dS rows) is checked, its work already done.
     auto g = read_args<PrAttentionBackwardArgs>(kfd, kernargs, kernel);
     expect_heads(k, g.channels, g.heads);
     t.expect_grid(d, uint64_t{g.batch} * g.heads * g.steps);
     const int64_t b = g.batch, s = g.steps, c = g.channels, h = g.heads;
-    KernelArgs args{{t.f32(g.dout, {b, s, c}, "dout"), t.f32(g.qkv, {b, s, 3 * c}, "qkv"),
-                     t.f32(g.probs, {b, h, s, s}, "probs"), t.f32(g.dqkv, {b, s, 3 * c}, "dqkv"),
+    KernelArgs args{{t.f32(g.dout, {b, s, c}, "dout"), t.half(g.qkv, {b, s, 3 * c}, "qkv"),
+                     t.half(g.probs, {b, h, s, s}, "probs"), t.f32(g.dqkv, {b, s, 3 * c}, "dqkv"),
                      t.f32(g.scratch, {b, h, s, s}, "scratch")},
                     {}, {h}};
-    if (k == "attention_backward") t.run(args);
+    if (k == "attention_backward" || k == "attention_backward_bf16") t.run(args);
   } else {
     throw MockQueueFault{0, ErrorKind::kUnimplemented, str_cat(k, ": the mock has no CPU twin")};
   }
