@@ -28,7 +28,7 @@ void hierarchical_allreduce(Transport& intra, Transport& inter, const void* send
   // Average: sums all the way, one division by the world size on each shard.
   const ReduceOp combine = op == ReduceOp::kAverage ? ReduceOp::kSum : op;
   RingLayout layout(count, local, element_bytes, ring_segment_bytes(count, local, element_bytes, intra.min_segment_bytes()));
-  RingStepOptions steps{options.timeout, options.tag};
+  RingStepOptions steps{options.timeout, options.tag, {}};
   if (local > 1) ring_reduce_scatter_steps(intra, out, layout, dtype, combine, steps);
 
   Span shard = layout.chunk(intra.rank());
@@ -36,7 +36,7 @@ void hierarchical_allreduce(Transport& intra, Transport& inter, const void* send
   if (hosts > 1 && shard.size() > 0) {
     if (shard.size() * element_bytes <= options.small_message_threshold) {
       recursive_doubling_allreduce(inter, shard_data, shard_data, shard.size(), dtype, combine,
-                                   RecursiveDoublingOptions{options.timeout, options.tag});
+                                   RecursiveDoublingOptions{options.timeout, options.tag, {}});
     } else {
       RingOptions ring;
       ring.timeout = options.timeout;

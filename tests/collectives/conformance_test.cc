@@ -272,20 +272,20 @@ void run_case(Communicator& comm, const Case& c, uint64_t salt, uint64_t free_ta
       }
     } else if (c.path == Path::kRecursiveDoubling) {
       recursive_doubling_allreduce(comm.transport(), send, recv, c.count, c.dtype, c.op,
-                                   RecursiveDoublingOptions{timeout, free_tag});
+                                   RecursiveDoublingOptions{timeout, free_tag, {}});
     } else {
       switch (c.collective) {
         case Collective::kAllreduce:
           ring_allreduce(comm.transport(), send, recv, c.count, c.dtype, c.op,
-                         RingOptions{c.segment_bytes, timeout, free_tag});
+                         RingOptions{c.segment_bytes, timeout, free_tag, {}});
           break;
         case Collective::kReduceScatter:
           ring_reduce_scatter(comm.transport(), send, recv, c.count, c.dtype, c.op,
-                              ReduceScatterOptions{c.segment_bytes, timeout, free_tag});
+                              ReduceScatterOptions{c.segment_bytes, timeout, free_tag, {}});
           break;
         case Collective::kAllgather:
           ring_allgather(comm.transport(), send, recv, c.count, c.dtype,
-                         AllgatherOptions{c.segment_bytes, timeout, free_tag});
+                         AllgatherOptions{c.segment_bytes, timeout, free_tag, {}});
           break;
       }
     }
