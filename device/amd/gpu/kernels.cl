@@ -57,6 +57,11 @@ static inline void store(ulong buffer, ulong i, float value, bool bf16) {
   }
 }
 
+/* The f32 kernel `name` and its twin `name`_bf16, both 1-D, over `name`_body. */
+#define PR_F32_AND_BF16_KERNELS(name, Args)                            \
+  kernel BLOCK_1D void name(Args args) { name##_body(args, false); }   \
+  kernel BLOCK_1D void name##_bf16(Args args) { name##_body(args, true); }
+
 /* Tree sum of partial[0, PR_BLOCK) into partial[0]; every work-item must call it. */
 static inline void reduce_block(local double* partial, uint t) {
   workgroup_barrier();
@@ -350,12 +355,7 @@ static inline void layernorm_forward_body(PrLayernormForwardArgs args, bool bf16
   ((global float*)args.rstd)[r] = rstd;
 }
 
-kernel BLOCK_1D void layernorm_forward(PrLayernormForwardArgs args) {
-  layernorm_forward_body(args, false);
-}
-kernel BLOCK_1D void layernorm_forward_bf16(PrLayernormForwardArgs args) {
-  layernorm_forward_body(args, true);
-}
+PR_F32_AND_BF16_KERNELS(layernorm_forward, PrLayernormForwardArgs)
 
 kernel BLOCK_1D void layernorm_backward(PrLayernormBackwardArgs args) {
   const uint i = global_id_1d();
@@ -416,8 +416,7 @@ static inline void gelu_body(PrGeluArgs args, bool bf16) {
   store(args.y, i, 0.5f * v * (1.0f + th), bf16);
 }
 
-kernel BLOCK_1D void gelu(PrGeluArgs args) { gelu_body(args, false); }
-kernel BLOCK_1D void gelu_bf16(PrGeluArgs args) { gelu_body(args, true); }
+PR_F32_AND_BF16_KERNELS(gelu, PrGeluArgs)
 
 /* X f32, or bf16 when `bf16`; dY and dX f32. */
 static inline void gelu_backward_body(PrGeluBackwardArgs args, bool bf16) {
@@ -430,10 +429,7 @@ static inline void gelu_backward_body(PrGeluBackwardArgs args, bool bf16) {
   ((global float*)args.dx)[i] = dy * (0.5f * (1.0f + th) + 0.5f * v * dth);
 }
 
-kernel BLOCK_1D void gelu_backward(PrGeluBackwardArgs args) { gelu_backward_body(args, false); }
-kernel BLOCK_1D void gelu_backward_bf16(PrGeluBackwardArgs args) {
-  gelu_backward_body(args, true);
-}
+PR_F32_AND_BF16_KERNELS(gelu_backward, PrGeluBackwardArgs)
 
 kernel BLOCK_1D void add(PrAddArgs args) {
   const uint i = global_id_1d();
@@ -508,12 +504,7 @@ static inline void attention_forward_body(PrAttentionForwardArgs args, bool bf16
   }
 }
 
-kernel BLOCK_1D void attention_forward(PrAttentionForwardArgs args) {
-  attention_forward_body(args, false);
-}
-kernel BLOCK_1D void attention_forward_bf16(PrAttentionForwardArgs args) {
-  attention_forward_body(args, true);
-}
+PR_F32_AND_BF16_KERNELS(attention_forward, PrAttentionForwardArgs)
 
 /* Row i of (b, h): dP_ij = dO_i . V_j, dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) / sqrt(D)
  * for j <= i (0 above), then dQ_i = sum_j dS_ij K_j. qkv and probs f32, or bf16 when
@@ -546,12 +537,7 @@ static inline void attention_backward_body(PrAttentionBackwardArgs args, bool bf
   }
 }
 
-kernel BLOCK_1D void attention_backward(PrAttentionBackwardArgs args) {
-  attention_backward_body(args, false);
-}
-kernel BLOCK_1D void attention_backward_bf16(PrAttentionBackwardArgs args) {
-  attention_backward_body(args, true);
-}
+PR_F32_AND_BF16_KERNELS(attention_backward, PrAttentionBackwardArgs)
 
 /* Row j of (b, h), after attention_backward: dK_j = sum_{i >= j} dS_ij Q_i and
  * dV_j = sum_{i >= j} P_ij dO_i. qkv and probs f32, or bf16 when `bf16`. */
@@ -576,12 +562,7 @@ static inline void attention_backward_kv_body(PrAttentionBackwardArgs args, bool
   }
 }
 
-kernel BLOCK_1D void attention_backward_kv(PrAttentionBackwardArgs args) {
-  attention_backward_kv_body(args, false);
-}
-kernel BLOCK_1D void attention_backward_kv_bf16(PrAttentionBackwardArgs args) {
-  attention_backward_kv_body(args, true);
-}
+PR_F32_AND_BF16_KERNELS(attention_backward_kv, PrAttentionBackwardArgs)
 
 /* y = x element-wise (kernargs.h, PrConvertArgs). */
 kernel BLOCK_1D void convert(PrConvertArgs args) {
