@@ -30,6 +30,7 @@ struct AmdQueue::Hardware {
     kernargs = access.allocate(4096, MemoryKind::kGtt, true);
   }
   ~Hardware() {
+    if (scratch.address != nullptr) access.free(scratch);
     access.free(kernargs);
     access.free(staging);
   }
@@ -38,6 +39,7 @@ struct AmdQueue::Hardware {
   uint32_t timeline;
   GpuAccess& access;
   GpuAllocation staging, kernargs;
+  GpuAllocation scratch;  // grown for kernels with a private segment
 };
 
 AmdQueue::AmdQueue(AmdDevice& device, std::string name)
@@ -135,12 +137,6 @@ void AmdQueue::dispatch(const AmdKernel& kernel, const LaunchPlan& plan, const K
   if (plan.empty()) return;
   Hardware& hw = *hw_;
   const KernelInfo& info = kernel.info();
-  if (info.scratch_enabled || info.private_segment_size != 0) {
-    // Without COMPUTE_TMPRING_SIZE and a scratch base the wave would fault on a GPU.
-    PR_FAIL(kUnimplemented, name(), ": GPU kernel '", kernel.name(), "' needs ", info.private_segment_size,
-            " bytes of scratch per work-item, and this backend does not set up scratch yet; keep "
-            "kernels.cl free of private arrays that spill (the code-object test checks it)");
-  }
   PR_CHECK_LE(plan.kernargs.size(), kStatusOffset) << kernel.name() << " kernargs";
   auto* kernargs = static_cast<uint8_t*>(hw.kernargs.address);
   auto* status = reinterpret_cast<volatile uint64_t*>(kernargs + kStatusOffset);
@@ -159,11 +155,46 @@ void AmdQueue::dispatch(const AmdKernel& kernel, const LaunchPlan& plan, const K
   std::vector<uint32_t> user(static_cast<size_t>(info.user_sgprs.count), 0);
   user[static_cast<size_t>(user_index)] = static_cast<uint32_t>(hw.kernargs.gpu_address());
   user[static_cast<size_t>(user_index) + 1] = static_cast<uint32_t>(hw.kernargs.gpu_address() >> 32);
-  // TODO(hw): scratch setup (COMPUTE_TMPRING_SIZE, scratch base; refused above until then)
-  // and the dispatch/queue pointers for kernels that enable them.
+  // TODO(hw): the dispatch and queue pointers for kernels that enable them (ours do not).
   const uint64_t entry = kernel.entry_address();
   pm4::Writer w;
-  w.acquire_mem()
+  w.acquire_mem();
+  if (info.scratch_enabled || info.private_segment_size > 0) {
+    const ScratchLayout layout = scratch_layout(amd_.access().gpu(), info.private_segment_size);
+    if (hw.scratch.size < layout.bytes) {  // earlier dispatches have finished: regrow
+      if (hw.scratch.address != nullptr) hw.access.free(hw.scratch);
+      hw.scratch = GpuAllocation{};
+      try {
+        hw.scratch = hw.access.allocate(layout.bytes, MemoryKind::kVram, false);
+      } catch (const Error& error) {
+        throw Error(error.kind(), str_cat(name(), ": GPU kernel '", kernel.name(), "' needs ",
+                                          info.private_segment_size, " bytes of scratch per work-item, ",
+                                          layout.bytes, " bytes of VRAM for the queue's scratch; ",
+                                          error.what()));
+      }
+    }
+    const uint64_t base = hw.scratch.gpu_address();
+    w.set_sh_reg(pm4::reg::kComputeTmpringSize, {layout.tmpring_size})
+        .set_sh_reg(pm4::reg::kComputeDispatchScratchBaseLo,
+                    {static_cast<uint32_t>(base >> 8), static_cast<uint32_t>(base >> 40)});
+    // TODO(hw): the buffer descriptor's word 3 (format, OOB select, ADD_TID) for gfx11.
+    if (info.user_sgprs.private_segment_buffer && user.size() >= 4) {
+      user[0] = static_cast<uint32_t>(base);
+      user[1] = static_cast<uint32_t>(base >> 32) | 1u << 31;  // SWIZZLE_ENABLE
+      user[2] = 0xffffffffu;                                    // NUM_RECORDS
+      user[3] = 0x20c14000u;
+    }
+    const int fsi = info.user_sgprs.flat_scratch_init_index();
+    if (fsi >= 0 && fsi + 1 < static_cast<int>(user.size())) {
+      user[static_cast<size_t>(fsi)] = static_cast<uint32_t>(base);
+      user[static_cast<size_t>(fsi) + 1] = static_cast<uint32_t>(base >> 32);
+    }
+    const int psi = info.user_sgprs.private_segment_size_index();
+    if (psi >= 0 && psi < static_cast<int>(user.size())) {
+      user[static_cast<size_t>(psi)] = layout.per_lane;
+    }
+  }
+  w
       .set_sh_reg(pm4::reg::kComputePgmLo,
                   {static_cast<uint32_t>(entry >> 8), static_cast<uint32_t>(entry >> 40)})
       .set_sh_reg(pm4::reg::kComputePgmRsrc1, {info.rsrc1 | kRsrc1Priv, info.rsrc2})

@@ -77,6 +77,20 @@ int UserSgprs::kernarg_segment_ptr_index() const {
   return (private_segment_buffer ? 4 : 0) + (dispatch_ptr ? 2 : 0) + (queue_ptr ? 2 : 0);
 }
 
+int UserSgprs::flat_scratch_init_index() const {
+  if (!flat_scratch_init) return -1;
+  return (private_segment_buffer ? 4 : 0) + (dispatch_ptr ? 2 : 0) + (queue_ptr ? 2 : 0) +
+         (kernarg_segment_ptr ? 2 : 0) + (dispatch_id ? 2 : 0);
+}
+
+int UserSgprs::private_segment_size_index() const {
+  if (!private_segment_size) return -1;
+  const int before = (private_segment_buffer ? 4 : 0) + (dispatch_ptr ? 2 : 0) +
+                     (queue_ptr ? 2 : 0) + (kernarg_segment_ptr ? 2 : 0) +
+                     (dispatch_id ? 2 : 0) + (flat_scratch_init ? 2 : 0);
+  return before;
+}
+
 KernelInfo describe_kernel(std::string name, const KernelDescriptor& kd) {
   KernelInfo k;
   k.name = std::move(name);

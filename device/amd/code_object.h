@@ -62,6 +62,9 @@ struct UserSgprs {
   int count = 0;  // USER_SGPR_COUNT from rsrc2 (what the hardware loads)
   // SGPR index of the kernarg pointer (after the enabled ones before it); -1 if none.
   int kernarg_segment_ptr_index() const;
+  // SGPR index of the flat scratch init pair and of the private segment size; -1 if none.
+  int flat_scratch_init_index() const;
+  int private_segment_size_index() const;
 };
 
 // Everything a dispatch needs about one kernel, from its descriptor.

@@ -1,5 +1,6 @@
 #include "device/amd/hw_queue.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -20,6 +21,28 @@ uint64_t round_up_to(uint64_t value, uint64_t multiple) {
 }
 
 }  // namespace
+
+ScratchLayout scratch_layout(const AmdGpuInfo& gpu, uint32_t private_segment_size) {
+  if (gpu.simd_per_cu <= 0 || gpu.simd_count <= 0 || gpu.max_slots_scratch_cu <= 0 ||
+      gpu.array_count <= 0 || gpu.simd_arrays_per_engine <= 0) {
+    PR_FAIL(kFailedPrecondition, gpu.arch, " (", gpu.pci_address, ", KFD node ", gpu.node,
+            "): the topology lacks simd_per_cu, max_slots_scratch_cu, array_count or "
+            "simd_arrays_per_engine; a kernel that needs scratch cannot be dispatched");
+  }
+  constexpr uint64_t kLanes = 64, kAlign = 256;
+  const uint64_t cus = static_cast<uint64_t>(gpu.simd_count / gpu.simd_per_cu);
+  const uint64_t slots = static_cast<uint64_t>(gpu.max_slots_scratch_cu);
+  const uint64_t engines =
+      std::max<uint64_t>(1, static_cast<uint64_t>(gpu.array_count / gpu.simd_arrays_per_engine));
+  ScratchLayout s;
+  s.per_lane = static_cast<uint32_t>(round_up_to(std::max<uint32_t>(private_segment_size, 128),
+                                                 kAlign / kLanes));
+  s.wave_bytes = static_cast<uint32_t>(round_up_to(kLanes * s.per_lane, kAlign));
+  s.bytes = uint64_t{s.per_lane} * kLanes * slots * cus;
+  s.waves = static_cast<uint32_t>(std::min(s.bytes / s.wave_bytes / engines, cus * slots));
+  s.tmpring_size = (s.wave_bytes / static_cast<uint32_t>(kAlign)) << 12 | (s.waves & 0xfff);
+  return s;
+}
 
 ContextSaveSizes context_save_sizes(const AmdGpuInfo& gpu) {
   if (gpu.simd_per_cu <= 0 || gpu.max_waves_per_simd <= 0 || gpu.simd_count <= 0) {

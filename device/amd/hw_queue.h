@@ -47,6 +47,24 @@ struct ContextSaveSizes {
 };
 ContextSaveSizes context_save_sizes(const AmdGpuInfo& gpu);
 
+// Scratch (the private segment) for a dispatch of a kernel whose descriptor asks for
+// `private_segment_size` bytes per work-item, laid out per wave as gfx11 expects:
+//   per lane   = round_up(max(size, 128), 4) bytes, for 64 lanes (wave32 uses half)
+//   wave bytes = round_up(64 * per lane, 256)   (COMPUTE_TMPRING_SIZE.WAVESIZE, 256 B units)
+//   bytes      = per lane * 64 * max_slots_scratch_cu * CUs (one buffer for the queue)
+//   waves      = bytes / wave bytes / shader engines, at most CUs * slots (TMPRING.WAVES)
+//   COMPUTE_TMPRING_SIZE = WAVESIZE << 12 | WAVES; COMPUTE_DISPATCH_SCRATCH_BASE_LO/HI =
+//   base >> 8. Throws kFailedPrecondition when the topology lacks the counts.
+// TODO(hw): confirm the per-engine WAVES and the buffer size on a gfx1100.
+struct ScratchLayout {
+  uint32_t per_lane = 0;
+  uint32_t wave_bytes = 0;
+  uint32_t waves = 0;
+  uint64_t bytes = 0;
+  uint32_t tmpring_size = 0;
+};
+ScratchLayout scratch_layout(const AmdGpuInfo& gpu, uint32_t private_segment_size);
+
 class HwQueue {
  public:
   // Allocates the ring (`ring_bytes`, a power of two >= 1 KiB), its pointers and, for

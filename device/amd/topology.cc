@@ -173,6 +173,9 @@ std::vector<AmdGpuInfo> discover_amd_gpus(SysInterface& sys, const std::string& 
     gpu.simd_per_cu = optional("simd_per_cu", 0);
     gpu.max_waves_per_simd = optional("max_waves_per_simd", 0);
     gpu.num_xcc = std::max(1, optional("num_xcc", 1));
+    gpu.max_slots_scratch_cu = optional("max_slots_scratch_cu", 0);
+    gpu.array_count = optional("array_count", 0);
+    gpu.simd_arrays_per_engine = optional("simd_arrays_per_engine", 0);
     gpu.vram_bytes = vram_bytes(sys, node_dir);
     if (gpu.vram_bytes == 0 && props.count("local_mem_size")) {
       gpu.vram_bytes = props.at("local_mem_size");

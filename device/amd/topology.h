@@ -39,6 +39,9 @@ struct AmdGpuInfo {
   int simd_per_cu = 0;             // 0 when the topology does not say
   int max_waves_per_simd = 0;
   int num_xcc = 1;                 // compute dies (1 on RDNA)
+  int max_slots_scratch_cu = 0;    // scratch wave slots per CU
+  int array_count = 0;             // shader arrays
+  int simd_arrays_per_engine = 0;  // shader arrays per shader engine
   std::string pci_address;         // "0000:03:00.0"
   Link link;                       // kPcie with generation and width; width 0 = unknown
 

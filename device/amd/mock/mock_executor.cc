@@ -161,6 +161,10 @@ bool MockExecutor::run_pm4(MockRing& ring, std::span<const uint32_t> stream, siz
               d.workgroup_size[i] = reg(ring, pm4::reg::kComputeNumThreadX + i);
             }
             d.grid = {p.dim_x, p.dim_y, p.dim_z};
+            d.tmpring_size = reg(ring, pm4::reg::kComputeTmpringSize);
+            d.scratch_base = (uint64_t{reg(ring, pm4::reg::kComputeDispatchScratchBaseHi)} << 32 |
+                              reg(ring, pm4::reg::kComputeDispatchScratchBaseLo))
+                             << 8;
             if (!dispatch_) {
               throw MockQueueFault{0, ErrorKind::kUnimplemented,
                                    "DISPATCH_DIRECT: this mock KFD has no dispatch handler"};

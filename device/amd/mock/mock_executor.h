@@ -40,6 +40,8 @@ struct MockDispatch {
   std::array<uint32_t, 16> user_data{};  // COMPUTE_USER_DATA_0..15 (user SGPRs)
   std::array<uint32_t, 3> workgroup_size{};  // COMPUTE_NUM_THREAD_X/Y/Z
   std::array<uint32_t, 3> grid{};        // workgroups in x, y, z
+  uint32_t tmpring_size = 0;             // COMPUTE_TMPRING_SIZE
+  uint64_t scratch_base = 0;             // COMPUTE_DISPATCH_SCRATCH_BASE_LO/HI << 8
 };
 
 // Runs a dispatch on the CPU; throws MockQueueFault (or an Error, kept as the fault's

@@ -353,6 +353,33 @@ MockDispatchHandler make_mock_kernel_runner(std::shared_ptr<const CodeObject> co
                                    hex(d.rsrc2), " differ from the descriptor's ",
                                    hex(kernel->rsrc1), "/", hex(kernel->rsrc2))};
     }
+    if (kernel->scratch_enabled || kernel->private_segment_size > 0) {
+      // What the GPU needs for scratch: a wave size that holds every lane's private
+      // segment, some waves, the whole layout in GPU memory, and the base in the
+      // flat-scratch user SGPRs when the descriptor asks for them.
+      const uint64_t wave_bytes = uint64_t{d.tmpring_size >> 12 & 0x7fff} * 256;
+      const uint64_t waves = d.tmpring_size & 0xfff;
+      if (wave_bytes < uint64_t{kernel->private_segment_size} * 64 || waves == 0) {
+        throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                             str_cat(kernel->name, ": needs ", kernel->private_segment_size,
+                                     " scratch bytes per work-item but COMPUTE_TMPRING_SIZE is ",
+                                     hex(d.tmpring_size))};
+      }
+      if (kfd.find_gpu_mapped(d.scratch_base, waves * wave_bytes) == nullptr) {
+        throw MockQueueFault{d.scratch_base, ErrorKind::kFailedPrecondition,
+                             str_cat(kernel->name, ": scratch at ", hex(d.scratch_base), " (",
+                                     waves, " waves of ", wave_bytes,
+                                     " bytes) is not inside memory mapped for the GPU")};
+      }
+      const int fsi = kernel->user_sgprs.flat_scratch_init_index();
+      if (fsi >= 0 && (fsi + 1 >= static_cast<int>(d.user_data.size()) ||
+                       (uint64_t{d.user_data[static_cast<size_t>(fsi) + 1]} << 32 |
+                        d.user_data[static_cast<size_t>(fsi)]) != d.scratch_base)) {
+        throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
+                             str_cat(kernel->name, ": the flat scratch init SGPRs do not hold "
+                                     "the scratch base")};
+      }
+    }
     const int index = kernel->user_sgprs.kernarg_segment_ptr_index();
     if (index < 0 || index + 1 >= static_cast<int>(d.user_data.size())) {
       throw MockQueueFault{0, ErrorKind::kFailedPrecondition,
