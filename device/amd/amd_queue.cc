@@ -212,7 +212,7 @@ void AmdQueue::dispatch(const AmdKernel& kernel, const LaunchPlan& plan, const K
 
 void AmdQueue::launch(const Kernel& kernel, KernelArgs args) {
   const auto* amd_kernel = dynamic_cast<const AmdKernel*>(&kernel);
-  if (amd_kernel == nullptr || amd_.find_kernel(kernel.name()) != amd_kernel) {
+  if (amd_kernel == nullptr || amd_.find_gpu_kernel(kernel.name()) != amd_kernel) {
     PR_FAIL(kInvalidArgument, name(), ": kernel '", kernel.name(), "' does not belong to ",
             amd_.name(), "; look it up with find_kernel() on ", amd_.name());
   }

@@ -239,6 +239,15 @@ LaunchPlan plan_one(std::string_view k, const KernelArgs& a,
     p.grid = {blocks(g.outs, PR_GEMM_TILE), blocks(g.rows, PR_GEMM_TILE), 1};
     return p;
   }
+  if (k == "scratch_probe") {  // a diagnostic (kernargs.h): x and y i32 of one count
+    expect_kernel_args(a, 2, 0, 0, k);
+    expect_dtype(a.tensors[0], DType::kI32, k, "x");
+    expect_dtype(a.tensors[1], DType::kI32, k, "y");
+    PR_CHECK_EQ(a.tensors[0].numel(), a.tensors[1].numel()) << "scratch_probe x and y";
+    PrScratchProbeArgs g{address(a.tensors[0]), address(a.tensors[1]),
+                         count32(a.tensors[0].numel(), k)};
+    return plan(g, g.count);
+  }
   if (k == "convert") {
     expect_kernel_args(a, 2, 0, 0, k);
     const Tensor& x = a.tensors[0];
@@ -351,7 +360,8 @@ std::vector<LaunchPlan> plan_launch(std::string_view k, const KernelArgs& a,
 }
 
 bool is_helper_kernel(std::string_view name) {
-  return name == "attention_backward_kv" || name == "attention_backward_kv_bf16";
+  return name == "attention_backward_kv" || name == "attention_backward_kv_bf16" ||
+         name == "scratch_probe";
 }
 
 void throw_launch_status(std::string_view kernel, uint64_t status, const KernelArgs& args) {

@@ -37,7 +37,8 @@ std::vector<LaunchPlan> plan_launch(std::string_view kernel, const KernelArgs& a
                                     const std::function<uint64_t(const Tensor&)>& address);
 
 // True for the code object's kernels that only launch plans use (attention_backward_kv
-// and attention_backward_kv_bf16):
+// and attention_backward_kv_bf16) and for the diagnostic scratch_probe (launched through
+// AmdDevice::find_gpu_kernel by the tests and the hardware suite):
 // the device neither lists nor finds them by name.
 bool is_helper_kernel(std::string_view name);
 

@@ -329,7 +329,7 @@ TEST(GpuSourceOnHostLaunch, RejectsWrongWorkgroupAndUnknownKernel) {
   petaring::testing::expect_error(
       [&] { run_host_kernel("softmax", &args, sizeof args, {1, 1, 1}, kBlock); },
       ErrorKind::kNotFound, {"no GPU kernel 'softmax'", "gemm", "scale"});
-  EXPECT_EQ(host_kernels().size(), 32u);  // the table and attention_backward_kv(_bf16)
+  EXPECT_EQ(host_kernels().size(), 33u);  // the table, attention_backward_kv(_bf16), scratch_probe
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <vector>
 
 #include "device/amd/amd_device.h"
 #include "device/amd/kfd_access.h"
@@ -62,6 +64,31 @@ TEST_F(AmdHardwareTest, CopyBandwidthAndDispatchLatency) {
   queue_->read(&check, tb.slice(bytes / 4 - 1, {1}));
   queue_->synchronize();
   EXPECT_EQ(check, 1.5f);
+}
+
+// The queue's scratch set-up on a GPU: scratch_probe keeps a private table in scratch
+// (amd_scratch_test.cc checks the same over the mock KFD).
+TEST_F(AmdHardwareTest, ScratchProbeRunsWithTheQueuesScratch) {
+  auto* amd = dynamic_cast<AmdDevice*>(device_.get());
+  ASSERT_NE(amd, nullptr);
+  const AmdKernel* probe = amd->find_gpu_kernel("scratch_probe");
+  ASSERT_NE(probe, nullptr);
+  constexpr int64_t kCount = 4096;
+  std::vector<int32_t> x(kCount), y(kCount);
+  for (int64_t i = 0; i < kCount; ++i) x[i] = static_cast<int32_t>((i * 37) % 251);
+  auto xb = device_->allocate(kCount * 4), yb = device_->allocate(kCount * 4);
+  Tensor xt(xb.get(), 0, Shape{kCount}, DType::kI32), yt(yb.get(), 0, Shape{kCount}, DType::kI32);
+  queue_->write(xt, x.data());
+  queue_->launch(*probe, KernelArgs{{xt, yt}, {}, {}});
+  queue_->read(y.data(), yt);
+  queue_->synchronize();
+  for (int64_t i = 0; i < kCount; ++i) {
+    uint32_t want = 0;
+    for (uint32_t k = 0; k < 16; ++k) {
+      want += (((static_cast<uint32_t>(x[i]) + 7 * k) & 255u) * 2654435761u) ^ static_cast<uint32_t>(i);
+    }
+    ASSERT_EQ(static_cast<uint32_t>(y[i]), want) << "item " << i;
+  }
 }
 
 }  // namespace

@@ -116,6 +116,7 @@ const std::vector<Entry>& entries() {
       entry<PrAttentionBackwardArgs, host::attention_backward_kv>("attention_backward_kv", k1d,
                                                                   false),
       entry<PrConvertArgs, host::convert>("convert", k1d, false),
+      entry<PrScratchProbeArgs, host::scratch_probe>("scratch_probe", k1d, false),
       entry<PrGemmArgs, host::gemm_bf16>("gemm_bf16", kTile, true),
       entry<PrLinearArgs, host::linear_bf16>("linear_bf16", kTile, true),
       entry<PrLayernormForwardArgs, host::layernorm_forward_bf16>("layernorm_forward_bf16", k1d,

@@ -228,6 +228,14 @@ typedef struct {
   pr_u32 rows, outs, ins, y_bf16;
 } PrLinearArgs;
 
+/* ---- Diagnostics (not kernels of the table). scratch_probe needs scratch: y[i] =
+ * sum_{k < 16} table[(x[i] + 7k) & 255] with table[j] = (j * 2654435761) ^ i, all u32
+ * wrapping, the table a private array indexed by data. Grid: count. */
+typedef struct {
+  pr_u64 x, y;
+  pr_u32 count;
+} PrScratchProbeArgs;
+
 #ifdef __cplusplus
 #include <cmath>
 #include <cstddef>
@@ -264,6 +272,7 @@ static_assert(sizeof(PrAddArgs) == 32);
 static_assert(sizeof(PrAttentionForwardArgs) == 40);
 static_assert(sizeof(PrAttentionBackwardArgs) == 56 &&
               offsetof(PrAttentionBackwardArgs, heads) == 52);
+static_assert(sizeof(PrScratchProbeArgs) == 24);
 static_assert(sizeof(PrConvertArgs) == 24 && offsetof(PrConvertArgs, mode) == 20);
 static_assert(sizeof(PrLinearArgs) == 48 && offsetof(PrLinearArgs, y_bf16) == 44);
 

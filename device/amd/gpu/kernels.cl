@@ -578,3 +578,18 @@ kernel BLOCK_1D void convert(PrConvertArgs args) {
     ((global uint*)args.y)[i] = ((const global uint*)args.x)[i];
   }
 }
+
+/* Diagnostic (kernargs.h): its 1 KiB private table, indexed by data, is too large for
+ * registers and, for a workgroup of PR_BLOCK, for LDS, so the compiler puts it in scratch
+ * (the code-object test checks the descriptor asks for it). The mock KFD and the hardware
+ * suite run it to check a queue's scratch set-up. */
+kernel BLOCK_1D void scratch_probe(PrScratchProbeArgs args) {
+  const uint i = global_id_1d();
+  if (i >= args.count) return;
+  uint table[256];
+  for (uint j = 0; j < 256; ++j) table[j] = (j * 2654435761u) ^ i;
+  const uint start = ((const global uint*)args.x)[i];
+  uint acc = 0;
+  for (uint k = 0; k < 16; ++k) acc += table[(start + 7 * k) & 255];
+  ((global uint*)args.y)[i] = acc;
+}

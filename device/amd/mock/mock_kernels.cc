@@ -161,6 +161,17 @@ void run_twin(MockKfd& kfd, const KernelInfo& kernel, uint64_t kernargs, const M
             t.f32(g.bias, {outs}, "bias"),
             t.tensor(g.y, {rows, outs}, g.y_bf16 != 0 ? DType::kBF16 : DType::kF32, "Y")},
            {}, {}});
+  } else if (k == "scratch_probe") {
+    // A diagnostic with no kernel in the cpu table: its twin is the GPU source itself,
+    // compiled for the host (gpu/host_kernels.h).
+    auto g = read_args<PrScratchProbeArgs>(kfd, kernargs, kernel);
+    t.expect_grid(d, g.count);
+    t.tensor(g.x, {g.count}, DType::kI32, "x");
+    t.tensor(g.y, {g.count}, DType::kI32, "y");
+    if (t.execute()) {
+      gpu::run_host_kernel(k, reinterpret_cast<const void*>(kernargs), sizeof(g), d.grid,
+                           d.workgroup_size);
+    }
   } else if (k == "convert") {
     auto g = read_args<PrConvertArgs>(kfd, kernargs, kernel);
     t.expect_grid(d, g.count);
