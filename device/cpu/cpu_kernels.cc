@@ -22,6 +22,16 @@ float* f32_data(const Tensor& tensor, const char* kernel, const char* role) {
   return tensor.data<float>();
 }
 
+BF16* bf16_data(const Tensor& tensor, const char* kernel, const char* role) {
+  if (tensor.dtype != DType::kBF16) {
+    PR_FAIL(kInvalidArgument, kernel, ": ", role, " must be bf16, got ",
+            dtype_name(tensor.dtype));
+  }
+  return tensor.data<BF16>();
+}
+
+int kernel_team(int64_t work) { return work >= (int64_t{1} << 15) ? cpu::blas_threads() : 1; }
+
 namespace {
 
 const int32_t* label_data(const Tensor& labels, int64_t rows, const char* kernel) {

@@ -32,6 +32,15 @@ class CpuKernel : public Kernel {
 // The f32 data of `tensor` for `kernel`'s argument `role`; other dtypes raise
 // kUnimplemented (bf16 data goes to the *_bf16 kernels, cpu_kernels_bf16.cc).
 float* f32_data(const Tensor& tensor, const char* kernel, const char* role);
+// The same for a tensor that must be bf16 (kInvalidArgument otherwise).
+BF16* bf16_data(const Tensor& tensor, const char* kernel, const char* role);
+
+// The OpenMP team for a loop over `work` elements: the GEMM thread count, or 1 when small.
+int kernel_team(int64_t work);
+
+// "layernorm_forward_bf16": layernorm_forward's checks and arithmetic with Y rounded once
+// to bf16 (cpu_kernels_transformer.cc holds both; cpu_kernels_bf16.cc registers this one).
+void layernorm_forward_bf16_kernel(const KernelArgs& args);
 
 // A fresh copy of the table; each CpuDevice holds its own.
 std::vector<CpuKernel> make_cpu_kernels();

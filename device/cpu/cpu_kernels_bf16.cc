@@ -18,22 +18,12 @@
 namespace petaring {
 namespace {
 
-BF16* bf16_data(const Tensor& tensor, const char* kernel, const char* role) {
-  if (tensor.dtype != DType::kBF16) {
-    PR_FAIL(kInvalidArgument, kernel, ": ", role, " must be bf16, got ",
-            dtype_name(tensor.dtype));
-  }
-  return tensor.data<BF16>();
-}
-
 // The first byte of `tensor` (any dtype) in host memory.
 uint8_t* host_bytes(const Tensor& tensor) {
   if (tensor.dtype == DType::kBF16) return reinterpret_cast<uint8_t*>(tensor.data<BF16>());
   return reinterpret_cast<uint8_t*>(tensor.data<float>());
 }
 
-// The OpenMP team for a loop over `work` elements: the GEMM thread count, or 1 when small.
-int team(int64_t work) { return work >= (int64_t{1} << 15) ? cpu::blas_threads() : 1; }
 
 void convert_kernel(const KernelArgs& args) {
   expect_kernel_args(args, 2, 0, 0, "convert");
@@ -49,7 +39,7 @@ void convert_kernel(const KernelArgs& args) {
   }
   const uint8_t* from = host_bytes(x);
   uint8_t* to = host_bytes(y);
-  const int threads = team(count);
+  const int threads = kernel_team(count);
   const int64_t chunk = (count + threads - 1) / threads;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int t = 0; t < threads; ++t) {
@@ -103,48 +93,13 @@ void linear_bf16_kernel(const KernelArgs& args) {
                  f32_data(args.tensors[2], kName, "bias"));
 }
 
-void layernorm_forward_bf16_kernel(const KernelArgs& args) {
-  const char* kName = "layernorm_forward_bf16";
-  expect_kernel_args(args, 6, 1, 0, kName);
-  const Tensor& x_tensor = args.tensors[0];  // (N, C)
-  PR_CHECK_EQ(x_tensor.shape.rank(), 2) << kName << " X " << x_tensor.shape;
-  const int64_t rows = x_tensor.shape[0], c = x_tensor.shape[1];
-  PR_CHECK(args.tensors[1].numel() == c && args.tensors[2].numel() == c &&
-           args.tensors[3].numel() == rows * c && args.tensors[4].numel() == rows &&
-           args.tensors[5].numel() == rows)
-      << kName << " shapes for X " << x_tensor.shape;
-  const float* x = f32_data(x_tensor, kName, "X");
-  const float* __restrict w = f32_data(args.tensors[1], kName, "weight");
-  const float* __restrict b = f32_data(args.tensors[2], kName, "bias");
-  BF16* y = bf16_data(args.tensors[3], kName, "Y");
-  float* mean = f32_data(args.tensors[4], kName, "mean");
-  float* rstd = f32_data(args.tensors[5], kName, "rstd");
-  const float eps = static_cast<float>(args.floats[0]);
-#pragma omp parallel for schedule(static) num_threads(team(rows * c))
-  for (int64_t i = 0; i < rows; ++i) {  // the arithmetic of layernorm_forward, then rounding
-    const float* __restrict xi = x + i * c;
-    uint16_t* __restrict yi = &y[i * c].bits;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < c; ++j) sum += xi[j];
-    const float m = sum / static_cast<float>(c);
-    float var = 0.0f;
-#pragma omp simd reduction(+ : var)
-    for (int64_t j = 0; j < c; ++j) var += (xi[j] - m) * (xi[j] - m);
-    const float r = 1.0f / std::sqrt(var / static_cast<float>(c) + eps);
-    for (int64_t j = 0; j < c; ++j) yi[j] = cpu::bf16_bits((xi[j] - m) * r * w[j] + b[j]);
-    mean[i] = m;
-    rstd[i] = r;
-  }
-}
-
 void gelu_bf16_kernel(const KernelArgs& args) {
   expect_kernel_args(args, 2, 0, 0, "gelu_bf16");
   const int64_t count = args.tensors[0].numel();
   PR_CHECK_EQ(args.tensors[1].numel(), count) << "gelu_bf16 X and Y";
   const uint16_t* x = &bf16_data(args.tensors[0], "gelu_bf16", "X")->bits;
   uint16_t* y = &bf16_data(args.tensors[1], "gelu_bf16", "Y")->bits;  // may alias x
-#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(team(count))
+#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(kernel_team(count))
   for (int64_t i = 0; i < count; ++i) y[i] = cpu::bf16_bits(cpu::gelu_value(cpu::bf16_value(x[i])));
 }
 
@@ -157,7 +112,7 @@ void gelu_backward_bf16_kernel(const KernelArgs& args) {
   const uint16_t* __restrict x = &bf16_data(args.tensors[0], kName, "X")->bits;
   const float* dy = f32_data(args.tensors[1], kName, "dY");
   float* dx = f32_data(args.tensors[2], kName, "dX");  // may alias dy
-#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(team(count))
+#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(kernel_team(count))
   for (int64_t i = 0; i < count; ++i) dx[i] = dy[i] * cpu::gelu_slope(cpu::bf16_value(x[i]));
 }
 
@@ -194,7 +149,7 @@ void attention_forward_bf16_kernel(const KernelArgs& args) {
   BF16* out = bf16_data(args.tensors[1], kName, "out");        // (B, T, C)
   BF16* probs = bf16_data(args.tensors[2], kName, "probs");    // (B, H, T, T)
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-#pragma omp parallel for schedule(static) num_threads(team(d.batch * d.heads * t * t))
+#pragma omp parallel for schedule(static) num_threads(kernel_team(d.batch * d.heads * t * t))
   for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
     const int64_t b = bh / d.heads, h = bh % d.heads;
     // f32 scratch: q | k | v as (T, 3D), then p (T, T) and out (T, D).
@@ -228,7 +183,7 @@ void attention_backward_bf16_kernel(const KernelArgs& args) {
   float* dqkv = f32_data(args.tensors[3], kName, "dqkv");          // (B, T, 3C)
   float* scratch = f32_data(args.tensors[4], kName, "scratch");    // (B, H, T, T)
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-#pragma omp parallel for schedule(static) num_threads(team(d.batch * d.heads * t * t))
+#pragma omp parallel for schedule(static) num_threads(kernel_team(d.batch * d.heads * t * t))
   for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
     const int64_t b = bh / d.heads, h = bh % d.heads;
     float* qkv32 = thread_scratch(t * 3 * hd + t * t);  // q | k | v (T, 3D), then p (T, T)

@@ -15,6 +15,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "device/cpu/cpu_blas.h"
 #include "device/cpu/cpu_kernels.h"
@@ -41,8 +42,6 @@ void check_token(int32_t token, int64_t index, int64_t steps, int64_t vocab, con
   }
 }
 
-// The OpenMP team for a loop over `work` floats: the GEMM thread count, or 1 when small.
-int team(int64_t work) { return work >= (int64_t{1} << 15) ? cpu::blas_threads() : 1; }
 
 // x[0, count) = beta * x, where beta == 0 writes zeros whatever x held.
 void scale_or_zero(float* x, int64_t count, float beta) {
@@ -100,8 +99,15 @@ void embedding_backward_kernel(const KernelArgs& args) {
   }
 }
 
-void layernorm_forward_kernel(const KernelArgs& args) {
-  const char* kName = "layernorm_forward";
+// Stores an f32 result: as it is, or rounded once to bf16.
+inline void store_out(float* y, float value) { *y = value; }
+inline void store_out(uint16_t* y, float value) { *y = cpu::bf16_bits(value); }
+
+// layernorm_forward (Y f32) and layernorm_forward_bf16 (Y bf16): the same checks and the
+// same f32 arithmetic; only the store of Y differs.
+template <bool kBf16Out>
+void layernorm_forward_any(const KernelArgs& args) {
+  const char* kName = kBf16Out ? "layernorm_forward_bf16" : "layernorm_forward";
   expect_kernel_args(args, 6, 1, 0, kName);
   const Tensor& x_tensor = args.tensors[0];  // (N, C)
   PR_CHECK_EQ(x_tensor.shape.rank(), 2) << kName << " X " << x_tensor.shape;
@@ -113,14 +119,20 @@ void layernorm_forward_kernel(const KernelArgs& args) {
   const float* x = f32_data(x_tensor, kName, "X");
   const float* __restrict w = f32_data(args.tensors[1], kName, "weight");
   const float* __restrict b = f32_data(args.tensors[2], kName, "bias");
-  float* y = f32_data(args.tensors[3], kName, "Y");
+  using Out = std::conditional_t<kBf16Out, uint16_t, float>;
+  Out* y;
+  if constexpr (kBf16Out) {
+    y = &bf16_data(args.tensors[3], kName, "Y")->bits;
+  } else {
+    y = f32_data(args.tensors[3], kName, "Y");
+  }
   float* mean = f32_data(args.tensors[4], kName, "mean");
   float* rstd = f32_data(args.tensors[5], kName, "rstd");
   const float eps = static_cast<float>(args.floats[0]);
-#pragma omp parallel for schedule(static) num_threads(team(rows * c))
+#pragma omp parallel for schedule(static) num_threads(kernel_team(rows * c))
   for (int64_t i = 0; i < rows; ++i) {
     const float* __restrict xi = x + i * c;
-    float* __restrict yi = y + i * c;
+    Out* __restrict yi = y + i * c;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < c; ++j) sum += xi[j];
@@ -129,11 +141,13 @@ void layernorm_forward_kernel(const KernelArgs& args) {
 #pragma omp simd reduction(+ : var)
     for (int64_t j = 0; j < c; ++j) var += (xi[j] - m) * (xi[j] - m);
     const float r = 1.0f / std::sqrt(var / static_cast<float>(c) + eps);
-    for (int64_t j = 0; j < c; ++j) yi[j] = (xi[j] - m) * r * w[j] + b[j];
+    for (int64_t j = 0; j < c; ++j) store_out(yi + j, (xi[j] - m) * r * w[j] + b[j]);
     mean[i] = m;
     rstd[i] = r;
   }
 }
+
+void layernorm_forward_kernel(const KernelArgs& args) { layernorm_forward_any<false>(args); }
 
 void layernorm_backward_kernel(const KernelArgs& args) {
   const char* kName = "layernorm_backward";
@@ -156,7 +170,7 @@ void layernorm_backward_kernel(const KernelArgs& args) {
   float* db = f32_data(args.tensors[7], kName, "dbias");
   const float dx_beta = static_cast<float>(args.floats[0]);
   const float inv_c = 1.0f / static_cast<float>(c);
-#pragma omp parallel for schedule(static) num_threads(team(rows * c))
+#pragma omp parallel for schedule(static) num_threads(kernel_team(rows * c))
   for (int64_t i = 0; i < rows; ++i) {
     const float* __restrict dyi = dy + i * c;
     const float* __restrict xi = x + i * c;
@@ -199,7 +213,7 @@ void gelu_kernel(const KernelArgs& args) {
   PR_CHECK_EQ(args.tensors[1].numel(), count) << "gelu X and Y";
   const float* x = f32_data(args.tensors[0], "gelu", "X");
   float* y = f32_data(args.tensors[1], "gelu", "Y");  // may alias x
-#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(team(count))
+#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(kernel_team(count))
   for (int64_t i = 0; i < count; ++i) {
     y[i] = gelu_value(x[i]);
   }
@@ -213,7 +227,7 @@ void gelu_backward_kernel(const KernelArgs& args) {
   const float* __restrict x = f32_data(args.tensors[0], "gelu_backward", "X");
   const float* dy = f32_data(args.tensors[1], "gelu_backward", "dY");
   float* dx = f32_data(args.tensors[2], "gelu_backward", "dX");  // may alias dy
-#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(team(count))
+#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(kernel_team(count))
   for (int64_t i = 0; i < count; ++i) {
     dx[i] = dy[i] * gelu_slope(x[i]);
   }
@@ -227,7 +241,7 @@ void add_kernel(const KernelArgs& args) {
   const float* x = f32_data(args.tensors[0], "add", "X");
   const float* y = f32_data(args.tensors[1], "add", "Y");
   float* z = f32_data(args.tensors[2], "add", "Z");  // may alias x or y
-#pragma omp parallel for schedule(static) num_threads(team(count))
+#pragma omp parallel for schedule(static) num_threads(kernel_team(count))
   for (int64_t i = 0; i < count; ++i) z[i] = x[i] + y[i];
 }
 
@@ -257,7 +271,7 @@ void attention_forward_kernel(const KernelArgs& args) {
   float* out = f32_data(args.tensors[1], kName, "out");        // (B, T, C)
   float* probs = f32_data(args.tensors[2], kName, "probs");    // (B, H, T, T)
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.head_dim));
-#pragma omp parallel for schedule(static) num_threads(team(d.batch * d.heads * t * t))
+#pragma omp parallel for schedule(static) num_threads(kernel_team(d.batch * d.heads * t * t))
   for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
     const int64_t b = bh / d.heads, h = bh % d.heads;
     const float* q = qkv + b * t * c3 + h * d.head_dim;  // (T, D), row stride 3C
@@ -285,7 +299,7 @@ void attention_backward_kernel(const KernelArgs& args) {
   float* dqkv = f32_data(args.tensors[3], kName, "dqkv");          // (B, T, 3C)
   float* scratch = f32_data(args.tensors[4], kName, "scratch");    // (B, H, T, T)
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.head_dim));
-#pragma omp parallel for schedule(static) num_threads(team(d.batch * d.heads * t * t))
+#pragma omp parallel for schedule(static) num_threads(kernel_team(d.batch * d.heads * t * t))
   for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
     const int64_t b = bh / d.heads, h = bh % d.heads;
     const int64_t head = b * t * c3 + h * d.head_dim;
@@ -393,6 +407,8 @@ void attention_head_backward(const float* d_o, int64_t ld_do, const float* q, co
 }
 
 }  // namespace cpu
+
+void layernorm_forward_bf16_kernel(const KernelArgs& args) { layernorm_forward_any<true>(args); }
 
 void add_transformer_kernels(std::vector<CpuKernel>* table) {
   table->insert(table->end(), {
