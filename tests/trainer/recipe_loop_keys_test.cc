@@ -8,6 +8,7 @@
 
 #include "runtime/error.h"
 #include "trainer/recipe.h"
+#include "tests/trainer/recipe_errors.h"
 
 namespace petaring {
 namespace {
@@ -68,26 +69,13 @@ TEST(RecipeLoopKeysTest, CheckpointExampleParses) {
 }
 
 TEST(RecipeLoopKeysTest, BadValuesNameTheLineAndPath) {
-  struct Case {
-    std::string extra, expected;
-  };
-  const Case cases[] = {
+  testing_recipes::expect_recipe_errors(recipe_text, {
       {"  grad_accum_steps: 0\n", "r.yaml:6: training.grad_accum_steps: "},
       {"  bucket_mb: -1\n", "r.yaml:6: training.bucket_mb: "},
       {"checkpoint:\n  every: 5\n", "r.yaml:7: checkpoint.every: checkpoints need a folder"},
       {"checkpoint:\n  dir: x\n  keep: 0\n", "r.yaml:8: checkpoint.keep: "},
       {"checkpoint:\n  folder: x\n", "r.yaml:7: checkpoint.folder: unknown key"},
-  };
-  for (const Case& c : cases) {
-    try {
-      parse_recipe(recipe_text(c.extra), "r.yaml");
-      ADD_FAILURE() << "accepted: " << c.extra;
-    } catch (const Error& e) {
-      EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
-      EXPECT_NE(std::string(e.what()).find(c.expected), std::string::npos)
-          << e.what() << "\nexpected: " << c.expected;
-    }
-  }
+  });
 }
 
 }  // namespace
