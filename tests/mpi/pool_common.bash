@@ -1,5 +1,14 @@
-# Helpers for the pool tests (tests/mpi/pool_*.sh); sourced, not run.
-# Expects $petaring, $work; defines $secret and the PETARING_* client variables.
+# Helpers for the pool tests (tests/mpi/pool_*.sh); sourced, not run, after the script
+# has set $build_dir and $source_dir (and $needs_pgrep=1 when it uses pgrep,
+# $separate_workdirs=1 for a working folder per worker). Exits 77 (skip) when petaring,
+# python3, pgrep (if needed) or the Fashion-MNIST files are missing; defines $petaring,
+# $work (removed on exit), $secret and the PETARING_* client variables.
+petaring="$build_dir/petaring"
+if [[ ! -x "$petaring" ]]; then echo "SKIP: $petaring not built"; exit 77; fi
+if ! command -v python3 >/dev/null; then echo "SKIP: python3 not found"; exit 77; fi
+if [[ -n ${needs_pgrep:-} ]] && ! command -v pgrep >/dev/null; then echo "SKIP: pgrep not found"; exit 77; fi
+if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then echo "SKIP: no Fashion-MNIST data"; exit 77; fi
+work=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done

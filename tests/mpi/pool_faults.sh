@@ -15,12 +15,7 @@
 set -u
 build_dir=${1:?usage: pool_faults.sh BUILD_DIR SOURCE_DIR}
 source_dir=${2:?usage: pool_faults.sh BUILD_DIR SOURCE_DIR}
-petaring="$build_dir/petaring"
-if [[ ! -x "$petaring" ]]; then echo "SKIP: $petaring not built"; exit 77; fi
-if ! command -v python3 >/dev/null; then echo "SKIP: python3 not found"; exit 77; fi
-if ! command -v pgrep >/dev/null; then echo "SKIP: pgrep not found"; exit 77; fi
-if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then echo "SKIP: no Fashion-MNIST data"; exit 77; fi
-work=$(mktemp -d)
+needs_pgrep=1
 separate_workdirs=1
 source "$source_dir/tests/mpi/pool_common.bash"
 recipe="$work/long.yaml"

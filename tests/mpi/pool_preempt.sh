@@ -10,12 +10,7 @@
 set -u
 build_dir=${1:?usage: pool_preempt.sh BUILD_DIR SOURCE_DIR}
 source_dir=${2:?usage: pool_preempt.sh BUILD_DIR SOURCE_DIR}
-petaring="$build_dir/petaring"
-if [[ ! -x "$petaring" ]]; then echo "SKIP: $petaring not built"; exit 77; fi
-if ! command -v python3 >/dev/null; then echo "SKIP: python3 not found"; exit 77; fi
-if ! command -v pgrep >/dev/null; then echo "SKIP: pgrep not found"; exit 77; fi
-if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then echo "SKIP: no Fashion-MNIST data"; exit 77; fi
-work=$(mktemp -d)
+needs_pgrep=1
 source "$source_dir/tests/mpi/pool_common.bash"
 recipe="$work/long.yaml"
 sed -e 's/max_steps: 100 /max_steps: 50000 /' -e 's/epochs: 1/epochs: 200/' -e 's/evaluate: true/evaluate: false/' -e 's/threads: 0/threads: 1/' \
