@@ -15,6 +15,7 @@
 #include "collectives/communicator.h"
 #include "collectives/transport/local/local_transport.h"
 #include "device/cpu/cpu_device.h"
+#include "tests/trainer/cpu_device_test.h"
 #include "runtime/error.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data/tokens.h"
@@ -53,29 +54,7 @@ std::vector<uint16_t> word_tokens(size_t count) {
   return out;
 }
 
-class GptBf16Test : public ::testing::Test {
- protected:
-  void SetUp() override {
-    CpuDeviceOptions options;
-    options.threads = 1;
-    device_ = std::move(open_cpu_devices(options)[0]);
-    queue_ = device_->create_queue(QueueKind::kCompute);
-  }
-  void TearDown() override {
-    buffers_.clear();
-    queue_.reset();
-  }
-  Tensor tokens(const std::vector<int32_t>& ids, int64_t batch) {
-    buffers_.push_back(device_->allocate(ids.size() * sizeof(int32_t)));
-    Tensor t(buffers_.back().get(), 0, Shape{batch, static_cast<int64_t>(ids.size()) / batch},
-             DType::kI32);
-    std::copy(ids.begin(), ids.end(), t.data<int32_t>());
-    return t;
-  }
-  std::unique_ptr<Device> device_;
-  std::unique_ptr<Queue> queue_;
-  std::vector<std::unique_ptr<Buffer>> buffers_;
-};
+class GptBf16Test : public testing_trainer::CpuDeviceTest {};
 
 TEST_F(GptBf16Test, OneStepTracksTheF32ModelWithinBf16Tolerance) {
   for (bool tied : {true, false}) {

@@ -13,31 +13,15 @@
 #include <vector>
 
 #include "device/cpu/cpu_device.h"
+#include "tests/trainer/cpu_device_test.h"
 #include "runtime/error.h"
 #include "trainer/rng.h"
 
 namespace petaring {
 namespace {
 
-class GptTest : public ::testing::Test {
+class GptTest : public testing_trainer::CpuDeviceTest {
  protected:
-  void SetUp() override {
-    CpuDeviceOptions options;
-    options.threads = 1;
-    device_ = std::move(open_cpu_devices(options)[0]);
-    queue_ = device_->create_queue(QueueKind::kCompute);
-  }
-  void TearDown() override {
-    buffers_.clear();
-    queue_.reset();
-  }
-  Tensor tokens(const std::vector<int32_t>& ids, int64_t batch) {
-    const int64_t steps = static_cast<int64_t>(ids.size()) / batch;
-    buffers_.push_back(device_->allocate(ids.size() * sizeof(int32_t)));
-    Tensor t(buffers_.back().get(), 0, Shape{batch, steps}, DType::kI32);
-    std::copy(ids.begin(), ids.end(), t.data<int32_t>());
-    return t;
-  }
   // Forward and backward; returns the loss (grads() then hold the gradients).
   float step(Gpt& gpt, Tensor x, Tensor y, const StepOptions& options = {}) {
     Tensor loss = gpt.forward(*queue_, x, y);
@@ -53,9 +37,6 @@ class GptTest : public ::testing::Test {
   static std::vector<float> host(Tensor t) {
     return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
   }
-  std::unique_ptr<Device> device_;
-  std::unique_ptr<Queue> queue_;
-  std::vector<std::unique_ptr<Buffer>> buffers_;
 };
 
 nlohmann::json load_golden() {

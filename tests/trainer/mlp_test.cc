@@ -8,23 +8,14 @@
 #include <vector>
 
 #include "device/cpu/cpu_device.h"
+#include "tests/trainer/cpu_device_test.h"
 #include "device/kernels.h"
 #include "trainer/rng.h"
 
 namespace petaring {
 namespace {
 
-class MlpGradientTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    CpuDeviceOptions options;
-    options.threads = 1;
-    device_ = std::move(open_cpu_devices(options)[0]);
-    queue_ = device_->create_queue(QueueKind::kCompute);
-  }
-  std::unique_ptr<Device> device_;
-  std::unique_ptr<Queue> queue_;
-};
+class MlpGradientTest : public testing_trainer::CpuDeviceTest {};
 
 TEST_F(MlpGradientTest, BackwardMatchesFiniteDifferences) {
   ModelConfig config;

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "device/cpu/cpu_device.h"
+#include "tests/trainer/cpu_device_test.h"
 #include "runtime/error.h"
 #include "trainer/data/text.h"
 #include "trainer/data/tokens.h"
@@ -24,17 +25,7 @@ std::string temp_file(const std::string& name, const std::string& bytes) {
   return p.string();
 }
 
-class TextDataTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    CpuDeviceOptions options;
-    options.threads = 1;
-    device_ = std::move(open_cpu_devices(options)[0]);
-    queue_ = device_->create_queue(QueueKind::kCompute);
-  }
-  std::unique_ptr<Device> device_;
-  std::unique_ptr<Queue> queue_;
-};
+class TextDataTest : public testing_trainer::CpuDeviceTest {};
 
 TEST_F(TextDataTest, TextBytesAreTokens) {
   const std::string path = temp_file("text", std::string("ab\n\xc3\xa9", 5));
