@@ -44,12 +44,13 @@ class RingPhase {
   RingPhase(Transport& transport, void* work, const RingLayout& layout,
             const RingStepOptions& options, bool reduce, DType dtype, ReduceOp op)
       : transport_(transport), work_(static_cast<char*>(work)), layout_(layout),
-        options_(options), reduce_(reduce), dtype_(dtype), op_(op) {
+        options_(options), reduce_(reduce), fused_(transport.reduces_on_receive()), dtype_(dtype),
+        op_(op) {
     const int n = transport.size(), r = transport.rank();
     left_ = (r + n - 1) % n;
     right_ = (r + 1) % n;
     first_send_chunk_ = reduce ? r - 1 : r;
-    if (reduce) {
+    if (reduce && !fused_) {
       size_t staging = std::min(layout.segment_elems(), layout.chunk(0).size());
       staging_[0].resize(staging * layout.element_bytes());
       staging_[1].resize(staging * layout.element_bytes());
@@ -72,7 +73,7 @@ class RingPhase {
       if (unit == 0 && options_.before_first_wait) options_.before_first_wait();
       if (receiving) {
         receiving->wait(options_.timeout);
-        if (reduce_) combine_staged(layout_.segment(recv_chunk(step), k), unit % 2);
+        if (reduce_ && !fused_) combine_staged(layout_.segment(recv_chunk(step), k), unit % 2);
       }
       receiving = std::move(next);
     }
@@ -90,6 +91,11 @@ class RingPhase {
   std::unique_ptr<Request> post_receive(size_t unit, size_t per_chunk) {
     Span segment = layout_.segment(recv_chunk(unit / per_chunk), unit % per_chunk);
     if (segment.size() == 0) return nullptr;
+    if (reduce_ && fused_) {  // combined into `work` as the bytes arrive
+      return transport_.irecv_reduce(left_, at(segment.begin),
+                                     segment.size() * layout_.element_bytes(), options_.tag,
+                                     dtype_, op_);
+    }
     char* target = reduce_ ? staging_[unit % 2].data() : at(segment.begin);
     return transport_.irecv(left_, target, segment.size() * layout_.element_bytes(),
                             options_.tag);
@@ -116,6 +122,7 @@ class RingPhase {
   const RingLayout& layout_;
   const RingStepOptions& options_;
   bool reduce_;
+  bool fused_;  // the transport combines received bytes itself (reduces_on_receive)
   DType dtype_;
   ReduceOp op_;
   int left_ = 0, right_ = 0;

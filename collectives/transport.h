@@ -20,6 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "collectives/reduce.h"
+#include "runtime/dtype.h"
+
 namespace petaring {
 
 class Request {
@@ -48,6 +51,14 @@ class Transport {
   virtual std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
                                          uint64_t tag) = 0;
   virtual std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) = 0;
+  // A receive whose bytes are combined into `data` instead of overwriting it: data =
+  // data (op) received, element-wise over bytes / dtype_size(dtype) values of `dtype`,
+  // rounding as reduce.h's reduce_into does. The default receives into a buffer of its
+  // own and combines when the request completes; a transport that combines the bytes as
+  // they arrive (no copy in between) says so with reduces_on_receive().
+  virtual std::unique_ptr<Request> irecv_reduce(int peer, void* data, size_t bytes, uint64_t tag,
+                                                DType dtype, ReduceOp op);
+  virtual bool reduces_on_receive() const { return false; }
   // Makes every wait and test, pending or later, on any request of this transport throw
   // kFailedPrecondition (naming the rank and "aborted") instead of blocking. Irreversible.
   // Unlike the other members it may be called from any thread, at any time.

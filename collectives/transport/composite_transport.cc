@@ -40,6 +40,16 @@ class CompositeTransport : public Transport {
   std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override {
     return part(peer).irecv(peer_in_part_[peer], data, bytes, tag);
   }
+  std::unique_ptr<Request> irecv_reduce(int peer, void* data, size_t bytes, uint64_t tag,
+                                        DType dtype, ReduceOp op) override {
+    return part(peer).irecv_reduce(peer_in_part_[peer], data, bytes, tag, dtype, op);
+  }
+  bool reduces_on_receive() const override {  // every part that carries a peer's messages
+    for (int p = 0; p < size_; ++p) {
+      if (p != rank_ && !parts_[route_[p]].transport->reduces_on_receive()) return false;
+    }
+    return true;
+  }
   void abort() override {
     for (TransportPart& part : parts_) part.transport->abort();
   }

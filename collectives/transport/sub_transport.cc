@@ -29,6 +29,11 @@ class SubTransport : public Transport {
                                  uint64_t tag) override {
     return root_.isend(root_rank(peer), data, bytes, root_tag(tag));
   }
+  std::unique_ptr<Request> irecv_reduce(int peer, void* data, size_t bytes, uint64_t tag,
+                                        DType dtype, ReduceOp op) override {
+    return root_.irecv_reduce(root_rank(peer), data, bytes, root_tag(tag), dtype, op);
+  }
+  bool reduces_on_receive() const override { return root_.reduces_on_receive(); }
   std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override {
     return root_.irecv(root_rank(peer), data, bytes, root_tag(tag));
   }

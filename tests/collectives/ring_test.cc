@@ -154,6 +154,21 @@ TEST(RingSegments, TransportMinimumRaisesTheSegment) {
   EXPECT_EQ(subs[0]->min_segment_bytes(), 256 * kKiB);
 }
 
+// Transport::irecv_reduce's default (a transport that does not combine on receive: here
+// the in-process one) receives into a buffer of its own and combines at completion.
+TEST(TransportDefaults, ReceivesThatReduceCombineWhenComplete) {
+  auto transports = make_local_transports(2);
+  ASSERT_FALSE(transports[0]->reduces_on_receive());
+  std::vector<float> mine = {1, 2, 3, 4}, theirs = {10, -20, 30, -40};
+  auto receive = transports[0]->irecv_reduce(1, mine.data(), 16, 5, DType::kF32, ReduceOp::kMax);
+  EXPECT_FALSE(receive->test());
+  transports[1]->isend(0, theirs.data(), 16, 5)->wait(std::chrono::seconds(5));
+  receive->wait(std::chrono::seconds(5));
+  EXPECT_EQ(mine, (std::vector<float>{10, 2, 30, 4}));
+  EXPECT_TRUE(receive->test());  // combined once, not again
+  EXPECT_EQ(mine, (std::vector<float>{10, 2, 30, 4}));
+}
+
 TEST(RingAllreduce, U8IsUnimplemented) {
   auto errors = run_ranks(2, [](Communicator& comm) {
     uint8_t values[4] = {};

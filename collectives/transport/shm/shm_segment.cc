@@ -96,6 +96,19 @@ size_t Ring::read(char* target, size_t bytes) {
   return count;
 }
 
+const char* Ring::peek(size_t* contiguous) const {
+  uint64_t tail = tail_->load(std::memory_order_relaxed);
+  uint64_t head = head_->load(std::memory_order_acquire);
+  size_t start = tail % capacity_;
+  *contiguous = std::min(static_cast<size_t>(head - tail), capacity_ - start);
+  return data_ + start;
+}
+
+void Ring::consume(size_t bytes) {
+  uint64_t tail = tail_->load(std::memory_order_relaxed);
+  tail_->store(tail + bytes, std::memory_order_release);
+}
+
 Segment Segment::create(const std::string& name, int size, size_t ring_bytes) {
   PR_CHECK(size >= 1 && ring_bytes >= 64 && ring_bytes % 64 == 0) << "ring of " << ring_bytes;
   int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);

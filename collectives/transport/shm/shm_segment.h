@@ -30,6 +30,10 @@ class Ring {
   // Consumer side: moves up to `bytes` into `target` (or drops them when null); returns how
   // many were taken.
   size_t read(char* target, size_t bytes);
+  // Consumer side: the readable bytes at the tail that lie contiguous in the ring (up to
+  // its end) and their count, without taking them; consume() then takes `bytes` of them.
+  const char* peek(size_t* contiguous) const;
+  void consume(size_t bytes);
 
  private:
   std::atomic<uint64_t>* head_ = nullptr;

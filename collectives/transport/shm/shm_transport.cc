@@ -49,6 +49,11 @@ struct RecvOp {
   size_t bytes;
   bool done = false;
   std::string error;  // set instead of delivering when the sizes disagree
+  // irecv_reduce: the bytes are combined into `data` (data = data (op) received) straight
+  // from the ring, element by element as they arrive.
+  bool reduce = false;
+  DType dtype = DType::kF32;
+  ReduceOp op = ReduceOp::kSum;
 };
 
 struct Arrived {  // a message that came before its receive was posted
@@ -68,6 +73,11 @@ struct Incoming {
   std::shared_ptr<RecvOp> target;    // a posted receive, written directly
   std::unique_ptr<char[]> buffer;    // else buffered, when it has no receive yet
   bool buffering = false;            // neither: dropped (withdrawn or wrong size)
+  // A reducing target takes whole elements: the bytes of one element that were taken from
+  // the ring but do not make a whole one yet (it straddles the ring's end, or the sender
+  // has not written all of it). `got` counts only the bytes combined.
+  char partial[8];
+  size_t partial_bytes = 0;
 };
 
 struct Peer {
@@ -101,6 +111,9 @@ class ShmTransport : public Transport {
   std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
                                  uint64_t tag) override;
   std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override;
+  std::unique_ptr<Request> irecv_reduce(int peer, void* data, size_t bytes, uint64_t tag,
+                                        DType dtype, ReduceOp op) override;
+  bool reduces_on_receive() const override { return true; }
 
   // Pushes every pending send and drains every incoming ring. mutex() held.
   void progress();
@@ -143,6 +156,10 @@ class ShmTransport : public Transport {
  private:
   bool push_sends(Peer& peer);
   bool drain(int source);
+  // Combines what the ring holds of the incoming message into its reducing target; true
+  // when bytes were taken.
+  bool reduce_from_ring(Peer& peer);
+  std::unique_ptr<Request> post_receive(int peer, std::shared_ptr<RecvOp> op);
   void begin_message(int source);
   void finish_message(int source);
   void check_peer(int peer) const {
@@ -300,9 +317,24 @@ std::unique_ptr<Request> ShmTransport::isend(int peer, const void* data, size_t 
 }
 
 std::unique_ptr<Request> ShmTransport::irecv(int peer, void* data, size_t bytes, uint64_t tag) {
+  return post_receive(peer, std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes}));
+}
+
+std::unique_ptr<Request> ShmTransport::irecv_reduce(int peer, void* data, size_t bytes,
+                                                    uint64_t tag, DType dtype, ReduceOp op) {
+  PR_CHECK(bytes % dtype_size(dtype) == 0) << bytes << " bytes of " << dtype_name(dtype);
+  auto receive = std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes});
+  receive->reduce = true;
+  receive->dtype = dtype;
+  receive->op = op;
+  return post_receive(peer, std::move(receive));
+}
+
+std::unique_ptr<Request> ShmTransport::post_receive(int peer, std::shared_ptr<RecvOp> op) {
   check_peer(peer);
   std::lock_guard<std::mutex> lock(mutex_);
-  auto op = std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes, false, {}});
+  const uint64_t tag = op->tag;
+  const size_t bytes = op->bytes;
   Peer& source = peers_[peer];
   auto found = std::find_if(source.arrived.begin(), source.arrived.end(),
                             [&](const Arrived& message) { return message.tag == tag; });
@@ -311,6 +343,8 @@ std::unique_ptr<Request> ShmTransport::irecv(int peer, void* data, size_t bytes,
   } else {
     if (found->bytes != bytes) {
       op->error = size_mismatch(rank_, peer, tag, found->bytes, bytes);
+    } else if (op->reduce) {
+      reduce_into(op->data, found->data.get(), bytes / dtype_size(op->dtype), op->dtype, op->op);
     } else if (bytes > 0) {
       std::memcpy(op->data, found->data.get(), bytes);
     }
@@ -369,7 +403,11 @@ bool ShmTransport::drain(int source) {
       if (in.header_got < kFrameHeader) continue;
       begin_message(source);
     }
-    if (in.got < in.length) {
+    if (in.got < in.length && in.target && in.target->reduce) {
+      if (!reduce_from_ring(peer)) return moved;
+      moved = true;
+      if (in.got < in.length) continue;
+    } else if (in.got < in.length) {
       char* target = in.target   ? in.target->data + in.got
                      : in.buffering ? in.buffer.get() + in.got
                                     : nullptr;
@@ -391,6 +429,7 @@ void ShmTransport::begin_message(int source) {
   std::memcpy(&length, in.header + 8, 8);
   in.length = length;
   in.got = 0;
+  in.partial_bytes = 0;
   in.in_payload = true;
   auto found = std::find_if(peer.posted.begin(), peer.posted.end(),
                             [&](const auto& op) { return op->tag == in.tag; });
@@ -425,6 +464,8 @@ void ShmTransport::finish_message(int source) {
       RecvOp& op = **found;
       if (op.bytes != in.length) {
         op.error = size_mismatch(rank_, source, in.tag, in.length, op.bytes);
+      } else if (op.reduce) {
+        reduce_into(op.data, in.buffer.get(), in.length / dtype_size(op.dtype), op.dtype, op.op);
       } else if (in.length > 0) {
         std::memcpy(op.data, in.buffer.get(), in.length);
       }
@@ -438,11 +479,58 @@ void ShmTransport::finish_message(int source) {
   in.header_got = 0;
 }
 
+bool ShmTransport::reduce_from_ring(Peer& peer) {
+  Incoming& in = peer.incoming;
+  RecvOp& op = *in.target;
+  const size_t element = dtype_size(op.dtype);
+  bool taken = false;
+  for (;;) {
+    size_t contiguous = 0;
+    const char* bytes = peer.in.peek(&contiguous);
+    contiguous = std::min(contiguous, in.length - in.got - in.partial_bytes);
+    if (contiguous == 0) return taken;
+    taken = true;
+    if (in.partial_bytes == 0 && contiguous >= element &&
+        reinterpret_cast<uintptr_t>(bytes) % element != 0) {
+      // Unaligned (after a frame of another element size): through an aligned copy.
+      alignas(64) char aligned[4096];
+      const size_t whole = std::min(contiguous, sizeof(aligned)) / element * element;
+      std::memcpy(aligned, bytes, whole);
+      reduce_into(op.data + in.got, aligned, whole / element, op.dtype, op.op);
+      peer.in.consume(whole);
+      in.got += whole;
+      continue;
+    }
+    if (in.partial_bytes > 0 || contiguous < element) {
+      // One element through `partial`: it straddles the ring's end, or the sender has not
+      // written all of it yet.
+      const size_t take = std::min(element - in.partial_bytes, contiguous);
+      std::memcpy(in.partial + in.partial_bytes, bytes, take);
+      peer.in.consume(take);
+      in.partial_bytes += take;
+      if (in.partial_bytes == element) {
+        reduce_into(op.data + in.got, in.partial, 1, op.dtype, op.op);
+        in.got += element;
+        in.partial_bytes = 0;
+      }
+      continue;
+    }
+    const size_t whole = contiguous / element * element;
+    reduce_into(op.data + in.got, bytes, whole / element, op.dtype, op.op);
+    peer.in.consume(whole);
+    in.got += whole;
+  }
+}
+
 void ShmTransport::cancel(int source, const std::shared_ptr<RecvOp>& op) {
   std::lock_guard<std::mutex> lock(mutex_);
   Peer& peer = peers_[source];
   std::erase(peer.posted, op);
-  if (peer.incoming.target == op) peer.incoming.target.reset();  // the rest is dropped
+  if (peer.incoming.target == op) {  // the rest is dropped
+    peer.incoming.got += peer.incoming.partial_bytes;
+    peer.incoming.partial_bytes = 0;
+    peer.incoming.target.reset();
+  }
 }
 
 int ShmTransport::check_liveness() {
