@@ -12,7 +12,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "collectives/transport/shm/shm_transport.h"
 
 namespace petaring::shm {
 
@@ -78,6 +82,11 @@ void ring_doorbell(std::atomic<uint32_t>* doorbell, std::atomic<uint32_t>* sleep
 // itself in `sleepers` and then found nothing to do), for at most `at_most`.
 void wait_doorbell(std::atomic<uint32_t>* doorbell, uint32_t seen,
                    std::chrono::microseconds at_most);
+
+// The transport over `segments` (index: owner rank, every one mapped), once start-up
+// (shm_startup.cc) has created, mapped and unlinked them (shm_transport.cc).
+std::unique_ptr<Transport> make_transport_over(std::vector<Segment> segments, int rank, int size,
+                                               const ShmTransportOptions& options);
 
 // Removes the name from /dev/shm (mappings stay valid); ignores a name already gone.
 void unlink_segment(const std::string& name);

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -317,13 +316,13 @@ std::unique_ptr<Request> ShmTransport::isend(int peer, const void* data, size_t 
 }
 
 std::unique_ptr<Request> ShmTransport::irecv(int peer, void* data, size_t bytes, uint64_t tag) {
-  return post_receive(peer, std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes}));
+  return post_receive(peer, std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes, false, {}}));
 }
 
 std::unique_ptr<Request> ShmTransport::irecv_reduce(int peer, void* data, size_t bytes,
                                                     uint64_t tag, DType dtype, ReduceOp op) {
   PR_CHECK(bytes % dtype_size(dtype) == 0) << bytes << " bytes of " << dtype_name(dtype);
-  auto receive = std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes});
+  auto receive = std::make_shared<RecvOp>(RecvOp{tag, static_cast<char*>(data), bytes, false, {}});
   receive->reduce = true;
   receive->dtype = dtype;
   receive->op = op;
@@ -546,64 +545,10 @@ int ShmTransport::check_liveness() {
   return first_dead;
 }
 
-std::string new_job_id() {
-  std::random_device random;
-  uint64_t bits = (uint64_t{random()} << 32) ^ random() ^ static_cast<uint64_t>(getpid());
-  bits ^= static_cast<uint64_t>(Clock::now().time_since_epoch().count());
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(bits));
-  return text;
-}
-
-std::string segment_name(const std::string& job, int rank) {
-  return str_cat("/petaring-", job, "-", rank);
-}
-
-// Unlinks this rank's segment name when start-up ends, normally or by an exception.
-struct UnlinkOnExit {
-  std::string name;
-  ~UnlinkOnExit() { shm::unlink_segment(name); }
-};
-
-// store.get with the start-up deadline, naming the rank whose key is missing.
-std::string get_before(Store& store, const std::string& key, int waiting_for,
-                       Clock::time_point deadline, const char* what) {
-  auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-  try {
-    return store.get(key, std::max(left, milliseconds(1)));
-  } catch (const Error& error) {
-    if (error.kind() != ErrorKind::kTimeout) throw;
-    PR_FAIL(kTimeout, "shm transport start-up: rank ", waiting_for, " did not ", what,
-            " in time (store key ", key, "); did every rank start, on this host?");
-  }
-}
-
 }  // namespace
 
-std::unique_ptr<Transport> make_shm_transport(Store& store, int rank, int size,
-                                              const ShmTransportOptions& options) {
-  PR_CHECK(size >= 1 && rank >= 0 && rank < size) << "rank " << rank << " of " << size;
-  Clock::time_point deadline = Clock::now() + options.connect_timeout;
-  std::string job;
-  if (rank == 0) {
-    job = new_job_id();
-    store.set("shm/job", job);
-  } else {
-    job = get_before(store, "shm/job", 0, deadline, "publish the job id");
-  }
-  UnlinkOnExit own{segment_name(job, rank)};
-  std::vector<shm::Segment> segments(size);
-  segments[rank] = shm::Segment::create(own.name, size, options.ring_bytes);
-  store.set(str_cat("shm/created/", rank), "1");
-  for (int p = 0; p < size; ++p) {
-    if (p == rank) continue;
-    get_before(store, str_cat("shm/created/", p), p, deadline, "create its segment");
-    segments[p] = shm::Segment::open(segment_name(job, p), size, options.ring_bytes);
-  }
-  store.set(str_cat("shm/mapped/", rank), "1");
-  for (int p = 0; p < size; ++p) {
-    if (p != rank) get_before(store, str_cat("shm/mapped/", p), p, deadline, "map the segments");
-  }
+std::unique_ptr<Transport> shm::make_transport_over(std::vector<Segment> segments, int rank,
+                                                    int size, const ShmTransportOptions& options) {
   return std::make_unique<ShmTransport>(std::move(segments), rank, size, options);
 }
 
