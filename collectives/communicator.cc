@@ -12,6 +12,7 @@
 #include "collectives/allgather.h"
 #include "collectives/barrier.h"
 #include "collectives/broadcast.h"
+#include "collectives/direct.h"
 #include "collectives/hierarchical.h"
 #include "collectives/recursive_doubling.h"
 #include "collectives/reduce_scatter.h"
@@ -118,6 +119,15 @@ Communicator::Communicator(std::unique_ptr<Transport> transport)
       PR_FAIL(kInvalidArgument, "PETARING_HIERARCHICAL='", value,
               "' is not a mode; set it to auto, on or off, or unset it");
     }
+  }
+  if (const char* text = std::getenv("PETARING_SINGLE_COPY"); text != nullptr && *text) {
+    const std::string value = text;
+    if (value != "0" && value != "1") {
+      PR_FAIL(kInvalidArgument, "PETARING_SINGLE_COPY='", value, "'; set it to 1 (the direct ",
+              "collectives where the transport reaches every peer's memory, the default) or 0 ",
+              "(always the ring), or unset it");
+    }
+    single_copy_ = value == "1";
   }
   sends_to_.assign(static_cast<size_t>(size()), 0);
   receives_from_.assign(static_cast<size_t>(size()), 0);
@@ -310,6 +320,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
     sub->group_id_ = group_id;
     sub->timeout_ = timeout_;
     sub->check_signatures_ = check_signatures_;
+    sub->single_copy_ = single_copy_;
     sub->small_message_threshold_ = small_message_threshold_;
     sub->hierarchical_ = hierarchical_;
     if (hosts_known_) sub->init_hosts(host_);  // collective over the sub-group
@@ -401,7 +412,8 @@ void Communicator::set_small_message_threshold(size_t bytes) {
 
 const char* Communicator::allreduce_algorithm(size_t bytes) const {
   if (use_hierarchical(bytes)) return "hierarchical";
-  return bytes <= small_message_threshold_ ? "recursive-doubling" : "ring";
+  if (bytes <= small_message_threshold_) return "recursive-doubling";
+  return use_direct() ? "direct" : "ring";
 }
 
 void Communicator::run_allreduce(const void* send, void* recv, size_t count, DType dtype,
@@ -447,6 +459,14 @@ void Communicator::run_allreduce(const void* send, void* recv, size_t count, DTy
     recursive_doubling_allreduce(*transport_, send, recv, count, dtype, op, options);
     return;
   }
+  if (use_direct()) {
+    DirectOptions options;
+    options.tag = tag;
+    options.timeout = timeout_;
+    options.before_first_wait = std::move(check_later);
+    direct_allreduce(*transport_, send, recv, count, dtype, op, options);
+    return;
+  }
   RingOptions options;
   options.tag = tag;
   options.timeout = timeout_;
@@ -461,6 +481,12 @@ void Communicator::run_reduce_scatter(const void* send, void* recv, size_t recv_
       begin_collective(signature_of(CollectiveKind::kReduceScatter, recv_count, dtype, op),
                        recv_count > 0 ? &options.before_first_wait : nullptr);
   options.timeout = timeout_;
+  if (recv_count * size() * dtype_size(dtype) > small_message_threshold_ &&
+      use_direct()) {
+    direct_reduce_scatter(*transport_, send, recv, recv_count, dtype, op,
+                          DirectOptions{0, timeout_, options.tag, options.before_first_wait});
+    return;
+  }
   ring_reduce_scatter(*transport_, send, recv, recv_count, dtype, op, options);
 }
 
@@ -471,6 +497,12 @@ void Communicator::run_allgather(const void* send, void* recv, size_t send_count
       signature_of(CollectiveKind::kAllgather, send_count, dtype, ReduceOp::kSum),
       send_count > 0 ? &options.before_first_wait : nullptr);
   options.timeout = timeout_;
+  if (send_count * size() * dtype_size(dtype) > small_message_threshold_ &&
+      use_direct()) {
+    direct_allgather(*transport_, send, recv, send_count, dtype,
+                     DirectOptions{0, timeout_, options.tag, options.before_first_wait});
+    return;
+  }
   ring_allgather(*transport_, send, recv, send_count, dtype, options);
 }
 
@@ -492,6 +524,10 @@ void Communicator::run_barrier() {
       signature_of(CollectiveKind::kBarrier, 0, DType::kU8, ReduceOp::kSum));
   options.timeout = timeout_;
   dissemination_barrier(*transport_, options);
+}
+
+bool Communicator::use_direct() const {
+  return single_copy_ && peer_memory_of_all(*transport_) != nullptr;
 }
 
 void Communicator::check_peer(int peer, const char* what) const {

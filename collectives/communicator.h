@@ -4,7 +4,7 @@
 // make_world_communicator() (bootstrap.h) picks the transport: MPI under mpirun, TCP for
 // ranks started by `petaring launch`, or a single-rank group when the process runs alone.
 // Algorithms, one per file: ring.h and recursive_doubling.h (allreduce, large and small
-// messages), reduce_scatter.h, allgather.h, broadcast.h, barrier.h; signature.h checks
+// messages), direct.h (single copy where ranks reach each other's memory), reduce_scatter.h, allgather.h, broadcast.h, barrier.h; signature.h checks
 // that ranks agree on each call. Transports: transport/local, transport/mpi, transport/tcp.
 #pragma once
 
@@ -74,8 +74,13 @@ class Communicator {
 
   // Allreduce picks its algorithm by the call's size in bytes (count * dtype size):
   // recursive doubling (recursive_doubling.h: about log2 n messages of the whole buffer)
-  // up to small_message_threshold() bytes, the ring (ring.h: 2 (n - 1) messages of a
-  // chunk each) above. The two round differently, so every rank must use the same
+  // up to small_message_threshold() bytes; above, the direct allreduce (direct.h: one
+  // copy per byte between the ranks' own buffers) when the transport reaches every peer's
+  // memory (ranks as threads, or shm with cross-memory attach; set_single_copy), else the ring (ring.h:
+  // 2 (n - 1) messages of a chunk each). reduce_scatter and allgather run direct.h's
+  // versions under the same conditions (their whole buffer, n blocks, above the
+  // threshold; below it the ring's two rounds of messages per peer cost less), the ring's
+  // otherwise. The two round differently, so every rank must use the same
   // threshold (not checked: ranks that differ fail with kTimeout or a size mismatch).
   // 0 sends every non-empty allreduce through the ring. The default was measured with
   // `petaring bench allreduce --baseline mpi` at 2 to 4 ranks (docs/benchmarks.md:
@@ -85,8 +90,8 @@ class Communicator {
   static constexpr size_t kDefaultSmallMessageThreshold = 32 * 1024;
   void set_small_message_threshold(size_t bytes);
   size_t small_message_threshold() const { return small_message_threshold_; }
-  // The allreduce algorithm for a call of `bytes`: "recursive-doubling", "ring" or
-  // "hierarchical".
+  // The allreduce algorithm for a call of `bytes`: "recursive-doubling", "direct",
+  // "ring" or "hierarchical".
   const char* allreduce_algorithm(size_t bytes) const;
 
   // Hosts and the hierarchical allreduce (hierarchical.h). init_hosts is collective: every
@@ -181,6 +186,11 @@ class Communicator {
   // The signature check (on by default) costs ceil(log2 size()) small messages per call;
   // turning it off is for measuring that cost. Every rank must use the same setting.
   void set_check_signatures(bool check) { check_signatures_ = check; }
+  // The direct collectives (direct.h) run wherever the transport reaches every peer's
+  // memory, unless this is off (then the ring does): for comparing the two, and for
+  // tests of the ring. The environment variable PETARING_SINGLE_COPY=0|1 (read by the
+  // constructor) sets it too. Every rank must use the same setting.
+  void set_single_copy(bool on) { single_copy_ = on; }
 
  private:
   // Takes the next sequence number and, when enabled, checks `signature` (whose sequence
@@ -192,6 +202,7 @@ class Communicator {
   // A group id for the next sub-group of this communicator (split(), init_hosts()).
   uint64_t next_group_id(int color);
   bool use_hierarchical(size_t bytes) const;
+  bool use_direct() const;  // single copy on and the transport reaches every peer
   void check_peer(int peer, const char* what) const;
 
   // The bodies of the collectives, run in issue order (on the caller or the progress thread).
@@ -225,6 +236,7 @@ class Communicator {
   std::unique_ptr<Transport> inter_host_;  // this local rank on every host, by host
   uint64_t sequence_ = 0;  // one per collective call, the same on every rank
   bool check_signatures_ = true;
+  bool single_copy_ = true;
   size_t small_message_threshold_ = kDefaultSmallMessageThreshold;
   bool logged_allreduce_choice_ = false;  // logged at the first allreduce only
   std::vector<uint64_t> sends_to_;      // point-to-point calls per peer

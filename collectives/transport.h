@@ -34,6 +34,26 @@ class Request {
   virtual bool test() = 0;  // non-blocking: true when done
 };
 
+// Single-copy access to the memory of the other ranks of a transport's group, for the
+// direct collectives (direct.h): a rank reads its peers' buffers and writes their results
+// straight into their receive buffers, one copy per byte instead of a copy into a message
+// and another out of it. Ranks that are threads of one process share an address space
+// (local transport); processes on one host use cross-memory attach (shm transport:
+// process_vm_readv / process_vm_writev). Addresses are the peer's own, as it passed them
+// to the collective and sent them to this rank. Safe from several threads at once.
+class PeerMemory {
+ public:
+  virtual ~PeerMemory() = default;
+  // Whether `peer` (a rank of the transport's group, not this one) can be reached.
+  virtual bool reaches(int peer) const = 0;
+  // Copies `bytes` from address `remote` of `peer` into `local` / from `local` to `remote`.
+  // Throws kDisconnected naming the peer when its process is gone, kFailedPrecondition
+  // when the range is not mapped in the peer (the ranks disagree on a buffer) or the
+  // system refuses the access.
+  virtual void read(int peer, uint64_t remote, void* local, size_t bytes) = 0;
+  virtual void write(int peer, const void* local, uint64_t remote, size_t bytes) = 0;
+};
+
 class Transport {
  public:
   Transport() = default;
@@ -59,6 +79,12 @@ class Transport {
   virtual std::unique_ptr<Request> irecv_reduce(int peer, void* data, size_t bytes, uint64_t tag,
                                                 DType dtype, ReduceOp op);
   virtual bool reduces_on_receive() const { return false; }
+  // Access to peers' memory (see PeerMemory), or null when this transport has none (tcp,
+  // mpi; shm when the system refuses cross-memory attach, or it was turned off). A
+  // composite transport reaches only the peers of its parts that have it; direct.h's
+  // peer_memory_of_all() says whether it reaches every peer, which is the same answer on
+  // every rank of a group. Valid as long as the transport.
+  virtual PeerMemory* peer_memory() { return nullptr; }
   // Makes every wait and test, pending or later, on any request of this transport throw
   // kFailedPrecondition (naming the rank and "aborted") instead of blocking. Irreversible.
   // Unlike the other members it may be called from any thread, at any time.

@@ -8,6 +8,31 @@
 namespace petaring {
 namespace {
 
+// Each peer through the peer memory of the part that carries its messages, if it has one.
+class CompositePeerMemory : public PeerMemory {
+ public:
+  // `memories[p]`: the peer memory of p's part (null: none); `in_part[p]`: p's rank there.
+  CompositePeerMemory(int rank, std::vector<PeerMemory*> memories, std::vector<int> in_part)
+      : rank_(rank), memories_(std::move(memories)), in_part_(std::move(in_part)) {}
+  bool reaches(int peer) const override {
+    return peer >= 0 && peer < static_cast<int>(memories_.size()) && peer != rank_ &&
+           memories_[peer] != nullptr && memories_[peer]->reaches(in_part_[peer]);
+  }
+  void read(int peer, uint64_t remote, void* local, size_t bytes) override {
+    PR_CHECK(reaches(peer)) << "rank " << rank_ << " cannot reach peer " << peer;
+    memories_[peer]->read(in_part_[peer], remote, local, bytes);
+  }
+  void write(int peer, const void* local, uint64_t remote, size_t bytes) override {
+    PR_CHECK(reaches(peer)) << "rank " << rank_ << " cannot reach peer " << peer;
+    memories_[peer]->write(in_part_[peer], local, remote, bytes);
+  }
+
+ private:
+  int rank_;
+  std::vector<PeerMemory*> memories_;
+  std::vector<int> in_part_;
+};
+
 class CompositeTransport : public Transport {
  public:
   CompositeTransport(int rank, int size, std::vector<TransportPart> parts, std::vector<int> route,
@@ -23,6 +48,13 @@ class CompositeTransport : public Transport {
       PR_CHECK(found != ranks.end()) << "rank " << p << " is not in its part";
       peer_in_part_[p] = static_cast<int>(found - ranks.begin());
     }
+    std::vector<PeerMemory*> memories;
+    bool any = false;
+    for (int p = 0; p < size; ++p) {
+      memories.push_back(parts_[route_[p]].transport->peer_memory());
+      any = any || (p != rank && memories.back() != nullptr);
+    }
+    if (any) memory_ = std::make_unique<CompositePeerMemory>(rank, std::move(memories), peer_in_part_);
   }
 
   int rank() const override { return rank_; }
@@ -50,6 +82,7 @@ class CompositeTransport : public Transport {
     }
     return true;
   }
+  PeerMemory* peer_memory() override { return memory_.get(); }
   void abort() override {
     for (TransportPart& part : parts_) part.transport->abort();
   }
@@ -65,6 +98,7 @@ class CompositeTransport : public Transport {
   std::vector<int> route_;
   std::string name_;
   std::vector<int> peer_in_part_;
+  std::unique_ptr<CompositePeerMemory> memory_;
 };
 
 }  // namespace

@@ -10,6 +10,29 @@ namespace {
 
 constexpr uint64_t kCallerTagLimit = uint64_t{1} << 32;
 
+// The root's peer memory, addressed by sub-group rank.
+class SubPeerMemory : public PeerMemory {
+ public:
+  SubPeerMemory(PeerMemory& root, const std::vector<int>& members) : root_(root), members_(members) {}
+  bool reaches(int peer) const override {
+    return peer >= 0 && peer < static_cast<int>(members_.size()) && root_.reaches(members_[peer]);
+  }
+  void read(int peer, uint64_t remote, void* local, size_t bytes) override {
+    root_.read(member(peer), remote, local, bytes);
+  }
+  void write(int peer, const void* local, uint64_t remote, size_t bytes) override {
+    root_.write(member(peer), local, remote, bytes);
+  }
+
+ private:
+  int member(int peer) const {
+    PR_CHECK(peer >= 0 && peer < static_cast<int>(members_.size())) << "peer " << peer;
+    return members_[static_cast<size_t>(peer)];
+  }
+  PeerMemory& root_;
+  const std::vector<int>& members_;
+};
+
 class SubTransport : public Transport {
  public:
   SubTransport(Transport& root, std::vector<int> members, uint64_t group_id)
@@ -18,6 +41,9 @@ class SubTransport : public Transport {
     auto mine = std::find(members_.begin(), members_.end(), root_.rank());
     PR_CHECK(mine != members_.end()) << "root rank " << root_.rank() << " is not a member";
     rank_ = static_cast<int>(mine - members_.begin());
+    if (PeerMemory* root_memory = root_.peer_memory()) {
+      memory_ = std::make_unique<SubPeerMemory>(*root_memory, members_);
+    }
   }
 
   int rank() const override { return rank_; }
@@ -34,6 +60,7 @@ class SubTransport : public Transport {
     return root_.irecv_reduce(root_rank(peer), data, bytes, root_tag(tag), dtype, op);
   }
   bool reduces_on_receive() const override { return root_.reduces_on_receive(); }
+  PeerMemory* peer_memory() override { return memory_.get(); }
   std::unique_ptr<Request> irecv(int peer, void* data, size_t bytes, uint64_t tag) override {
     return root_.irecv(root_rank(peer), data, bytes, root_tag(tag));
   }
@@ -61,6 +88,7 @@ class SubTransport : public Transport {
   std::vector<int> members_;
   uint64_t group_id_;
   int rank_ = 0;
+  std::unique_ptr<SubPeerMemory> memory_;  // refers to members_
 };
 
 }  // namespace

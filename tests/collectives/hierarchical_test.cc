@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "collectives/communicator.h"
+#include "collectives/direct.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
 #include "tests/collectives/transport_group.h"
@@ -43,6 +44,12 @@ int32_t int_input(int rank, size_t i) {
 
 float float_input(int rank, size_t i) { return static_cast<float>(int_input(rank, i)) / 337.0f; }
 
+// The large-message algorithm without the hierarchy: direct where the transport reaches
+// every peer's memory (local; shm where cross-memory attach is allowed), else the ring.
+std::string flat_algorithm(Communicator& comm) {
+  return peer_memory_of_all(comm.transport()) != nullptr ? "direct" : "ring";
+}
+
 class HierarchicalTest : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(HierarchicalTest, MatchesTheReferenceOnEveryRankAtEverySize) {
@@ -54,7 +61,8 @@ TEST_P(HierarchicalTest, MatchesTheReferenceOnEveryRankAtEverySize) {
     ASSERT_EQ(comm.num_hosts(), layout.hosts);
     ASSERT_EQ(comm.local_size(), n / layout.hosts);
     const bool automatic = layout.hosts > 1 && n / layout.hosts > 1;
-    EXPECT_EQ(std::string(comm.allreduce_algorithm(1 << 20)), automatic ? "hierarchical" : "ring");
+    EXPECT_EQ(std::string(comm.allreduce_algorithm(1 << 20)),
+              automatic ? "hierarchical" : flat_algorithm(comm));
     comm.set_hierarchical(Communicator::Hierarchical::kOn);
     comm.set_small_message_threshold(0);  // every size through the hierarchy
     ASSERT_EQ(std::string(comm.allreduce_algorithm(4)), "hierarchical");
@@ -119,7 +127,7 @@ TEST(HierarchicalUnevenTest, FallsBackAutomaticallyAndRefusesWhenForced) {
     comm.init_hosts(comm.rank() < 2 ? "a" : "b");
     EXPECT_EQ(comm.num_hosts(), 2);
     EXPECT_EQ(comm.local_size(), 0);
-    EXPECT_EQ(std::string(comm.allreduce_algorithm(1 << 20)), "ring");
+    EXPECT_EQ(std::string(comm.allreduce_algorithm(1 << 20)), flat_algorithm(comm));
     std::vector<int32_t> data(100000, 1);
     comm.allreduce(data.data(), data.size(), DType::kI32, ReduceOp::kSum);
     EXPECT_EQ(data.back(), 3);

@@ -177,14 +177,34 @@ class ReceiveRequest : public Request {
   std::shared_ptr<std::atomic<bool>> aborted_;
 };
 
+// Ranks that are threads of one process share its address space: a peer's address is
+// this rank's too.
+class SharedAddressSpace : public PeerMemory {
+ public:
+  SharedAddressSpace(int rank, int size) : rank_(rank), size_(size) {}
+  bool reaches(int peer) const override { return peer >= 0 && peer < size_ && peer != rank_; }
+  void read(int peer, uint64_t remote, void* local, size_t bytes) override {
+    PR_CHECK(reaches(peer)) << "rank " << rank_ << " has no peer " << peer;
+    if (bytes > 0) std::memcpy(local, reinterpret_cast<const void*>(remote), bytes);
+  }
+  void write(int peer, const void* local, uint64_t remote, size_t bytes) override {
+    PR_CHECK(reaches(peer)) << "rank " << rank_ << " has no peer " << peer;
+    if (bytes > 0) std::memcpy(reinterpret_cast<void*>(remote), local, bytes);
+  }
+
+ private:
+  int rank_, size_;
+};
+
 class LocalTransport : public Transport {
  public:
   LocalTransport(std::shared_ptr<Mailbox> mailbox, int rank, int size)
-      : mailbox_(std::move(mailbox)), rank_(rank), size_(size) {}
+      : mailbox_(std::move(mailbox)), rank_(rank), size_(size), memory_(rank, size) {}
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "local"; }
+  PeerMemory* peer_memory() override { return &memory_; }
 
   std::unique_ptr<Request> isend(int peer, const void* data, size_t bytes,
                                  uint64_t tag) override {
@@ -213,6 +233,7 @@ class LocalTransport : public Transport {
   std::shared_ptr<Mailbox> mailbox_;
   int rank_;
   int size_;
+  SharedAddressSpace memory_;
   std::shared_ptr<std::atomic<bool>> aborted_ = std::make_shared<std::atomic<bool>>(false);
 };
 

@@ -33,6 +33,7 @@ struct Header {
   uint64_t ring_bytes;
   std::atomic<uint32_t> doorbell;  // see Segment::doorbell
   std::atomic<uint32_t> sleepers;
+  std::atomic<uint64_t> probe_address;  // see Segment::probe_address
 };
 static_assert(sizeof(Header) <= kHeaderBytes);
 
@@ -174,6 +175,14 @@ Ring Segment::ring(int source) const {
   auto* head = reinterpret_cast<std::atomic<uint64_t>*>(control);
   auto* tail = reinterpret_cast<std::atomic<uint64_t>*>(control + 64);
   return Ring(head, tail, control + kControlBytes, ring_bytes_);
+}
+
+uint64_t Segment::probe_address() const {
+  return reinterpret_cast<const Header*>(base_)->probe_address.load(std::memory_order_acquire);
+}
+
+void Segment::set_probe_address(uint64_t address) {
+  reinterpret_cast<Header*>(base_)->probe_address.store(address, std::memory_order_release);
 }
 
 int64_t Segment::owner_pid() const { return reinterpret_cast<const Header*>(base_)->pid; }

@@ -68,6 +68,10 @@ class Segment {
   // (wait_doorbell) instead of polling. `sleepers` counts owner threads asleep on it.
   std::atomic<uint32_t>* doorbell() const;
   std::atomic<uint32_t>* sleepers() const;
+  // The address, in the owner's own memory, of its probe word for cross-memory attach
+  // (shm_peer_memory.h); 0 until the owner sets it, before it announces the segment.
+  uint64_t probe_address() const;
+  void set_probe_address(uint64_t address);
 
  private:
   char* base_ = nullptr;
@@ -85,8 +89,11 @@ void wait_doorbell(std::atomic<uint32_t>* doorbell, uint32_t seen,
 
 // The transport over `segments` (index: owner rank, every one mapped), once start-up
 // (shm_startup.cc) has created, mapped and unlinked them (shm_transport.cc).
+// `single_copy`: every rank may read and write every other's memory (the start-up probe
+// passed on every rank), so the transport offers PeerMemory.
 std::unique_ptr<Transport> make_transport_over(std::vector<Segment> segments, int rank, int size,
-                                               const ShmTransportOptions& options);
+                                               const ShmTransportOptions& options,
+                                               bool single_copy);
 
 // Removes the name from /dev/shm (mappings stay valid); ignores a name already gone.
 void unlink_segment(const std::string& name);

@@ -9,10 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "collectives/transport/shm/shm_peer_memory.h"
 #include "collectives/transport/shm/shm_segment.h"
 #include "collectives/transport/shm/shm_transport.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
+#include "runtime/log.h"
 
 namespace petaring {
 namespace {
@@ -52,6 +54,37 @@ std::string get_before(Store& store, const std::string& key, int waiting_for,
   }
 }
 
+// Whether every rank may read every other's memory (shm_peer_memory.h). Each rank probes
+// each peer and publishes "" (all readable) or the first failure; every rank then reads
+// every outcome, so all come to the same answer. Rank 0 logs why single copy is off.
+bool agree_on_single_copy(Store& store, const std::vector<shm::Segment>& segments, int rank,
+                          Clock::time_point deadline) {
+  const int size = static_cast<int>(segments.size());
+  std::string mine;
+  for (int p = 0; p < size && mine.empty(); ++p) {
+    if (p == rank) continue;
+    std::string why = shm::probe_peer(segments[p].owner_pid(), segments[p].probe_address());
+    if (!why.empty()) mine = str_cat("rank ", rank, " cannot read rank ", p, "'s memory (", why, ")");
+  }
+  // A value is never empty in every store: "ok" marks success.
+  store.set(str_cat("shm/single_copy/", rank), mine.empty() ? "ok" : mine);
+  std::string first_failure;
+  for (int p = 0; p < size; ++p) {
+    std::string outcome =
+        p == rank ? (mine.empty() ? "ok" : mine)
+                  : get_before(store, str_cat("shm/single_copy/", p), p, deadline,
+                               "report its single-copy probe");
+    if (outcome != "ok" && first_failure.empty()) first_failure = outcome;
+  }
+  if (!first_failure.empty() && rank == 0) {
+    PR_LOG(kInfo) << "shm transport: single copy off, messages copy through the shared rings: "
+                  << first_failure << "; cross-memory attach needs the ranks to be one user's "
+                  << "processes allowed to trace each other (Yama ptrace_scope <= 1, or "
+                  << "CAP_SYS_PTRACE in containers)";
+  }
+  return first_failure.empty();
+}
+
 }  // namespace
 
 std::unique_ptr<Transport> make_shm_transport(Store& store, int rank, int size,
@@ -68,6 +101,7 @@ std::unique_ptr<Transport> make_shm_transport(Store& store, int rank, int size,
   UnlinkOnExit own{segment_name(job, rank)};
   std::vector<shm::Segment> segments(size);
   segments[rank] = shm::Segment::create(own.name, size, options.ring_bytes);
+  if (options.single_copy) segments[rank].set_probe_address(shm::prepare_probe());
   store.set(str_cat("shm/created/", rank), "1");
   for (int p = 0; p < size; ++p) {
     if (p == rank) continue;
@@ -78,7 +112,9 @@ std::unique_ptr<Transport> make_shm_transport(Store& store, int rank, int size,
   for (int p = 0; p < size; ++p) {
     if (p != rank) get_before(store, str_cat("shm/mapped/", p), p, deadline, "map the segments");
   }
-  return shm::make_transport_over(std::move(segments), rank, size, options);
+  const bool single_copy =
+      options.single_copy && size > 1 && agree_on_single_copy(store, segments, rank, deadline);
+  return shm::make_transport_over(std::move(segments), rank, size, options, single_copy);
 }
 
 }  // namespace petaring

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "collectives/transport/shm/shm_peer_memory.h"
 #include "collectives/transport/shm/shm_segment.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
@@ -102,7 +103,7 @@ std::string size_mismatch(int rank, int source, uint64_t tag, size_t sent, size_
 class ShmTransport : public Transport {
  public:
   ShmTransport(std::vector<shm::Segment> segments, int rank, int size,
-               const ShmTransportOptions& options);
+               const ShmTransportOptions& options, bool single_copy);
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -113,6 +114,7 @@ class ShmTransport : public Transport {
   std::unique_ptr<Request> irecv_reduce(int peer, void* data, size_t bytes, uint64_t tag,
                                         DType dtype, ReduceOp op) override;
   bool reduces_on_receive() const override { return true; }
+  PeerMemory* peer_memory() override { return peer_memory_.get(); }
 
   // Pushes every pending send and drains every incoming ring. mutex() held.
   void progress();
@@ -171,6 +173,7 @@ class ShmTransport : public Transport {
   int size_;
   ShmTransportOptions options_;
   std::atomic<bool> aborted_{false};
+  std::unique_ptr<shm::CmaPeerMemory> peer_memory_;  // null: single copy off
   std::mutex mutex_;  // guards peers_' queues and rings: requests may be used from any thread
 };
 
@@ -288,8 +291,11 @@ class ReceiveRequest : public ShmRequest {
 };
 
 ShmTransport::ShmTransport(std::vector<shm::Segment> segments, int rank, int size,
-                           const ShmTransportOptions& options)
+                           const ShmTransportOptions& options, bool single_copy)
     : segments_(std::move(segments)), peers_(size), rank_(rank), size_(size), options_(options) {
+  std::vector<int64_t> pids;
+  for (const shm::Segment& segment : segments_) pids.push_back(segment.owner_pid());
+  if (single_copy) peer_memory_ = std::make_unique<shm::CmaPeerMemory>(rank, std::move(pids));
   for (int p = 0; p < size; ++p) {
     peers_[p].out = segments_[p].ring(rank);
     peers_[p].in = segments_[rank].ring(p);
@@ -548,8 +554,9 @@ int ShmTransport::check_liveness() {
 }  // namespace
 
 std::unique_ptr<Transport> shm::make_transport_over(std::vector<Segment> segments, int rank,
-                                                    int size, const ShmTransportOptions& options) {
-  return std::make_unique<ShmTransport>(std::move(segments), rank, size, options);
+                                                    int size, const ShmTransportOptions& options,
+                                                    bool single_copy) {
+  return std::make_unique<ShmTransport>(std::move(segments), rank, size, options, single_copy);
 }
 
 }  // namespace petaring

@@ -22,6 +22,11 @@
 // owner counts a sleeper), so a sleeping rank wakes as soon as its peer writes or frees
 // room, and otherwise after max_sleep (for the timeout and liveness checks).
 //
+// Single copy: when the system lets the ranks read and write each other's memory
+// (process_vm_readv / process_vm_writev; probed at start-up, the same answer on every
+// rank: shm_peer_memory.h), peer_memory() offers it and the communicator runs the direct
+// collectives (direct.h), which copy each byte once instead of through the rings.
+//
 // Errors: a wait with no bytes moving to or from its peer for its timeout throws kTimeout
 // naming the peer. While waiting, peers' pids (from their segment headers) are checked with
 // kill(pid, 0) every 100 ms; a peer whose process is gone turns a wait that can no longer
@@ -49,6 +54,10 @@ struct ShmTransportOptions {
   int spin_polls = 1000;
   std::chrono::milliseconds yield_window{50};
   std::chrono::microseconds max_sleep{200};  // longest futex sleep between checks
+  // Offer PeerMemory (cross-memory attach, shm_peer_memory.h) when every rank may read
+  // every other's memory, for the direct collectives (direct.h). Every rank must pass the
+  // same value.
+  bool single_copy = true;
 };
 
 // Joins rank `rank` of `size` (all on this host) through `store` (used during this call
