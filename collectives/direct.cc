@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <exception>
 #include <memory>
 #include <utility>
@@ -55,26 +56,55 @@ std::vector<AddressRecord> exchange_addresses(Transport& transport, const Addres
   return records;
 }
 
-// Step 3: tells every peer `status` and waits for theirs; throws when a peer failed.
-void exchange_status(Transport& transport, uint64_t status, const DirectOptions& options,
+// What a rank tells every peer at the end (step 3): kind 0 when it is done with their
+// buffers, else the kind and text of its error (cut to fit), so that a peer can report
+// the cause (a dead rank and its host) and not only the rank that saw it.
+struct Status {
+  uint32_t kind = 0;  // 0: done; else 1 + ErrorKind
+  char message[508] = {};
+};
+
+Status status_of(std::exception_ptr error) {
+  Status status;
+  status.kind = 1 + static_cast<uint32_t>(ErrorKind::kInternal);
+  std::string text = "unknown error";
+  try {
+    std::rethrow_exception(error);
+  } catch (const Error& e) {
+    status.kind = 1 + static_cast<uint32_t>(e.kind());
+    text = e.what();
+  } catch (const std::exception& e) {
+    text = e.what();
+  } catch (...) {
+  }
+  std::memcpy(status.message, text.data(), std::min(text.size(), sizeof(status.message) - 1));
+  return status;
+}
+
+// Step 3: tells every peer `mine` and waits for theirs; throws when a peer failed.
+void exchange_status(Transport& transport, const Status& mine, const DirectOptions& options,
                      const char* what) {
   const int n = transport.size(), r = transport.rank();
-  std::vector<uint64_t> statuses(static_cast<size_t>(n), 0);
+  std::vector<Status> statuses(static_cast<size_t>(n));
   std::vector<std::unique_ptr<Request>> requests;
   for (int hop = 1; hop < n; ++hop) {
     const int peer = (r + n - hop) % n;
     requests.push_back(transport.irecv(peer, &statuses[static_cast<size_t>(peer)],
-                                       sizeof(uint64_t), options.tag));
+                                       sizeof(Status), options.tag));
   }
   for (int hop = 1; hop < n; ++hop) {
-    requests.push_back(transport.isend((r + hop) % n, &status, sizeof(uint64_t), options.tag));
+    requests.push_back(transport.isend((r + hop) % n, &mine, sizeof(Status), options.tag));
   }
   wait_all(requests, options.timeout);
   for (int hop = 1; hop < n; ++hop) {
     const int peer = (r + n - hop) % n;
-    if (statuses[static_cast<size_t>(peer)] != 0) {
-      PR_FAIL(kFailedPrecondition, "rank ", r, ": rank ", peer, " failed during the direct ",
-              what, " (tag ", options.tag, "); see that rank's log for why");
+    const Status& status = statuses[static_cast<size_t>(peer)];
+    if (status.kind != 0) {
+      const uint32_t kind = std::min(status.kind - 1, static_cast<uint32_t>(ErrorKind::kInternal));
+      throw Error(static_cast<ErrorKind>(kind),
+                  str_cat("rank ", r, ": rank ", peer, " failed during the direct ", what,
+                          " (tag ", options.tag, "): ",
+                          std::string(status.message, strnlen(status.message, sizeof(status.message)))));
     }
   }
 }
@@ -90,13 +120,13 @@ void run_direct(Transport& transport, const AddressRecord& mine, const DirectOpt
   } catch (...) {
     std::exception_ptr error = std::current_exception();
     try {
-      exchange_status(transport, 1, options, what);
+      exchange_status(transport, status_of(error), options, what);
     } catch (...) {
       // The first error is the one to report (a peer may well have failed the same way).
     }
     std::rethrow_exception(error);
   }
-  exchange_status(transport, 0, options, what);
+  exchange_status(transport, Status{}, options, what);
 }
 
 size_t piece_elements(const DirectOptions& options, size_t element_bytes) {

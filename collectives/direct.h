@@ -17,8 +17,8 @@
 //            and the writes.
 //   address record  what a rank tells every peer at the start of a call: the addresses
 //            of its send and receive buffers (its own virtual addresses).
-//   status   what a rank tells every peer at the end: 0 when it finished reading their
-//            buffers and writing its results into them, else 1 (it failed).
+//   status   what a rank tells every peer at the end: done (it finished reading their
+//            buffers and writing its results into them), or its error's kind and text.
 //
 // Protocol, every rank, every call:
 //   1. post the receive of every peer's address record and send its own (the signature
@@ -30,7 +30,7 @@
 //   3. send its status to every peer and wait for every peer's. A rank returns only once
 //      every peer has said it is done with this rank's buffers, so no peer touches them
 //      after the call returns, also when the call fails (the failing rank still sends
-//      status 1 and waits, up to the timeout, before it throws).
+//      its error and waits, up to the timeout, before it throws).
 // Cost per rank: 2 (n - 1) small messages and, for allreduce, (n - 1) / n of the buffer
 // read from peers and (n - 1) / n written to them, in 2 (n - 1) system calls per piece
 // (shm) - against the ring's 2 (n - 1) messages, each copied in and out.
@@ -42,8 +42,10 @@
 // rank.
 //
 // Errors: a peer whose process has gone is kDisconnected naming it (from the transport's
-// waits or from PeerMemory); a peer that reports failure gives kFailedPrecondition naming
-// it; waits are bounded by `timeout` without progress (kTimeout naming the peer).
+// waits or from PeerMemory); a peer that reports a failure gives its error, of its kind,
+// prefixed with this rank and that peer (so a rank dead in the middle of a call is named
+// by every survivor, also by those that learn of it from another peer); waits are bounded
+// by `timeout` without progress (kTimeout naming the peer).
 #pragma once
 
 #include <chrono>
