@@ -230,7 +230,11 @@ int run_collective_bench(const CollectiveBenchOptions& o, Communicator& comm, bo
   context.algorithm = algorithm_name(o.collective);
   if (o.collective == Collective::kAllreduce) {  // the header names both; each row its own
     context.algorithm = "recursive-doubling up to " +
-                        std::to_string(comm.small_message_threshold()) + " B, ring above";
+                        std::to_string(comm.small_message_threshold()) + " B, " +
+                        comm.allreduce_algorithm(comm.small_message_threshold() + 1) + " above";
+  } else if (is_chunked(o.collective)) {
+    context.algorithm = std::string("ring up to ") + std::to_string(comm.small_message_threshold()) +
+                        " B, " + comm.block_algorithm(comm.small_message_threshold() + 1) + " above";
   }
   context.baseline = choose_baseline(o, dtype, launched_by_mpi);
   const bool signatures_on = o.signature_check == "on";
@@ -253,6 +257,7 @@ int run_collective_bench(const CollectiveBenchOptions& o, Communicator& comm, bo
     rows.push_back(measure_size(o, dtype, comm, context.baseline == "mpi", bytes));
     CollectiveBenchContext row_context = context;
     if (o.collective == Collective::kAllreduce) row_context.algorithm = comm.allreduce_algorithm(bytes);
+    if (is_chunked(o.collective)) row_context.algorithm = comm.block_algorithm(bytes);
     if (rank0) print_collective_row(o, row_context, rows.back(), out);
   }
   if (rank0 && !o.json) print_collective_footer(rows, out);

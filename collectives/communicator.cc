@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "collectives/allgather.h"
@@ -481,8 +482,7 @@ void Communicator::run_reduce_scatter(const void* send, void* recv, size_t recv_
       begin_collective(signature_of(CollectiveKind::kReduceScatter, recv_count, dtype, op),
                        recv_count > 0 ? &options.before_first_wait : nullptr);
   options.timeout = timeout_;
-  if (recv_count * size() * dtype_size(dtype) > small_message_threshold_ &&
-      use_direct()) {
+  if (block_algorithm(recv_count * size() * dtype_size(dtype)) == std::string_view("direct")) {
     direct_reduce_scatter(*transport_, send, recv, recv_count, dtype, op,
                           DirectOptions{0, timeout_, options.tag, options.before_first_wait});
     return;
@@ -497,8 +497,7 @@ void Communicator::run_allgather(const void* send, void* recv, size_t send_count
       signature_of(CollectiveKind::kAllgather, send_count, dtype, ReduceOp::kSum),
       send_count > 0 ? &options.before_first_wait : nullptr);
   options.timeout = timeout_;
-  if (send_count * size() * dtype_size(dtype) > small_message_threshold_ &&
-      use_direct()) {
+  if (block_algorithm(send_count * size() * dtype_size(dtype)) == std::string_view("direct")) {
     direct_allgather(*transport_, send, recv, send_count, dtype,
                      DirectOptions{0, timeout_, options.tag, options.before_first_wait});
     return;
@@ -524,6 +523,10 @@ void Communicator::run_barrier() {
       signature_of(CollectiveKind::kBarrier, 0, DType::kU8, ReduceOp::kSum));
   options.timeout = timeout_;
   dissemination_barrier(*transport_, options);
+}
+
+const char* Communicator::block_algorithm(size_t bytes) const {
+  return bytes > small_message_threshold_ && use_direct() ? "direct" : "ring";
 }
 
 bool Communicator::use_direct() const {

@@ -93,6 +93,9 @@ class Communicator {
   // The allreduce algorithm for a call of `bytes`: "recursive-doubling", "direct",
   // "ring" or "hierarchical".
   const char* allreduce_algorithm(size_t bytes) const;
+  // The reduce_scatter and allgather algorithm for a call whose whole buffer (n blocks)
+  // holds `bytes`: "direct" or "ring".
+  const char* block_algorithm(size_t bytes) const;
 
   // Hosts and the hierarchical allreduce (hierarchical.h). init_hosts is collective: every
   // rank passes the name of its host (empty: the environment variable PETARING_HOST_ID,

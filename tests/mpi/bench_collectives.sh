@@ -101,6 +101,26 @@ for transport in shm tcp auto; do
   verify_json "$work/out.jsonl" allreduce 2 "$expected" 1 || fail "--transport $transport: bad JSON output"
 done
 
+# Three processes over shm, checked: above 32 KiB every collective runs the direct (single
+# copy, process_vm_readv / process_vm_writev) algorithm where the system allows it, the
+# ring otherwise; the JSON names which ran.
+for c in allreduce reduce_scatter allgather; do
+  echo "== mpirun -np 3 petaring bench $c --transport shm --check"
+  if ! timeout --kill-after=5 120 mpirun "${flags[@]}" -np 3 "$petaring" --log warn bench "$c" \
+      "${sweep[@]}" --transport shm --check --baseline mpi --json > "$work/out.jsonl" 2> "$work/err.txt"; then
+    fail "np 3 $c over shm exited non-zero: $(tail -3 "$work/err.txt")"; continue
+  fi
+  verify_json "$work/out.jsonl" "$c" 3 shm 1 || fail "np 3 $c over shm: bad JSON output"
+  python3 - "$work/out.jsonl" <<'EOF2' || fail "np 3 $c over shm: unexpected algorithm"
+import json, sys
+for line in open(sys.argv[1]):
+    row = json.loads(line)
+    if row["bytes"] > 32768 and row["algorithm"] not in ("direct", "ring"):
+        sys.exit(f"algorithm {row['algorithm']} at {row['bytes']} bytes")
+EOF2
+  grep -q '"algorithm": *"direct"' "$work/out.jsonl" && echo "   (direct above 32 KiB)"
+done
+
 echo "== mpirun -np 3 petaring bench allreduce --op avg, --op max (table)"
 for op in avg max; do
   out=$(timeout --kill-after=5 120 mpirun "${flags[@]}" -np 3 "$petaring" --log warn bench allreduce \
