@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "collectives/scratch.h"
 #include "runtime/check.h"
 
 namespace petaring {
@@ -51,9 +52,11 @@ class RingPhase {
     right_ = (r + 1) % n;
     first_send_chunk_ = reduce ? r - 1 : r;
     if (reduce && !fused_) {
-      size_t staging = std::min(layout.segment_elems(), layout.chunk(0).size());
-      staging_[0].resize(staging * layout.element_bytes());
-      staging_[1].resize(staging * layout.element_bytes());
+      const size_t staging = std::min(layout.segment_elems(), layout.chunk(0).size()) *
+                             layout.element_bytes();
+      const size_t padded = (staging + 63) / 64 * 64;
+      staging_[0] = thread_scratch(2 * padded);
+      staging_[1] = staging_[0] + padded;
     }
   }
 
@@ -96,7 +99,7 @@ class RingPhase {
                                      segment.size() * layout_.element_bytes(), options_.tag,
                                      dtype_, op_);
     }
-    char* target = reduce_ ? staging_[unit % 2].data() : at(segment.begin);
+    char* target = reduce_ ? staging_[unit % 2] : at(segment.begin);
     return transport_.irecv(left_, target, segment.size() * layout_.element_bytes(),
                             options_.tag);
   }
@@ -114,7 +117,7 @@ class RingPhase {
 
   // Own partial (dst) combined with the left neighbour's (src): the order ring.h documents.
   void combine_staged(Span segment, size_t buffer) {
-    reduce_into(at(segment.begin), staging_[buffer].data(), segment.size(), dtype_, op_);
+    reduce_into(at(segment.begin), staging_[buffer], segment.size(), dtype_, op_);
   }
 
   Transport& transport_;
@@ -127,7 +130,7 @@ class RingPhase {
   ReduceOp op_;
   int left_ = 0, right_ = 0;
   long first_send_chunk_ = 0;
-  std::vector<char> staging_[2];
+  char* staging_[2] = {nullptr, nullptr};  // two segments of thread_scratch()
   std::deque<std::unique_ptr<Request>> sends_;
 };
 
