@@ -88,9 +88,10 @@ void CmaPeerMemory::transfer(int peer, uint64_t remote, void* local, size_t byte
               " has exited: see that rank's log for why (shm transport, single copy)");
     }
     if (code == EFAULT) {
-      PR_FAIL(kFailedPrecondition, what, "; the range is not mapped in that process: do the ",
-              "ranks pass buffers of the same size to the same collective? (shm transport, ",
-              "single copy)");
+      PR_FAIL(kFailedPrecondition, what, "; the range is not readable and writable memory of ",
+              "that process: either the ranks pass buffers of different sizes, or the buffer ",
+              "is memory mapped from a device, which cross-memory attach cannot reach (set ",
+              "PETARING_SINGLE_COPY=0 for such buffers) (shm transport, single copy)");
     }
     PR_FAIL(kFailedPrecondition, what, "; the system refused cross-memory attach after the ",
             "start-up probe allowed it; set PETARING_SINGLE_COPY=0 to copy through the ",

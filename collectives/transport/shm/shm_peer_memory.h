@@ -12,6 +12,11 @@
 // of its user a permitted tracer (prctl PR_SET_PTRACER), as Open MPI's shared-memory
 // transport does for the same calls.
 //
+// Buffers: cross-memory attach reaches ordinary (pageable) memory of the peer; memory
+// mapped from a device (VM_IO / VM_PFNMAP mappings, e.g. a GPU aperture) is refused with
+// EFAULT, reported as kFailedPrecondition saying so. Collectives over such buffers need
+// PETARING_SINGLE_COPY=0 (the ring copies through the shared rings instead).
+//
 // Lifetime: a pid could in principle name a new process once the peer's has exited and
 // been reaped. The launchers keep a dead rank's process unreaped until they tear the job
 // down, and every transfer that fails with ESRCH is reported, not retried.
