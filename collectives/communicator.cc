@@ -449,6 +449,7 @@ void Communicator::run_allreduce(const void* send, void* recv, size_t count, DTy
     options.tag = tag;
     options.timeout = timeout_;
     options.small_message_threshold = small_message_threshold_;
+    options.single_copy = single_copy_;
     hierarchical_allreduce(*intra_host_, *inter_host_, send, recv, count, dtype, op, options);
     return;
   }

@@ -227,6 +227,42 @@ void direct_allreduce(Transport& transport, const void* send, void* recv, size_t
   });
 }
 
+void direct_local_allreduce(Transport& local, void* data, size_t count, DType dtype,
+                            ReduceOp op, const DirectOptions& options,
+                            const std::function<void(char* block, size_t count)>& between) {
+  validate_reduction(dtype, op, "allreduce");
+  const int n = local.size(), r = local.rank();
+  if (count == 0) return;
+  PR_CHECK(data != nullptr) << "allreduce of " << count << " values over a null buffer";
+  const size_t element_bytes = dtype_size(dtype);
+  char* out = static_cast<char*>(data);
+  const RingChunk block = ring_chunk(count, n, r);
+  char* block_data = out + block.begin * element_bytes;
+  if (n == 1) {
+    between(block_data, block.end - block.begin);
+    return;
+  }
+  PeerMemory& memory = require_peer_memory(local, "allreduce");
+  run_direct(local, {address_of(data), address_of(data)}, options, "allreduce",
+             [&](const std::vector<AddressRecord>& records) {
+    const size_t piece = std::min(piece_elements(options, element_bytes), ring_chunk(count, n, 0).end);
+    BlockReducer reducer(memory, n, r, dtype, op, piece);
+    std::vector<uint64_t> remote(static_cast<size_t>(n));
+    for (size_t begin = block.begin; begin < block.end; begin += piece) {
+      const size_t elements = std::min(piece, block.end - begin), offset = begin * element_bytes;
+      for (int p = 0; p < n; ++p) remote[static_cast<size_t>(p)] = records[static_cast<size_t>(p)].send + offset;
+      reducer.reduce(remote, out + offset, out + offset, elements);
+    }
+    between(block_data, block.end - block.begin);
+    const size_t block_bytes = (block.end - block.begin) * element_bytes;
+    for (int hop = 1; hop < n && block_bytes > 0; ++hop) {
+      const int peer = (r + hop) % n;
+      memory.write(peer, block_data,
+                   records[static_cast<size_t>(peer)].recv + block.begin * element_bytes, block_bytes);
+    }
+  });
+}
+
 void direct_reduce_scatter(Transport& transport, const void* send, void* recv,
                            size_t recv_count, DType dtype, ReduceOp op,
                            const DirectOptions& options) {

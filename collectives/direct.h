@@ -89,4 +89,15 @@ void direct_reduce_scatter(Transport& transport, const void* send, void* recv,
 void direct_allgather(Transport& transport, const void* send, void* recv, size_t send_count,
                       DType dtype, const DirectOptions& options);
 
+// The host-local phases of the hierarchical allreduce (hierarchical.h) with single copy, in
+// place over `data` (count values of `dtype`) on the ranks of one host (`local`): rank r
+// combines block r of every local rank's data into its own with `op` (in the ring's
+// order), hands the block to `between` (the step across hosts, which may rewrite it in
+// place; it gets the block's first value and its count, 0 for an empty block), then
+// writes the block into every local peer's data. Between the reads and the writes this
+// rank touches no peer's memory, so `between` may take as long as it needs.
+void direct_local_allreduce(Transport& local, void* data, size_t count, DType dtype,
+                            ReduceOp op, const DirectOptions& options,
+                            const std::function<void(char* block, size_t count)>& between);
+
 }  // namespace petaring

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "collectives/direct.h"
 #include "collectives/recursive_doubling.h"
 #include "collectives/ring.h"
 #include "collectives/ring_steps.h"
@@ -27,24 +28,31 @@ void hierarchical_allreduce(Transport& intra, Transport& inter, const void* send
   if (local * hosts == 1) return;
   // Average: sums all the way, one division by the world size on each shard.
   const ReduceOp combine = op == ReduceOp::kAverage ? ReduceOp::kSum : op;
+  // The step across hosts, on this rank's shard (its chunk of the local phases).
+  auto across_hosts = [&](char* shard_data, size_t shard_count) {
+    if (hosts > 1 && shard_count > 0) {
+      if (shard_count * element_bytes <= options.small_message_threshold) {
+        recursive_doubling_allreduce(inter, shard_data, shard_data, shard_count, dtype, combine,
+                                     RecursiveDoublingOptions{options.timeout, options.tag, {}});
+      } else {
+        RingOptions ring;
+        ring.timeout = options.timeout;
+        ring.tag = options.tag;
+        ring_allreduce(inter, shard_data, shard_data, shard_count, dtype, combine, ring);
+      }
+    }
+    if (op == ReduceOp::kAverage) average_in_place(shard_data, shard_count, dtype, local * hosts);
+  };
+  if (local > 1 && options.single_copy && peer_memory_of_all(intra) != nullptr) {
+    direct_local_allreduce(intra, out, count, dtype, combine,
+                           DirectOptions{0, options.timeout, options.tag, {}}, across_hosts);
+    return;
+  }
   RingLayout layout(count, local, element_bytes, ring_segment_bytes(count, local, element_bytes, intra.min_segment_bytes()));
   RingStepOptions steps{options.timeout, options.tag, {}};
   if (local > 1) ring_reduce_scatter_steps(intra, out, layout, dtype, combine, steps);
-
   Span shard = layout.chunk(intra.rank());
-  char* shard_data = out + shard.begin * element_bytes;
-  if (hosts > 1 && shard.size() > 0) {
-    if (shard.size() * element_bytes <= options.small_message_threshold) {
-      recursive_doubling_allreduce(inter, shard_data, shard_data, shard.size(), dtype, combine,
-                                   RecursiveDoublingOptions{options.timeout, options.tag, {}});
-    } else {
-      RingOptions ring;
-      ring.timeout = options.timeout;
-      ring.tag = options.tag;
-      ring_allreduce(inter, shard_data, shard_data, shard.size(), dtype, combine, ring);
-    }
-  }
-  if (op == ReduceOp::kAverage) average_in_place(shard_data, shard.size(), dtype, local * hosts);
+  across_hosts(out + shard.begin * element_bytes, shard.size());
   if (local > 1) ring_allgather_steps(intra, out, layout, steps);
 }
 

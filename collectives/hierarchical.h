@@ -21,6 +21,10 @@
 //      recursive doubling when the shard is at most `small_message_threshold` bytes);
 //      for kAverage the sum is then divided by the world size;
 //   3. intra-host ring allgather of the shards.
+// Where the intra-host transport reaches every local peer's memory (shm with cross-memory
+// attach, threads of one process), steps 1 and 3 copy once instead (direct.h's
+// direct_local_allreduce: local rank l reads shard l from its host's ranks, combines it in
+// the same ring order, and after step 2 writes it into their buffers).
 // Determinism: shard l is combined in a fixed order (the intra ring order of ring.h on
 // each host, then the inter-host algorithm's order over the host sums), and every rank
 // ends with the bytes of the owner of each shard, so results are bit-identical on every
@@ -41,6 +45,9 @@ struct HierarchicalOptions {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   uint64_t tag = 0;  // every message of the call, on both transports
   size_t small_message_threshold = 32 * 1024;  // for the inter-host step (bytes)
+  // The host-local phases copy once (direct.h's direct_local_allreduce) where the intra
+  // transport reaches every local peer's memory; false: always the ring's steps.
+  bool single_copy = true;
 };
 
 // Out of place (send == recv allowed), like ring_allreduce. `world_size` = intra.size() *
