@@ -334,9 +334,13 @@ std::unique_ptr<Communicator> make_world_communicator(WorldInfo* info,
                   << (world->launched_by_mpi         ? " (launched by mpirun)"
                       : world->launched_by_petaring ? " (petaring launch)"
                                                     : " (no mpirun)")
-                  << "; allreduce: recursive doubling up to the small-message threshold, "
-                  << "ring (reduce-scatter + allgather, pipelined) above it; broadcast: "
-                  << "pipelined chain; barrier: dissemination";
+                  << "; allreduce: recursive doubling up to "
+                  << communicator->small_message_threshold() << " bytes, "
+                  << communicator->allreduce_algorithm(communicator->small_message_threshold() + 1)
+                  << " above; reduce_scatter and allgather: "
+                  << communicator->block_algorithm(communicator->small_message_threshold() + 1)
+                  << " above the same threshold, ring below; broadcast: pipelined chain; "
+                  << "barrier: dissemination";
   }
   return communicator;
 }
