@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -15,6 +16,8 @@
 
 #include "collectives/communicator.h"
 #include "collectives/direct.h"
+#include "collectives/store/file_store.h"
+#include "collectives/transport/shm/shm_transport.h"
 #include "collectives/transport/local/local_transport.h"
 #include "runtime/error.h"
 #include "tests/collectives/rank_threads.h"
@@ -110,6 +113,34 @@ TEST(DirectTransports, ShmWithSingleCopyOffHasNoPeerMemory) {
   options.shm_waits->single_copy = false;
   for (auto& transport : make_transport_group(TransportKind::kShm, 2, options)) {
     EXPECT_EQ(transport->peer_memory(), nullptr);
+  }
+}
+
+// One rank with single copy off: no rank offers peer memory (they agree at start-up).
+TEST(DirectTransports, ShmAgreesOnOffWhenOneRankTurnsItOff) {
+  std::vector<std::unique_ptr<Transport>> transports(3);
+  std::vector<std::string> errors(3);
+  char pattern[] = "/tmp/petaring-direct-XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < 3; ++rank) {
+    threads.emplace_back([&, rank] {
+      try {
+        FileStore store(pattern);
+        ShmTransportOptions options;
+        options.connect_timeout = std::chrono::seconds(10);
+        options.single_copy = rank != 1;
+        transports[rank] = make_shm_transport(store, rank, 3, options);
+      } catch (const std::exception& error) {
+        errors[rank] = error.what();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::filesystem::remove_all(pattern);
+  for (int rank = 0; rank < 3; ++rank) {
+    ASSERT_EQ(errors[rank], "") << "rank " << rank;
+    EXPECT_EQ(transports[rank]->peer_memory(), nullptr) << "rank " << rank;
   }
 }
 

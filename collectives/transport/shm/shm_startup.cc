@@ -55,12 +55,14 @@ std::string get_before(Store& store, const std::string& key, int waiting_for,
 }
 
 // Whether every rank may read every other's memory (shm_peer_memory.h). Each rank probes
-// each peer and publishes "" (all readable) or the first failure; every rank then reads
+// each peer and publishes "ok" (all readable) or the first failure; every rank then reads
 // every outcome, so all come to the same answer. Rank 0 logs why single copy is off.
+// A rank whose options turn single copy off says so instead of probing, so that
+// every rank still comes to the same answer (off).
 bool agree_on_single_copy(Store& store, const std::vector<shm::Segment>& segments, int rank,
-                          Clock::time_point deadline) {
+                          bool wanted, Clock::time_point deadline) {
   const int size = static_cast<int>(segments.size());
-  std::string mine;
+  std::string mine = wanted ? "" : str_cat("rank ", rank, " was started with single copy off");
   for (int p = 0; p < size && mine.empty(); ++p) {
     if (p == rank) continue;
     std::string why = shm::probe_peer(segments[p].owner_pid(), segments[p].probe_address());
@@ -76,7 +78,7 @@ bool agree_on_single_copy(Store& store, const std::vector<shm::Segment>& segment
                                "report its single-copy probe");
     if (outcome != "ok" && first_failure.empty()) first_failure = outcome;
   }
-  if (!first_failure.empty() && rank == 0) {
+  if (!first_failure.empty() && rank == 0 && wanted) {
     PR_LOG(kInfo) << "shm transport: single copy off, messages copy through the shared rings: "
                   << first_failure << "; cross-memory attach needs the ranks to be one user's "
                   << "processes allowed to trace each other (Yama ptrace_scope <= 1, or "
@@ -113,7 +115,7 @@ std::unique_ptr<Transport> make_shm_transport(Store& store, int rank, int size,
     if (p != rank) get_before(store, str_cat("shm/mapped/", p), p, deadline, "map the segments");
   }
   const bool single_copy =
-      options.single_copy && size > 1 && agree_on_single_copy(store, segments, rank, deadline);
+      size > 1 && agree_on_single_copy(store, segments, rank, options.single_copy, deadline);
   return shm::make_transport_over(std::move(segments), rank, size, options, single_copy);
 }
 

@@ -55,8 +55,8 @@ struct ShmTransportOptions {
   std::chrono::milliseconds yield_window{50};
   std::chrono::microseconds max_sleep{200};  // longest futex sleep between checks
   // Offer PeerMemory (cross-memory attach, shm_peer_memory.h) when every rank may read
-  // every other's memory, for the direct collectives (direct.h). Every rank must pass the
-  // same value.
+  // every other's memory, for the direct collectives (direct.h). When any rank passes
+  // false, no rank offers it.
   bool single_copy = true;
 };
 
