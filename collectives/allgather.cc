@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "collectives/buffer_checks.h"
 #include "collectives/ring.h"
 #include "collectives/ring_steps.h"
 #include "runtime/check.h"
@@ -12,19 +13,14 @@ void ring_allgather(Transport& transport, const void* send, void* recv, size_t s
                     DType dtype, const AllgatherOptions& options) {
   const int n = transport.size(), r = transport.rank();
   if (send_count == 0) return;
-  PR_CHECK(send != nullptr && recv != nullptr)
-      << "allgather of " << send_count << " values per rank over a null buffer";
   const size_t element_bytes = dtype_size(dtype);
   const size_t count = static_cast<size_t>(n) * send_count;
   const size_t block_bytes = send_count * element_bytes;
+  check_allgather_buffers(send, recv, block_bytes, n, r);
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
   char* own = out + static_cast<size_t>(r) * block_bytes;
-  if (in != own) {
-    PR_CHECK(in + block_bytes <= out || out + count * element_bytes <= in)
-        << "allgather send buffer overlaps recv without being rank " << r << "'s block";
-    std::memcpy(own, in, block_bytes);
-  }
+  if (in != own) std::memcpy(own, in, block_bytes);
   if (n == 1) return;
   size_t segment_bytes = options.segment_bytes > 0
                              ? options.segment_bytes

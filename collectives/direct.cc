@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "collectives/buffer_checks.h"
 #include "collectives/ring.h"
 #include "collectives/scratch.h"
 #include "runtime/check.h"
@@ -33,27 +34,26 @@ PeerMemory& require_peer_memory(Transport& transport, const char* what) {
   return *memory;
 }
 
-void wait_all(std::vector<std::unique_ptr<Request>>& requests, std::chrono::milliseconds timeout) {
-  for (auto& request : requests) request->wait(timeout);
-}
-
-// Step 1: every peer's address record (index: rank; this rank's is `mine`).
-std::vector<AddressRecord> exchange_addresses(Transport& transport, const AddressRecord& mine,
-                                              const DirectOptions& options) {
+// Sends `mine` to every peer and returns every rank's record (index: rank; this rank's is
+// `mine`). `hook`, when set, runs once everything is posted and before any wait.
+template <typename Record>
+std::vector<Record> swap_with_every_peer(Transport& transport, const Record& mine,
+                                         const DirectOptions& options,
+                                         const std::function<void()>& hook) {
   const int n = transport.size(), r = transport.rank();
-  std::vector<AddressRecord> records(static_cast<size_t>(n));
+  std::vector<Record> records(static_cast<size_t>(n));
   records[static_cast<size_t>(r)] = mine;
   std::vector<std::unique_ptr<Request>> requests;
   for (int hop = 1; hop < n; ++hop) {
     const int peer = (r + n - hop) % n;
-    requests.push_back(transport.irecv(peer, &records[static_cast<size_t>(peer)],
-                                       sizeof(AddressRecord), options.tag));
+    requests.push_back(transport.irecv(peer, &records[static_cast<size_t>(peer)], sizeof(Record),
+                                       options.tag));
   }
   for (int hop = 1; hop < n; ++hop) {
-    requests.push_back(transport.isend((r + hop) % n, &mine, sizeof(AddressRecord), options.tag));
+    requests.push_back(transport.isend((r + hop) % n, &mine, sizeof(Record), options.tag));
   }
-  if (options.before_first_wait) options.before_first_wait();
-  wait_all(requests, options.timeout);
+  if (hook) hook();
+  for (auto& request : requests) request->wait(options.timeout);
   return records;
 }
 
@@ -86,17 +86,7 @@ Status status_of(std::exception_ptr error) {
 void exchange_status(Transport& transport, const Status& mine, const DirectOptions& options,
                      const char* what) {
   const int n = transport.size(), r = transport.rank();
-  std::vector<Status> statuses(static_cast<size_t>(n));
-  std::vector<std::unique_ptr<Request>> requests;
-  for (int hop = 1; hop < n; ++hop) {
-    const int peer = (r + n - hop) % n;
-    requests.push_back(transport.irecv(peer, &statuses[static_cast<size_t>(peer)],
-                                       sizeof(Status), options.tag));
-  }
-  for (int hop = 1; hop < n; ++hop) {
-    requests.push_back(transport.isend((r + hop) % n, &mine, sizeof(Status), options.tag));
-  }
-  wait_all(requests, options.timeout);
+  std::vector<Status> statuses = swap_with_every_peer(transport, mine, options, nullptr);
   for (int hop = 1; hop < n; ++hop) {
     const int peer = (r + n - hop) % n;
     const Status& status = statuses[static_cast<size_t>(peer)];
@@ -115,7 +105,9 @@ void exchange_status(Transport& transport, const Status& mine, const DirectOptio
 template <typename Work>
 void run_direct(Transport& transport, const AddressRecord& mine, const DirectOptions& options,
                 const char* what, Work&& work) {
-  std::vector<AddressRecord> records = exchange_addresses(transport, mine, options);
+  // Step 1: every rank's address record (the signature check runs while they travel).
+  std::vector<AddressRecord> records =
+      swap_with_every_peer(transport, mine, options, options.before_first_wait);
   try {
     work(records);
   } catch (...) {
@@ -194,15 +186,10 @@ void direct_allreduce(Transport& transport, const void* send, void* recv, size_t
   validate_reduction(dtype, op, "allreduce");
   const int n = transport.size(), r = transport.rank();
   if (count == 0) return;
-  PR_CHECK(send != nullptr && recv != nullptr)
-      << "allreduce of " << count << " values over a null buffer";
   const size_t element_bytes = dtype_size(dtype), bytes = count * element_bytes;
+  check_allreduce_buffers(send, recv, bytes);
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
-  if (in != out) {
-    PR_CHECK(in + bytes <= out || out + bytes <= in)
-        << "allreduce send and recv buffers overlap without being the same buffer";
-  }
   if (n == 1) {
     if (in != out) std::memcpy(out, in, bytes);
     return;
@@ -269,14 +256,11 @@ void direct_reduce_scatter(Transport& transport, const void* send, void* recv,
   validate_reduction(dtype, op, "reduce_scatter");
   const int n = transport.size(), r = transport.rank();
   if (recv_count == 0) return;
-  PR_CHECK(send != nullptr && recv != nullptr)
-      << "reduce_scatter of " << recv_count << " values per rank over a null buffer";
   const size_t element_bytes = dtype_size(dtype);
-  const size_t block_bytes = recv_count * element_bytes, bytes = block_bytes * n;
+  const size_t block_bytes = recv_count * element_bytes;
+  check_reduce_scatter_buffers(send, recv, block_bytes, n);
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
-  PR_CHECK(in + bytes <= out || out + block_bytes <= in)
-      << "reduce_scatter recv buffer overlaps the send buffer";
   if (n == 1) {
     std::memcpy(out, in, block_bytes);
     return;
@@ -302,17 +286,12 @@ void direct_allgather(Transport& transport, const void* send, void* recv, size_t
                       DType dtype, const DirectOptions& options) {
   const int n = transport.size(), r = transport.rank();
   if (send_count == 0) return;
-  PR_CHECK(send != nullptr && recv != nullptr)
-      << "allgather of " << send_count << " values per rank over a null buffer";
-  const size_t block_bytes = send_count * dtype_size(dtype), bytes = block_bytes * n;
+  const size_t block_bytes = send_count * dtype_size(dtype);
+  check_allgather_buffers(send, recv, block_bytes, n, r);
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
   char* own = out + static_cast<size_t>(r) * block_bytes;
-  if (in != own) {
-    PR_CHECK(in + block_bytes <= out || out + bytes <= in)
-        << "allgather send buffer overlaps recv without being rank " << r << "'s block";
-    std::memcpy(own, in, block_bytes);
-  }
+  if (in != own) std::memcpy(own, in, block_bytes);
   if (n == 1) return;
   PeerMemory& memory = require_peer_memory(transport, "allgather");
   run_direct(transport, {address_of(send), address_of(recv)}, options, "allgather",

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "collectives/buffer_checks.h"
 #include "collectives/ring.h"
 #include "collectives/ring_steps.h"
 #include "runtime/check.h"
@@ -14,15 +15,12 @@ void ring_reduce_scatter(Transport& transport, const void* send, void* recv, siz
   validate_reduction(dtype, op, "reduce_scatter");
   const int n = transport.size(), r = transport.rank();
   if (recv_count == 0) return;
-  PR_CHECK(send != nullptr && recv != nullptr)
-      << "reduce_scatter of " << recv_count << " values per rank over a null buffer";
   const size_t element_bytes = dtype_size(dtype);
   const size_t count = static_cast<size_t>(n) * recv_count;
   const size_t block_bytes = recv_count * element_bytes;
+  check_reduce_scatter_buffers(send, recv, block_bytes, n);
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
-  PR_CHECK(in + count * element_bytes <= out || out + block_bytes <= in)
-      << "reduce_scatter recv buffer overlaps the send buffer";
   if (n == 1) {
     std::memcpy(out, in, block_bytes);
     return;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "collectives/buffer_checks.h"
 #include "collectives/ring_steps.h"
 #include "runtime/check.h"
 
@@ -27,16 +28,11 @@ void ring_allreduce(Transport& transport, const void* send, void* recv, size_t c
   const int n = transport.size();
   const size_t element_bytes = dtype_size(dtype);
   if (count == 0) return;
-  PR_CHECK(send != nullptr && recv != nullptr)
-      << "allreduce of " << count << " values over a null buffer";
+  const size_t bytes = count * element_bytes;
+  check_allreduce_buffers(send, recv, bytes);
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
-  const size_t bytes = count * element_bytes;
-  if (in != out) {
-    PR_CHECK(in + bytes <= out || out + bytes <= in)
-        << "allreduce send and recv buffers overlap without being the same buffer";
-    std::memcpy(out, in, bytes);
-  }
+  if (in != out) std::memcpy(out, in, bytes);
   if (n == 1) return;  // the sum, max, min or mean over one rank is its own data
 
   size_t segment_bytes = options.segment_bytes > 0
