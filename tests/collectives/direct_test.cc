@@ -99,8 +99,12 @@ TEST(DirectTransports, LocalAndShmReachEveryPeerTcpDoesNot) {
     for (auto& transport : group) {
       EXPECT_EQ(peer_memory_of_all(*transport) != nullptr, first) << "ranks disagree";
     }
-    if (kind == TransportKind::kLocal) EXPECT_TRUE(first);
-    if (kind == TransportKind::kTcp) EXPECT_FALSE(first);
+    if (kind == TransportKind::kLocal) {
+      EXPECT_TRUE(first);
+    }
+    if (kind == TransportKind::kTcp) {
+      EXPECT_FALSE(first);
+    }
     if (kind == TransportKind::kShm && !first) {
       std::printf("note: this system refuses cross-memory attach; shm has no peer memory\n");
     }

@@ -30,63 +30,75 @@ using testing_ranks::TransportKind;
 
 // Runs fn(rank, communicator) on one thread per rank of a fresh TCP group of `size`
 // (run_group: a rank that throws keeps its sockets until every rank has finished; fn may
-// reset the communicator to close it early).
+// reset the communicator to close it early), with a connection per direction or one per
+// pair (TcpTransportOptions::socket_per_direction).
 std::vector<std::exception_ptr> run_tcp_ranks(
     int size, const std::function<void(int, std::unique_ptr<Communicator>&)>& fn,
-    milliseconds timeout = milliseconds(20000)) {
-  return run_group(make_transport_group(TransportKind::kTcp, size),
+    milliseconds timeout = milliseconds(20000), bool per_direction = true) {
+  testing_ranks::TransportGroupOptions options;
+  options.tcp_socket_per_direction = per_direction;
+  return run_group(make_transport_group(TransportKind::kTcp, size, options),
                    [&](std::unique_ptr<Communicator>& comm) { fn(comm->rank(), comm); }, timeout);
 }
 
+// Both ways of connecting, for the tests that loop over them.
+const bool kPerDirection[] = {true, false};
+
 TEST(TcpTransport, MessagesOfOneTagArriveInOrderWithExactSizes) {
-  auto errors = run_tcp_ranks(2, [](int rank, std::unique_ptr<Communicator>& comm) {
-    Transport& transport = comm->transport();
-    if (rank == 0) {
-      std::vector<int> first(1000, 1), second(10, 2), other(3, 3);
-      auto a = transport.isend(1, first.data(), first.size() * sizeof(int), 5);
-      auto b = transport.isend(1, second.data(), second.size() * sizeof(int), 5);
-      auto c = transport.isend(1, other.data(), other.size() * sizeof(int), 9);
-      for (auto* request : {a.get(), b.get(), c.get()}) request->wait(milliseconds(5000));
-      auto d = transport.isend(1, first.data(), 8, 11);  // the receiver expects 4 bytes
-      d->wait(milliseconds(5000));
-    } else {
-      std::vector<int> other(3), first(1000), second(10), small(1);
-      // Posted in another order than sent: matching is per tag, in order within a tag.
-      auto c = transport.irecv(0, other.data(), other.size() * sizeof(int), 9);
-      c->wait(milliseconds(5000));
-      auto a = transport.irecv(0, first.data(), first.size() * sizeof(int), 5);
-      auto b = transport.irecv(0, second.data(), second.size() * sizeof(int), 5);
-      a->wait(milliseconds(5000));
-      b->wait(milliseconds(5000));
-      EXPECT_EQ(first, std::vector<int>(1000, 1));
-      EXPECT_EQ(second, std::vector<int>(10, 2));
-      EXPECT_EQ(other, std::vector<int>(3, 3));
-      auto d = transport.irecv(0, small.data(), sizeof(int), 11);
-      try {
+  for (bool per_direction : kPerDirection) {
+    SCOPED_TRACE(per_direction ? "a connection per direction" : "one connection per pair");
+    auto errors = run_tcp_ranks(2, [](int rank, std::unique_ptr<Communicator>& comm) {
+      Transport& transport = comm->transport();
+      if (rank == 0) {
+        std::vector<int> first(1000, 1), second(10, 2), other(3, 3);
+        auto a = transport.isend(1, first.data(), first.size() * sizeof(int), 5);
+        auto b = transport.isend(1, second.data(), second.size() * sizeof(int), 5);
+        auto c = transport.isend(1, other.data(), other.size() * sizeof(int), 9);
+        for (auto* request : {a.get(), b.get(), c.get()}) request->wait(milliseconds(5000));
+        auto d = transport.isend(1, first.data(), 8, 11);  // the receiver expects 4 bytes
         d->wait(milliseconds(5000));
-        ADD_FAILURE() << "a receive of the wrong size completed";
-      } catch (const Error& error) {
-        EXPECT_EQ(error.kind(), ErrorKind::kFailedPrecondition) << error.what();
+      } else {
+        std::vector<int> other(3), first(1000), second(10), small(1);
+        // Posted in another order than sent: matching is per tag, in order within a tag.
+        auto c = transport.irecv(0, other.data(), other.size() * sizeof(int), 9);
+        c->wait(milliseconds(5000));
+        auto a = transport.irecv(0, first.data(), first.size() * sizeof(int), 5);
+        auto b = transport.irecv(0, second.data(), second.size() * sizeof(int), 5);
+        a->wait(milliseconds(5000));
+        b->wait(milliseconds(5000));
+        EXPECT_EQ(first, std::vector<int>(1000, 1));
+        EXPECT_EQ(second, std::vector<int>(10, 2));
+        EXPECT_EQ(other, std::vector<int>(3, 3));
+        auto d = transport.irecv(0, small.data(), sizeof(int), 11);
+        try {
+          d->wait(milliseconds(5000));
+          ADD_FAILURE() << "a receive of the wrong size completed";
+        } catch (const Error& error) {
+          EXPECT_EQ(error.kind(), ErrorKind::kFailedPrecondition) << error.what();
+        }
       }
-    }
-    comm->barrier();
-  });
-  expect_no_errors(errors);
+      comm->barrier();
+    }, milliseconds(20000), per_direction);
+    expect_no_errors(errors);
+  }
 }
 
 TEST(TcpTransport, BothSidesSendingLargeMessagesAtOnceDoNotDeadlock) {
   constexpr size_t kBytes = size_t{32} << 20;  // far above the socket buffers
-  auto errors = run_tcp_ranks(2, [&](int rank, std::unique_ptr<Communicator>& comm) {
-    std::vector<char> out(kBytes, static_cast<char>(rank + 1)), in(kBytes, 0);
-    int peer = 1 - rank;
-    auto send = comm->transport().isend(peer, out.data(), kBytes, 1);
-    send->wait(milliseconds(10000));  // the send completes before the receive is posted
-    auto recv = comm->transport().irecv(peer, in.data(), kBytes, 1);
-    recv->wait(milliseconds(10000));
-    EXPECT_EQ(in.front(), static_cast<char>(peer + 1));
-    EXPECT_EQ(in.back(), static_cast<char>(peer + 1));
-  });
-  expect_no_errors(errors);
+  for (bool per_direction : kPerDirection) {
+    SCOPED_TRACE(per_direction ? "a connection per direction" : "one connection per pair");
+    auto errors = run_tcp_ranks(2, [&](int rank, std::unique_ptr<Communicator>& comm) {
+      std::vector<char> out(kBytes, static_cast<char>(rank + 1)), in(kBytes, 0);
+      int peer = 1 - rank;
+      auto send = comm->transport().isend(peer, out.data(), kBytes, 1);
+      send->wait(milliseconds(10000));  // the send completes before the receive is posted
+      auto recv = comm->transport().irecv(peer, in.data(), kBytes, 1);
+      recv->wait(milliseconds(10000));
+      EXPECT_EQ(in.front(), static_cast<char>(peer + 1));
+      EXPECT_EQ(in.back(), static_cast<char>(peer + 1));
+    }, milliseconds(20000), per_direction);
+    expect_no_errors(errors);
+  }
 }
 
 TEST(TcpTransport, PeerThatClosesTurnsAllreduceIntoDisconnectedNamingIt) {

@@ -53,6 +53,8 @@ struct TransportGroupOptions {
   size_t shm_ring_bytes = size_t{256} << 10;
   // shm only: how waits poll and sleep (ShmTransportOptions); the defaults when unset.
   std::optional<ShmTransportOptions> shm_waits;
+  // tcp only: TcpTransportOptions::socket_per_direction.
+  bool tcp_socket_per_direction = true;
 };
 
 // Builds the `size` transports of a fresh group of `kind`, element i being rank i. tcp and
@@ -82,6 +84,7 @@ inline std::vector<std::unique_ptr<Transport>> make_transport_group(
           TcpStore store("127.0.0.1:" + std::to_string(server->port()), options.connect_timeout);
           TcpTransportOptions tcp;
           tcp.connect_timeout = options.connect_timeout;
+          tcp.socket_per_direction = options.tcp_socket_per_direction;
           transports[rank] = make_tcp_transport(store, rank, size, tcp);
         } else {
           FileStore store(folder);

@@ -19,6 +19,9 @@ constexpr uint32_t kHelloMagic = 0x50524e47;  // "PRNG"
 struct Hello {
   uint32_t magic;
   uint32_t rank;
+  // 0: the connecting (lower) rank sends on it; 1: the accepting rank sends on it (only
+  // with socket_per_direction).
+  uint32_t direction;
 };
 
 void configure(tcp::socket& socket, const TcpTransportOptions& options) {
@@ -36,7 +39,7 @@ std::chrono::milliseconds left(Clock::time_point deadline) {
 // Connects to `peer` at `address` (retrying until the deadline) and says hello.
 std::unique_ptr<tcp::socket> connect_to(asio::io_context& io, int rank, int peer,
                                         const std::string& address, Clock::time_point deadline,
-                                        const TcpTransportOptions& options) {
+                                        const TcpTransportOptions& options, uint32_t direction) {
   size_t colon = address.rfind(':');
   std::string host = address.substr(0, colon);
   std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
@@ -54,7 +57,7 @@ std::unique_ptr<tcp::socket> connect_to(asio::io_context& io, int rank, int peer
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   configure(*socket, options);
-  Hello hello{kHelloMagic, static_cast<uint32_t>(rank)};
+  Hello hello{kHelloMagic, static_cast<uint32_t>(rank), direction};
   asio::write(*socket, asio::buffer(&hello, sizeof(hello)), error);
   if (error) {
     PR_FAIL(kDisconnected, "rank ", rank, " lost its new connection to rank ", peer, " at ",
@@ -100,12 +103,21 @@ std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int ra
               " ms for rank ", peer, " to publish its address; did rank ", peer,
               " start? (", error.what(), ")");
     }
-    peers[peer].socket = connect_to(io, rank, peer, address, deadline, options);
+    if (options.socket_per_direction) {
+      peers[peer].out = connect_to(io, rank, peer, address, deadline, options, 0);
+      peers[peer].socket = connect_to(io, rank, peer, address, deadline, options, 1);
+    } else {
+      peers[peer].socket = connect_to(io, rank, peer, address, deadline, options, 0);
+    }
     peers[peer].address = where(peer, address);
   }
 
   acceptor.non_blocking(true);
-  for (int accepted = 0; accepted < rank;) {
+  const int expected = options.socket_per_direction ? 2 * rank : rank;
+  auto complete = [&](int peer) {
+    return peers[peer].socket && (!options.socket_per_direction || peers[peer].out);
+  };
+  for (int accepted = 0; accepted < expected;) {
     auto socket = std::make_unique<tcp::socket>(io);
     boost::system::error_code error;
     acceptor.accept(*socket, error);
@@ -113,7 +125,7 @@ std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int ra
       if (Clock::now() >= deadline) {
         std::string missing;
         for (int peer = 0; peer < rank; ++peer) {
-          if (!peers[peer].socket) missing += str_cat(missing.empty() ? "" : ", ", peer);
+          if (!complete(peer)) missing += str_cat(missing.empty() ? "" : ", ", peer);
         }
         PR_FAIL(kTimeout, "rank ", rank, " waited ", options.connect_timeout.count(),
                 " ms for rank(s) ", missing, " to connect; did they start?");
@@ -126,12 +138,17 @@ std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int ra
     Hello hello{};
     asio::read(*socket, asio::buffer(&hello, sizeof(hello)), error);
     int peer = static_cast<int>(hello.rank);
-    if (error || hello.magic != kHelloMagic || peer < 0 || peer >= rank || peers[peer].socket) {
-      continue;  // not one of ours (or a duplicate): drop it
+    if (error || hello.magic != kHelloMagic || peer < 0 || peer >= rank ||
+        hello.direction > (options.socket_per_direction ? 1u : 0u)) {
+      continue;  // not one of ours: drop it
     }
+    // Direction 0 carries the connecting rank's bytes here; direction 1 this rank's there.
+    std::unique_ptr<tcp::socket>& slot =
+        hello.direction == 0 ? peers[peer].socket : peers[peer].out;
+    if (slot) continue;  // a duplicate
     configure(*socket, options);
     peers[peer].address = where(peer, store.get(str_cat("tcp/", peer), left(deadline)));
-    peers[peer].socket = std::move(socket);
+    slot = std::move(socket);
     ++accepted;
   }
   return peers;

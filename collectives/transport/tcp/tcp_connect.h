@@ -15,12 +15,15 @@
 namespace petaring::tcp_detail {
 
 struct PeerSocket {
-  std::unique_ptr<boost::asio::ip::tcp::socket> socket;  // null for the rank itself
+  // The peer's bytes arrive here, and this rank's leave through it too unless `out` is
+  // set (TcpTransportOptions::socket_per_direction). Null for the rank itself.
+  std::unique_ptr<boost::asio::ip::tcp::socket> socket;
+  std::unique_ptr<boost::asio::ip::tcp::socket> out;
   std::string address;  // "ip:port on host NAME" of the peer, for error messages
 };
 
-// Returns one connected, configured socket per peer (element `rank` is empty), bound to
-// `io`. Blocks until every peer is connected; throws kTimeout naming a missing rank.
+// Returns the connected, configured sockets of every peer (element `rank` is empty), bound
+// to `io`. Blocks until every peer is connected; throws kTimeout naming a missing rank.
 std::vector<PeerSocket> connect_peers(boost::asio::io_context& io, Store& store, int rank,
                                       int size, const TcpTransportOptions& options);
 

@@ -62,7 +62,8 @@ using OpPtr = std::shared_ptr<Op>;
 
 struct Peer {
   PeerSocket connection;
-  int fd = -1;
+  int fd = -1;      // the peer's bytes arrive here
+  int out_fd = -1;  // this rank's bytes leave here (fd itself with one socket per pair)
   bool failed = false;
   std::string failure;
   Clock::time_point last_progress = Clock::now();
@@ -239,7 +240,7 @@ struct State {
       msghdr message{};
       message.msg_iov = parts;
       message.msg_iovlen = static_cast<size_t>(count);
-      ssize_t moved = ::sendmsg(peer.fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+      ssize_t moved = ::sendmsg(peer.out_fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (moved < 0 && errno == EINTR) continue;
       if (moved < 0 && would_block(errno)) break;
       progressed = true;
@@ -281,13 +282,17 @@ struct State {
   void poll_sockets(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds slice,
                     bool background_thread) {
     std::vector<pollfd> fds;
-    fds.reserve(peers.size() + 1);
+    fds.reserve(2 * peers.size() + 1);
     fds.push_back({wake_fd, POLLIN, 0});
     for (int p = 0; p < static_cast<int>(peers.size()); ++p) {
       if (p == rank || peers[p].failed) continue;
-      short events = POLLIN;
-      if (!peers[p].sends.empty()) events |= POLLOUT;
-      fds.push_back({peers[p].fd, events, 0});
+      const bool sending = !peers[p].sends.empty();
+      if (peers[p].out_fd == peers[p].fd) {
+        fds.push_back({peers[p].fd, static_cast<short>(sending ? POLLIN | POLLOUT : POLLIN), 0});
+      } else {
+        fds.push_back({peers[p].fd, POLLIN, 0});
+        if (sending) fds.push_back({peers[p].out_fd, POLLOUT, 0});
+      }
     }
     polling = true;
     background_polling = background_thread;
@@ -362,6 +367,7 @@ struct State {
     // The peer sees the end of the stream now; the descriptor is closed with the
     // transport (a thread may be polling it).
     if (peer.fd >= 0) ::shutdown(peer.fd, SHUT_RDWR);
+    if (peer.out_fd >= 0 && peer.out_fd != peer.fd) ::shutdown(peer.out_fd, SHUT_RDWR);
     changed.notify_all();
     kick();
   }
@@ -500,6 +506,7 @@ class TcpTransport : public Transport {
     for (auto& peer : state_->peers) {
       boost::system::error_code ignored;
       if (peer.connection.socket) peer.connection.socket->close(ignored);
+      if (peer.connection.out) peer.connection.out->close(ignored);
     }
     ::close(state_->wake_fd);
   }
@@ -584,7 +591,10 @@ std::unique_ptr<Transport> make_tcp_transport(Store& store, int rank, int size,
   state->peers.resize(size);
   for (int p = 0; p < size; ++p) {
     state->peers[p].connection = std::move(sockets[p]);
-    if (p != rank) state->peers[p].fd = state->peers[p].connection.socket->native_handle();
+    if (p == rank) continue;
+    Peer& peer = state->peers[p];
+    peer.fd = peer.connection.socket->native_handle();
+    peer.out_fd = peer.connection.out ? peer.connection.out->native_handle() : peer.fd;
   }
   state->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (state->wake_fd < 0) {
