@@ -127,9 +127,9 @@ size_t piece_elements(const DirectOptions& options, size_t element_bytes) {
   return std::max<size_t>(1, bytes / element_bytes);
 }
 
-// Combines elements [begin, end) of every rank's block in ring order into `out` (this
-// rank's result for them), reading the peers' values at `offset_of_peer(peer)` + byte
-// offset. `own` holds this rank's values of the same elements.
+// Combines a piece of this rank's block over every rank, in the ring's order, into `out`:
+// the peers' values are read from their memory (reduce()'s `remote`), this rank's come
+// from `own` (which may be `out` itself).
 class BlockReducer {
  public:
   // `piece`: the most elements of one reduce() call.
