@@ -16,12 +16,8 @@ void ring_allgather(Transport& transport, const void* send, void* recv, size_t s
   const size_t element_bytes = dtype_size(dtype);
   const size_t count = static_cast<size_t>(n) * send_count;
   const size_t block_bytes = send_count * element_bytes;
-  check_allgather_buffers(send, recv, block_bytes, n, r);
-  const char* in = static_cast<const char*>(send);
+  if (allgather_own_block(send, recv, block_bytes, n, r)) return;
   char* out = static_cast<char*>(recv);
-  char* own = out + static_cast<size_t>(r) * block_bytes;
-  if (in != own) std::memcpy(own, in, block_bytes);
-  if (n == 1) return;
   size_t segment_bytes = options.segment_bytes > 0
                              ? options.segment_bytes
                              : ring_segment_bytes(count, n, element_bytes, transport.min_segment_bytes());

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 
 #include "runtime/check.h"
 
@@ -40,6 +41,24 @@ inline void check_allgather_buffers(const void* send, const void* recv, size_t b
   PR_CHECK(in == out + static_cast<size_t>(r) * block_bytes || in + block_bytes <= out ||
            out + block_bytes * static_cast<size_t>(n) <= in)
       << "allgather send buffer overlaps recv without being rank " << r << "'s block";
+}
+
+// The start of every reduce_scatter algorithm: checks the buffers and, for one rank, copies
+// its block (the whole call). True when the call is done.
+inline bool reduce_scatter_alone(const void* send, void* recv, size_t block_bytes, int n) {
+  check_reduce_scatter_buffers(send, recv, block_bytes, n);
+  if (n > 1) return false;
+  std::memcpy(recv, send, block_bytes);
+  return true;
+}
+
+// The start of every allgather algorithm: checks the buffers and places rank r's own block
+// (unless it is there already: in place). True when that was the whole call (one rank).
+inline bool allgather_own_block(const void* send, void* recv, size_t block_bytes, int n, int r) {
+  check_allgather_buffers(send, recv, block_bytes, n, r);
+  char* own = static_cast<char*>(recv) + static_cast<size_t>(r) * block_bytes;
+  if (send != own) std::memcpy(own, send, block_bytes);
+  return n == 1;
 }
 
 }  // namespace petaring

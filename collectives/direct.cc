@@ -271,13 +271,9 @@ void direct_reduce_scatter(Transport& transport, const void* send, void* recv,
   if (recv_count == 0) return;
   const size_t element_bytes = dtype_size(dtype);
   const size_t block_bytes = recv_count * element_bytes;
-  check_reduce_scatter_buffers(send, recv, block_bytes, n);
+  if (reduce_scatter_alone(send, recv, block_bytes, n)) return;
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
-  if (n == 1) {
-    std::memcpy(out, in, block_bytes);
-    return;
-  }
   PeerMemory& memory = require_peer_memory(transport, "reduce_scatter");
   run_direct(transport, {address_of(send), address_of(recv)}, options, "reduce_scatter",
              [&](const std::vector<AddressRecord>& records) {
@@ -293,12 +289,8 @@ void direct_allgather(Transport& transport, const void* send, void* recv, size_t
   const int n = transport.size(), r = transport.rank();
   if (send_count == 0) return;
   const size_t block_bytes = send_count * dtype_size(dtype);
-  check_allgather_buffers(send, recv, block_bytes, n, r);
+  if (allgather_own_block(send, recv, block_bytes, n, r)) return;
   const char* in = static_cast<const char*>(send);
-  char* out = static_cast<char*>(recv);
-  char* own = out + static_cast<size_t>(r) * block_bytes;
-  if (in != own) std::memcpy(own, in, block_bytes);
-  if (n == 1) return;
   PeerMemory& memory = require_peer_memory(transport, "allgather");
   run_direct(transport, {address_of(send), address_of(recv)}, options, "allgather",
              [&](const std::vector<AddressRecord>& records) {

@@ -18,13 +18,9 @@ void ring_reduce_scatter(Transport& transport, const void* send, void* recv, siz
   const size_t element_bytes = dtype_size(dtype);
   const size_t count = static_cast<size_t>(n) * recv_count;
   const size_t block_bytes = recv_count * element_bytes;
-  check_reduce_scatter_buffers(send, recv, block_bytes, n);
+  if (reduce_scatter_alone(send, recv, block_bytes, n)) return;
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
-  if (n == 1) {
-    std::memcpy(out, in, block_bytes);
-    return;
-  }
   std::vector<char> work(in, in + count * element_bytes);
   size_t segment_bytes = options.segment_bytes > 0
                              ? options.segment_bytes
