@@ -20,6 +20,7 @@ namespace {
 struct AddressRecord {
   uint64_t send = 0;
   uint64_t recv = 0;
+  uint64_t bytes = 0;  // the call's size as this rank sees it (checked before any copy)
 };
 
 uint64_t address_of(const void* pointer) { return reinterpret_cast<uint64_t>(pointer); }
@@ -109,6 +110,16 @@ void run_direct(Transport& transport, const AddressRecord& mine, const DirectOpt
   std::vector<AddressRecord> records =
       swap_with_every_peer(transport, mine, options, options.before_first_wait);
   try {
+    // Ranks that disagree on the size must not touch each other's memory, also when the
+    // signature check is off: every rank compares every record with its own.
+    for (int p = 0; p < transport.size(); ++p) {
+      if (records[static_cast<size_t>(p)].bytes != mine.bytes) {
+        PR_FAIL(kFailedPrecondition, "rank ", transport.rank(), ": rank ", p, " called the direct ",
+                what, " (tag ", options.tag, ") with ", records[static_cast<size_t>(p)].bytes,
+                " bytes, this rank with ", mine.bytes, "; every rank must pass the same count ",
+                "and dtype");
+      }
+    }
     work(records);
   } catch (...) {
     std::exception_ptr error = std::current_exception();
@@ -214,7 +225,7 @@ void direct_allreduce(Transport& transport, const void* send, void* recv, size_t
     return;
   }
   PeerMemory& memory = require_peer_memory(transport, "allreduce");
-  run_direct(transport, {address_of(send), address_of(recv)}, options, "allreduce",
+  run_direct(transport, {address_of(send), address_of(recv), bytes}, options, "allreduce",
              [&](const std::vector<AddressRecord>& records) {
     const RingChunk block = ring_chunk(count, n, r);
     const size_t piece = std::min(piece_elements(options, element_bytes), ring_chunk(count, n, 0).end);
@@ -247,7 +258,8 @@ void direct_local_allreduce(Transport& local, void* data, size_t count, DType dt
     return;
   }
   PeerMemory& memory = require_peer_memory(local, "allreduce");
-  run_direct(local, {address_of(data), address_of(data)}, options, "allreduce",
+  run_direct(local, {address_of(data), address_of(data), count * element_bytes}, options,
+             "allreduce",
              [&](const std::vector<AddressRecord>& records) {
     const size_t piece = std::min(piece_elements(options, element_bytes), ring_chunk(count, n, 0).end);
     BlockReducer(memory, n, r, dtype, op, piece)
@@ -275,7 +287,8 @@ void direct_reduce_scatter(Transport& transport, const void* send, void* recv,
   const char* in = static_cast<const char*>(send);
   char* out = static_cast<char*>(recv);
   PeerMemory& memory = require_peer_memory(transport, "reduce_scatter");
-  run_direct(transport, {address_of(send), address_of(recv)}, options, "reduce_scatter",
+  run_direct(transport, {address_of(send), address_of(recv), block_bytes}, options,
+             "reduce_scatter",
              [&](const std::vector<AddressRecord>& records) {
     const size_t piece = std::min(piece_elements(options, element_bytes), recv_count);
     const size_t block_offset = static_cast<size_t>(r) * block_bytes;
@@ -292,7 +305,7 @@ void direct_allgather(Transport& transport, const void* send, void* recv, size_t
   if (allgather_own_block(send, recv, block_bytes, n, r)) return;
   const char* in = static_cast<const char*>(send);
   PeerMemory& memory = require_peer_memory(transport, "allgather");
-  run_direct(transport, {address_of(send), address_of(recv)}, options, "allgather",
+  run_direct(transport, {address_of(send), address_of(recv), block_bytes}, options, "allgather",
              [&](const std::vector<AddressRecord>& records) {
     for (int hop = 1; hop < n; ++hop) {
       const int peer = (r + hop) % n;

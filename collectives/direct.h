@@ -16,7 +16,9 @@
 //            its working buffers stay in the core's cache between the read, the combine
 //            and the writes.
 //   address record  what a rank tells every peer at the start of a call: the addresses
-//            of its send and receive buffers (its own virtual addresses).
+//            of its send and receive buffers (its own virtual addresses) and the call's
+//            size in bytes; ranks whose sizes differ fail before any copy, also with the
+//            signature check off.
 //   status   what a rank tells every peer at the end: done (it finished reading their
 //            buffers and writing its results into them), or its error's kind and text.
 //

@@ -230,6 +230,32 @@ TEST(DirectFaults, MissingRankTimesOutNamingIt) {
   }
 }
 
+// With the signature check off, a rank passing another count must not make its peers
+// copy past the end of anyone's buffer: every rank fails before any copy, buffers intact.
+TEST(DirectFaults, MismatchedSizesFailBeforeAnyCopyWithTheCheckOff) {
+  const size_t count = 50'000;
+  auto errors = testing_ranks::run_ranks(3, [&](Communicator& comm) {
+    comm.set_check_signatures(false);
+    ASSERT_STREQ(comm.allreduce_algorithm(count * sizeof(float)), "direct");
+    std::vector<float> data(count + 1, static_cast<float>(comm.rank() + 1));
+    const size_t mine = comm.rank() == 2 ? count + 1 : count;
+    try {
+      comm.allreduce(data.data(), mine, DType::kF32, ReduceOp::kSum);
+    } catch (...) {
+      size_t changed = 0;
+      for (float value : data) changed += value != static_cast<float>(comm.rank() + 1);
+      EXPECT_EQ(changed, 0u) << "rank " << comm.rank() << "'s buffer was written";
+      throw;
+    }
+  }, std::chrono::seconds(10));
+  for (int r = 0; r < 3; ++r) {
+    Error error = error_of(errors[r]);
+    EXPECT_EQ(error.kind(), ErrorKind::kFailedPrecondition) << error.what();
+    EXPECT_NE(std::string(error.what()).find("every rank must pass the same count"),
+              std::string::npos) << error.what();
+  }
+}
+
 // Rank 2 copies slowly (20 ms a copy); the others finish their own blocks at once. None
 // may return before rank 2 has written its block into their buffers: each checks its
 // result the moment its call returns.
