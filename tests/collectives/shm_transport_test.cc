@@ -305,5 +305,36 @@ TEST_F(ShmTest, DeadPeerProcessIsDisconnected) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(5000));
 }
 
+// A peer that exited but is not reaped yet (a zombie: kill(pid, 0) still succeeds) is
+// gone too.
+TEST_F(ShmTest, ExitedButUnreapedPeerIsDisconnected) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    try {
+      FileStore store(folder_);
+      auto transport = make_shm_transport(store, 1, 2);
+    } catch (...) {
+      _exit(3);
+    }
+    _exit(0);
+  }
+  FileStore store(folder_);
+  auto transport = make_shm_transport(store, 0, 2);
+  int value = 0;
+  auto start = std::chrono::steady_clock::now();
+  try {
+    transport->irecv(1, &value, sizeof(value), 1)->wait(milliseconds(20000));
+    ADD_FAILURE() << "receive from an exited peer completed";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.kind(), ErrorKind::kDisconnected) << error.what();
+    EXPECT_NE(std::string(error.what()).find("rank 1"), std::string::npos) << error.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(5000));
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);  // reaped only now
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 }  // namespace
 }  // namespace petaring

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -32,6 +33,19 @@ std::string local_host_name() {  // every rank of a shm group runs on this host
   char name[HOST_NAME_MAX + 1] = {};
   if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
   return name;
+}
+
+// True when process `pid` has exited: it no longer exists, or it is a zombie (exited, not
+// yet reaped by its parent: kill(pid, 0) still succeeds then).
+bool process_gone(int64_t pid) {
+  if (kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  // "pid (command) state ...": the command may hold spaces and parentheses.
+  const size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() &&
+         (line[close + 2] == 'Z' || line[close + 2] == 'X');
 }
 
 struct SendOp {
@@ -130,8 +144,8 @@ class ShmTransport : public Transport {
   }
   int64_t pid(int p) const { return peers_[p].pid; }  // fixed at start-up
   const ShmTransportOptions& options() const { return options_; }
-  // Marks peers whose process is gone; returns the lowest dead rank, or -1.
-  int check_liveness();
+  // Marks peers whose process is gone; returns every dead rank, lowest first.
+  std::vector<int> check_liveness();
   void cancel(int source, const std::shared_ptr<RecvOp>& op);
   void abort() override {
     aborted_.store(true);
@@ -239,16 +253,23 @@ class ShmRequest : public Request {
 
  private:
   void check_dead_peers(Clock::duration idle) {
-    int dead = transport_->check_liveness();
-    if (dead < 0) return;
+    const std::vector<int> dead = transport_->check_liveness();
+    if (dead.empty()) return;
     bool own_peer = transport_->dead(peer_);
     if (!own_peer && idle < kFailedPeerGrace) return;
     if (test()) return;  // what it wrote before dying may complete this request
-    int named = own_peer ? peer_ : dead;
+    int named = own_peer ? peer_ : dead.front();
+    // Every rank found gone: the first to die (often not the one waited on, which may
+    // have exited after failing because of it) must appear in the message.
+    std::string others;
+    for (int rank : dead) {
+      if (rank != named) others += str_cat(others.empty() ? "" : ", ", "rank ", rank, " (pid ", transport_->pid(rank), ")");
+    }
     PR_FAIL(kDisconnected, "rank ", transport_->rank(), ": ", verb(), " rank ", peer_, " (",
             bytes_, " bytes, tag ", tag_, ") cannot complete: the process of rank ", named,
-            " (pid ", transport_->pid(named), " on host ", local_host_name(),
-            ") has exited; see that rank's log for why (shm transport)");
+            " (pid ", transport_->pid(named), " on host ", local_host_name(), ") has exited",
+            others.empty() ? std::string() : str_cat("; also gone: ", others),
+            "; see those ranks' logs for why (shm transport)");
   }
 };
 
@@ -538,17 +559,15 @@ void ShmTransport::cancel(int source, const std::shared_ptr<RecvOp>& op) {
   }
 }
 
-int ShmTransport::check_liveness() {
+std::vector<int> ShmTransport::check_liveness() {
   std::lock_guard<std::mutex> lock(mutex_);
-  int first_dead = -1;
+  std::vector<int> dead;
   for (int p = size_ - 1; p >= 0; --p) {
     Peer& peer = peers_[p];
-    if (!peer.dead && p != rank_ && kill(static_cast<pid_t>(peer.pid), 0) != 0 && errno == ESRCH) {
-      peer.dead = true;
-    }
-    if (peer.dead) first_dead = p;
+    if (!peer.dead && p != rank_ && process_gone(peer.pid)) peer.dead = true;
+    if (peer.dead) dead.insert(dead.begin(), p);
   }
-  return first_dead;
+  return dead;
 }
 
 }  // namespace
