@@ -18,8 +18,9 @@
 // PETARING_SINGLE_COPY=0 (the ring copies through the shared rings instead).
 //
 // Lifetime: a pid could in principle name a new process once the peer's has exited and
-// been reaped. The launchers keep a dead rank's process unreaped until they tear the job
-// down, and every transfer that fails with ESRCH is reported, not retried.
+// been reaped. Linux hands out pids in increasing order and wraps only at pid_max
+// (4,194,304 by default on 64-bit systems), so that takes the whole range being used up
+// in between; a transfer that fails with ESRCH is reported, never retried.
 #pragma once
 
 #include <cstdint>
