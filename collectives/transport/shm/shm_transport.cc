@@ -263,13 +263,15 @@ class ShmRequest : public Request {
     // have exited after failing because of it) must appear in the message.
     std::string others;
     for (int rank : dead) {
-      if (rank != named) others += str_cat(others.empty() ? "" : ", ", "rank ", rank, " (pid ", transport_->pid(rank), ")");
+      if (rank == named) continue;
+      others += str_cat(others.empty() ? "; also gone: " : ", ", "rank ", rank, " (pid ",
+                        transport_->pid(rank), ")");
     }
     PR_FAIL(kDisconnected, "rank ", transport_->rank(), ": ", verb(), " rank ", peer_, " (",
             bytes_, " bytes, tag ", tag_, ") cannot complete: the process of rank ", named,
             " (pid ", transport_->pid(named), " on host ", local_host_name(), ") has exited",
-            others.empty() ? std::string() : str_cat("; also gone: ", others),
-            "; see those ranks' logs for why (shm transport)");
+            others, others.empty() ? "; see that rank's log" : "; see those ranks' logs",
+            " for why (shm transport)");
   }
 };
 
