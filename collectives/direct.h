@@ -48,6 +48,13 @@
 // prefixed with this rank and that peer (so a rank dead in the middle of a call is named
 // by every survivor, also by those that learn of it from another peer); waits are bounded
 // by `timeout` without progress (kTimeout naming the peer).
+//
+// abort(): a rank whose transport is aborted stops at its final status exchange, which
+// then fails at once; its peers may still be copying into or out of its buffers until
+// they fail in turn. Those buffers must stay valid until the process exits (abort() is
+// for tearing a job down), unlike with the ring, whose peers never touch them. The pieces
+// themselves never wait on a peer, so a rank reaches that exchange within the time of
+// its own copies.
 #pragma once
 
 #include <chrono>
