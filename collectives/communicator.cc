@@ -466,6 +466,7 @@ void Communicator::run_allreduce(const void* send, void* recv, size_t count, DTy
     options.tag = tag;
     options.timeout = timeout_;
     options.before_first_wait = std::move(check_later);
+    options.aborted = &aborted_;
     direct_allreduce(*transport_, send, recv, count, dtype, op, options);
     return;
   }
@@ -485,7 +486,8 @@ void Communicator::run_reduce_scatter(const void* send, void* recv, size_t recv_
   options.timeout = timeout_;
   if (block_algorithm(recv_count * size() * dtype_size(dtype)) == std::string_view("direct")) {
     direct_reduce_scatter(*transport_, send, recv, recv_count, dtype, op,
-                          DirectOptions{0, timeout_, options.tag, options.before_first_wait});
+                          DirectOptions{0, timeout_, options.tag, options.before_first_wait,
+                                        &aborted_});
     return;
   }
   ring_reduce_scatter(*transport_, send, recv, recv_count, dtype, op, options);
@@ -500,7 +502,7 @@ void Communicator::run_allgather(const void* send, void* recv, size_t send_count
   options.timeout = timeout_;
   if (block_algorithm(send_count * size() * dtype_size(dtype)) == std::string_view("direct")) {
     direct_allgather(*transport_, send, recv, send_count, dtype,
-                     DirectOptions{0, timeout_, options.tag, options.before_first_wait});
+                     DirectOptions{0, timeout_, options.tag, options.before_first_wait, &aborted_});
     return;
   }
   ring_allgather(*transport_, send, recv, send_count, dtype, options);

@@ -133,6 +133,13 @@ void run_direct(Transport& transport, const AddressRecord& mine, const DirectOpt
   exchange_status(transport, Status{}, options, what);
 }
 
+void throw_if_aborted(const DirectOptions& options, int rank, const char* what) {
+  if (options.aborted != nullptr && options.aborted->load(std::memory_order_relaxed)) {
+    PR_FAIL(kFailedPrecondition, "rank ", rank, ": the communicator was aborted during the ",
+            "direct ", what, "; look for the error that made this rank abort");
+  }
+}
+
 size_t piece_elements(const DirectOptions& options, size_t element_bytes) {
   const size_t bytes = options.piece_bytes > 0 ? options.piece_bytes : kDefaultDirectPieceBytes;
   return std::max<size_t>(1, bytes / element_bytes);
@@ -156,12 +163,15 @@ class BlockReducer {
 
   // reduce() over `count` values in pieces: rank p's are at records[p].send +
   // `remote_offset` (bytes), this rank's at `own`, the result goes to `out`; after each
-  // piece, after_piece(byte offset of the piece, its bytes).
+  // piece, after_piece(byte offset of the piece, its bytes). Checks for an abort before
+  // every piece (`options`, `what`: throw_if_aborted).
   template <typename AfterPiece>
   void reduce_all(const std::vector<AddressRecord>& records, uint64_t remote_offset,
-                  const char* own, char* out, size_t count, AfterPiece&& after_piece) {
+                  const char* own, char* out, size_t count, const DirectOptions& options,
+                  const char* what, AfterPiece&& after_piece) {
     std::vector<uint64_t> remote(static_cast<size_t>(n_));
     for (size_t begin = 0; begin < count; begin += piece_) {
+      throw_if_aborted(options, r_, what);
       const size_t elements = std::min(piece_, count - begin), offset = begin * element_bytes_;
       for (int p = 0; p < n_; ++p) {
         remote[static_cast<size_t>(p)] = records[static_cast<size_t>(p)].send + remote_offset + offset;
@@ -231,8 +241,8 @@ void direct_allreduce(Transport& transport, const void* send, void* recv, size_t
     const size_t piece = std::min(piece_elements(options, element_bytes), ring_chunk(count, n, 0).end);
     const size_t start = block.begin * element_bytes;
     BlockReducer(memory, n, r, dtype, op, piece)
-        .reduce_all(records, start, in + start, out + start, block.end - block.begin,
-                    [&](size_t offset, size_t bytes) {  // the piece, hot in cache, to every peer
+        .reduce_all(records, start, in + start, out + start, block.end - block.begin, options,
+                    "allreduce", [&](size_t offset, size_t bytes) {  // the piece, hot in cache, to every peer
                       for (int hop = 1; hop < n; ++hop) {
                         const int peer = (r + hop) % n;
                         memory.write(peer, out + start + offset,
@@ -264,7 +274,7 @@ void direct_local_allreduce(Transport& local, void* data, size_t count, DType dt
     const size_t piece = std::min(piece_elements(options, element_bytes), ring_chunk(count, n, 0).end);
     BlockReducer(memory, n, r, dtype, op, piece)
         .reduce_all(records, block.begin * element_bytes, block_data, block_data,
-                    block.end - block.begin, [](size_t, size_t) {});
+                    block.end - block.begin, options, "allreduce", [](size_t, size_t) {});
     between(block_data, block.end - block.begin);
     const size_t block_bytes = (block.end - block.begin) * element_bytes;
     for (int hop = 1; hop < n && block_bytes > 0; ++hop) {
@@ -293,7 +303,8 @@ void direct_reduce_scatter(Transport& transport, const void* send, void* recv,
     const size_t piece = std::min(piece_elements(options, element_bytes), recv_count);
     const size_t block_offset = static_cast<size_t>(r) * block_bytes;
     BlockReducer(memory, n, r, dtype, op, piece)
-        .reduce_all(records, block_offset, in + block_offset, out, recv_count, [](size_t, size_t) {});
+        .reduce_all(records, block_offset, in + block_offset, out, recv_count, options,
+                    "reduce_scatter", [](size_t, size_t) {});
   });
 }
 
@@ -308,6 +319,7 @@ void direct_allgather(Transport& transport, const void* send, void* recv, size_t
   run_direct(transport, {address_of(send), address_of(recv), block_bytes}, options, "allgather",
              [&](const std::vector<AddressRecord>& records) {
     for (int hop = 1; hop < n; ++hop) {
+      throw_if_aborted(options, r, "allgather");
       const int peer = (r + hop) % n;
       memory.write(peer, in, records[static_cast<size_t>(peer)].recv + static_cast<size_t>(r) * block_bytes,
                    block_bytes);

@@ -57,6 +57,7 @@
 // its own copies.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -78,6 +79,9 @@ struct DirectOptions {
   // When set, called once, after the address records are posted and before anything is
   // waited for (the communicator's signature check), as in ring.h.
   std::function<void()> before_first_wait;
+  // When set, the copies stop between pieces once it is true (Communicator::abort, whose
+  // transport then fails the final exchange at once): the call throws kFailedPrecondition.
+  const std::atomic<bool>* aborted = nullptr;
 };
 
 // TODO(perf): measured on a 2-core host only (docs/benchmarks.md).
