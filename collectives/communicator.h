@@ -164,9 +164,9 @@ class Communicator {
 
   // Unblocks and fails every pending operation: the running one throws
   // kFailedPrecondition ("aborted") out of its current wait, queued ones finish with that
-  // error without running, and every later call fails at once. A direct collective
-  // (direct.h) that was running leaves its buffers to peers that may still be copying:
-  // keep them valid until the process exits. Irreversible; also aborts
+  // error without running, and every later call fails at once (a running direct
+  // collective, direct.h, stops between pieces; once abort() returns no peer copies into
+  // or out of this rank's buffers). Irreversible; also aborts
   // the transport (Transport::abort), so other communicators on it fail too. For tearing a
   // job down after an error elsewhere (a watchdog, another thread's failure). Any thread.
   void abort();

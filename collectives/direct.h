@@ -49,12 +49,12 @@
 // by every survivor, also by those that learn of it from another peer); waits are bounded
 // by `timeout` without progress (kTimeout naming the peer).
 //
-// abort(): a rank whose transport is aborted stops at its final status exchange, which
-// then fails at once; its peers may still be copying into or out of its buffers until
-// they fail in turn. Those buffers must stay valid until the process exits (abort() is
-// for tearing a job down), unlike with the ring, whose peers never touch them. The pieces
-// themselves never wait on a peer, so a rank reaches that exchange within the time of
-// its own copies.
+// abort(): a rank whose communicator is aborted stops copying before its next piece
+// (DirectOptions::aborted) and fails its final exchange at once. Its peers' copies into
+// and out of its memory pass its gate (transport/peer_gate.h), which the transport's
+// abort() closes, waiting out the copies already under way: once abort() has returned no
+// peer touches the rank's buffers, which may then go; the peers' next copy fails, naming
+// the aborted rank.
 #pragma once
 
 #include <atomic>

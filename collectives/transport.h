@@ -48,8 +48,9 @@ class PeerMemory {
   virtual bool reaches(int peer) const = 0;
   // Copies `bytes` from address `remote` of `peer` into `local` / from `local` to `remote`.
   // Throws kDisconnected naming the peer when its process is gone, kFailedPrecondition
-  // when the range is not mapped in the peer (the ranks disagree on a buffer) or the
-  // system refuses the access.
+  // when the range is not mapped in the peer (the ranks disagree on a buffer), the system
+  // refuses the access, or the peer has aborted (its transport's abort() closes its memory
+  // to peers and waits out their copies under way: transport/peer_gate.h).
   virtual void read(int peer, uint64_t remote, void* local, size_t bytes) = 0;
   virtual void write(int peer, const void* local, uint64_t remote, size_t bytes) = 0;
 };

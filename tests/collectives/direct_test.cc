@@ -290,6 +290,50 @@ TEST(DirectFaults, AbortStopsTheCopiesBetweenPieces) {
   }
 }
 
+// Once abort() has returned, no peer touches the aborted rank's memory: rank 0 aborts and
+// frees its buffer (64 MiB: unmapped at once, so a late copy into it would crash, or fail
+// with EFAULT over shm) while rank 1 is still copying slowly; rank 1's next copy stops at
+// rank 0's gate. Over local and shm (cross-memory attach, here into this same process).
+TEST(DirectFaults, AnAbortedRanksBuffersAreLeftAloneOnceAbortReturns) {
+  for (TransportKind kind : {TransportKind::kLocal, TransportKind::kShm}) {
+    SCOPED_TRACE(testing_ranks::transport_kind_name(kind));
+    auto group = make_transport_group(kind, 2);
+    if (peer_memory_of_all(*group[0]) == nullptr) {
+      std::printf("note: no peer memory over %s here; case not run\n",
+                  testing_ranks::transport_kind_name(kind));
+      continue;
+    }
+    std::vector<std::unique_ptr<Communicator>> comms;
+    for (auto& transport : group) {
+      const int r = transport->rank();
+      comms.push_back(std::make_unique<Communicator>(std::make_unique<TroubledMemoryTransport>(
+          std::move(transport), -1, std::chrono::milliseconds(r == 1 ? 20 : 0))));
+      comms.back()->set_timeout(std::chrono::milliseconds(1000));
+    }
+    const size_t count = size_t{16} << 20;
+    std::vector<std::exception_ptr> errors(2);
+    auto run = [&](int r) {
+      auto data = std::make_unique<std::vector<float>>(count, 1.0f);
+      try {
+        comms[r]->allreduce(data->data(), count, DType::kF32, ReduceOp::kSum);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+      data.reset();  // the buffer goes at once
+    };
+    std::thread slow(run, 1);
+    std::thread aborted(run, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    comms[0]->abort();
+    aborted.join();
+    slow.join();
+    EXPECT_NE(std::string(error_of(errors[0]).what()).find("aborted"), std::string::npos)
+        << error_of(errors[0]).what();
+    EXPECT_NE(std::string(error_of(errors[1]).what()).find("rank 0 has aborted"),
+              std::string::npos) << error_of(errors[1]).what();
+  }
+}
+
 // Rank 2 copies slowly (20 ms a copy); the others finish their own blocks at once. None
 // may return before rank 2 has written its block into their buffers: each checks its
 // result the moment its call returns.

@@ -9,6 +9,7 @@
 #include <string>
 #include <tuple>
 
+#include "collectives/transport/peer_gate.h"
 #include "runtime/check.h"
 #include "runtime/error.h"
 
@@ -178,28 +179,36 @@ class ReceiveRequest : public Request {
 };
 
 // Ranks that are threads of one process share its address space: a peer's address is
-// this rank's too.
+// this rank's too. Copies pass the target's gate (peer_gate.h), shared by the group.
 class SharedAddressSpace : public PeerMemory {
  public:
-  SharedAddressSpace(int rank, int size) : rank_(rank), size_(size) {}
+  SharedAddressSpace(int rank, int size, std::shared_ptr<std::vector<PeerGate>> gates)
+      : rank_(rank), size_(size), gates_(std::move(gates)) {}
   bool reaches(int peer) const override { return peer >= 0 && peer < size_ && peer != rank_; }
   void read(int peer, uint64_t remote, void* local, size_t bytes) override {
     PR_CHECK(reaches(peer)) << "rank " << rank_ << " has no peer " << peer;
-    if (bytes > 0) std::memcpy(local, reinterpret_cast<const void*>(remote), bytes);
+    copy_through_gate((*gates_)[static_cast<size_t>(peer)], rank_, peer, [&] {
+      if (bytes > 0) std::memcpy(local, reinterpret_cast<const void*>(remote), bytes);
+    });
   }
   void write(int peer, const void* local, uint64_t remote, size_t bytes) override {
     PR_CHECK(reaches(peer)) << "rank " << rank_ << " has no peer " << peer;
-    if (bytes > 0) std::memcpy(reinterpret_cast<void*>(remote), local, bytes);
+    copy_through_gate((*gates_)[static_cast<size_t>(peer)], rank_, peer, [&] {
+      if (bytes > 0) std::memcpy(reinterpret_cast<void*>(remote), local, bytes);
+    });
   }
+  void close() { close_gate((*gates_)[static_cast<size_t>(rank_)]); }
 
  private:
   int rank_, size_;
+  std::shared_ptr<std::vector<PeerGate>> gates_;  // index: rank
 };
 
 class LocalTransport : public Transport {
  public:
-  LocalTransport(std::shared_ptr<Mailbox> mailbox, int rank, int size)
-      : mailbox_(std::move(mailbox)), rank_(rank), size_(size), memory_(rank, size) {}
+  LocalTransport(std::shared_ptr<Mailbox> mailbox, int rank, int size,
+                 std::shared_ptr<std::vector<PeerGate>> gates)
+      : mailbox_(std::move(mailbox)), rank_(rank), size_(size), memory_(rank, size, std::move(gates)) {}
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -222,6 +231,7 @@ class LocalTransport : public Transport {
 
   void abort() override {
     aborted_->store(true);
+    memory_.close();  // no peer copies into this rank's buffers after this returns
     mailbox_->wake();
   }
 
@@ -242,9 +252,10 @@ class LocalTransport : public Transport {
 std::vector<std::unique_ptr<Transport>> make_local_transports(int size) {
   PR_CHECK_GE(size, 1) << "a group needs at least one rank";
   auto mailbox = std::make_shared<Mailbox>();
+  auto gates = std::make_shared<std::vector<PeerGate>>(static_cast<size_t>(size));
   std::vector<std::unique_ptr<Transport>> transports;
   for (int rank = 0; rank < size; ++rank) {
-    transports.push_back(std::make_unique<LocalTransport>(mailbox, rank, size));
+    transports.push_back(std::make_unique<LocalTransport>(mailbox, rank, size, gates));
   }
   return transports;
 }

@@ -57,11 +57,15 @@ bool CmaPeerMemory::reaches(int peer) const {
 }
 
 void CmaPeerMemory::read(int peer, uint64_t remote, void* local, size_t bytes) {
-  transfer(peer, remote, local, bytes, false);
+  PR_CHECK(reaches(peer)) << "rank " << rank_ << " has no peer " << peer;
+  copy_through_gate(*gates_[static_cast<size_t>(peer)], rank_, peer,
+                    [&] { transfer(peer, remote, local, bytes, false); });
 }
 
 void CmaPeerMemory::write(int peer, const void* local, uint64_t remote, size_t bytes) {
-  transfer(peer, remote, const_cast<void*>(local), bytes, true);
+  PR_CHECK(reaches(peer)) << "rank " << rank_ << " has no peer " << peer;
+  copy_through_gate(*gates_[static_cast<size_t>(peer)], rank_, peer,
+                    [&] { transfer(peer, remote, const_cast<void*>(local), bytes, true); });
 }
 
 void CmaPeerMemory::transfer(int peer, uint64_t remote, void* local, size_t bytes, bool write) {

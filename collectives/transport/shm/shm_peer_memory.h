@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "collectives/transport.h"
+#include "collectives/transport/peer_gate.h"
 
 namespace petaring::shm {
 
@@ -44,19 +45,24 @@ uint64_t prepare_probe();
 // else why not (for the log), e.g. "process_vm_readv: Operation not permitted".
 std::string probe_peer(int64_t pid, uint64_t address);
 
-// PeerMemory over the pids of a group's ranks (index: rank; this rank's own is unused).
+// PeerMemory over the pids of a group's ranks and the gates in their segment headers
+// (index: rank). Every copy passes the target's gate (peer_gate.h); close() closes this
+// rank's own, for Transport::abort.
 class CmaPeerMemory : public PeerMemory {
  public:
-  CmaPeerMemory(int rank, std::vector<int64_t> pids) : rank_(rank), pids_(std::move(pids)) {}
+  CmaPeerMemory(int rank, std::vector<int64_t> pids, std::vector<PeerGate*> gates)
+      : rank_(rank), pids_(std::move(pids)), gates_(std::move(gates)) {}
   bool reaches(int peer) const override;
   void read(int peer, uint64_t remote, void* local, size_t bytes) override;
   void write(int peer, const void* local, uint64_t remote, size_t bytes) override;
+  void close() { close_gate(*gates_[static_cast<size_t>(rank_)]); }
 
  private:
   void transfer(int peer, uint64_t remote, void* local, size_t bytes, bool write);
 
   int rank_;
   std::vector<int64_t> pids_;
+  std::vector<PeerGate*> gates_;
 };
 
 }  // namespace petaring::shm

@@ -34,6 +34,7 @@ struct Header {
   std::atomic<uint32_t> doorbell;  // see Segment::doorbell
   std::atomic<uint32_t> sleepers;
   std::atomic<uint64_t> probe_address;  // see Segment::probe_address
+  PeerGate gate;                        // see Segment::gate
 };
 static_assert(sizeof(Header) <= kHeaderBytes);
 
@@ -184,6 +185,8 @@ uint64_t Segment::probe_address() const {
 void Segment::set_probe_address(uint64_t address) {
   reinterpret_cast<Header*>(base_)->probe_address.store(address, std::memory_order_release);
 }
+
+PeerGate* Segment::gate() const { return &reinterpret_cast<Header*>(base_)->gate; }
 
 int64_t Segment::owner_pid() const { return reinterpret_cast<const Header*>(base_)->pid; }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "collectives/transport/peer_gate.h"
 #include "collectives/transport/shm/shm_transport.h"
 
 namespace petaring::shm {
@@ -72,6 +73,8 @@ class Segment {
   // (shm_peer_memory.h); 0 until the owner sets it, before it announces the segment.
   uint64_t probe_address() const;
   void set_probe_address(uint64_t address);
+  // The gate on the owner's own memory for peers' cross-memory copies (peer_gate.h).
+  PeerGate* gate() const;
 
  private:
   char* base_ = nullptr;

@@ -149,6 +149,9 @@ class ShmTransport : public Transport {
   void cancel(int source, const std::shared_ptr<RecvOp>& op);
   void abort() override {
     aborted_.store(true);
+    // Peers may be copying into this rank's buffers (direct.h): let no more start, and
+    // wait out those under way, so that the buffers may go once the collective fails.
+    if (peer_memory_) peer_memory_->close();
     shm::ring_doorbell(segments_[rank_].doorbell(), segments_[rank_].sleepers());
   }
   // Waiting without polling (ShmRequest::wait): doze_begin counts this thread as asleep
@@ -317,8 +320,14 @@ ShmTransport::ShmTransport(std::vector<shm::Segment> segments, int rank, int siz
                            const ShmTransportOptions& options, bool single_copy)
     : segments_(std::move(segments)), peers_(size), rank_(rank), size_(size), options_(options) {
   std::vector<int64_t> pids;
-  for (const shm::Segment& segment : segments_) pids.push_back(segment.owner_pid());
-  if (single_copy) peer_memory_ = std::make_unique<shm::CmaPeerMemory>(rank, std::move(pids));
+  std::vector<PeerGate*> gates;
+  for (const shm::Segment& segment : segments_) {
+    pids.push_back(segment.owner_pid());
+    gates.push_back(segment.gate());
+  }
+  if (single_copy) {
+    peer_memory_ = std::make_unique<shm::CmaPeerMemory>(rank, std::move(pids), std::move(gates));
+  }
   for (int p = 0; p < size; ++p) {
     peers_[p].out = segments_[p].ring(rank);
     peers_[p].in = segments_[rank].ring(p);
