@@ -32,9 +32,7 @@ std::string host_name() {
   if (const char* fake = std::getenv("PETARING_HOST_ID"); fake != nullptr && *fake != '\0') {
     return fake;
   }
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
-  return name;
+  return local_host_name();
 }
 
 // An integer environment variable, or `fallback` when unset or malformed.

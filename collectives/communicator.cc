@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
-#include <string_view>
 #include <utility>
 
 #include "collectives/allgather.h"
@@ -70,12 +69,6 @@ std::chrono::milliseconds parse_timeout(const char* text) {
             "or unset it");
   }
   return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
-}
-
-std::string local_host_name() {
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
-  return name;
 }
 
 }  // namespace
@@ -484,7 +477,7 @@ void Communicator::run_reduce_scatter(const void* send, void* recv, size_t recv_
       begin_collective(signature_of(CollectiveKind::kReduceScatter, recv_count, dtype, op),
                        recv_count > 0 ? &options.before_first_wait : nullptr);
   options.timeout = timeout_;
-  if (block_algorithm(recv_count * size() * dtype_size(dtype)) == std::string_view("direct")) {
+  if (use_direct_blocks(recv_count * size() * dtype_size(dtype))) {
     direct_reduce_scatter(*transport_, send, recv, recv_count, dtype, op,
                           DirectOptions{0, timeout_, options.tag, options.before_first_wait,
                                         &aborted_});
@@ -500,7 +493,7 @@ void Communicator::run_allgather(const void* send, void* recv, size_t send_count
       signature_of(CollectiveKind::kAllgather, send_count, dtype, ReduceOp::kSum),
       send_count > 0 ? &options.before_first_wait : nullptr);
   options.timeout = timeout_;
-  if (block_algorithm(send_count * size() * dtype_size(dtype)) == std::string_view("direct")) {
+  if (use_direct_blocks(send_count * size() * dtype_size(dtype))) {
     direct_allgather(*transport_, send, recv, send_count, dtype,
                      DirectOptions{0, timeout_, options.tag, options.before_first_wait, &aborted_});
     return;
@@ -529,7 +522,11 @@ void Communicator::run_barrier() {
 }
 
 const char* Communicator::block_algorithm(size_t bytes) const {
-  return bytes > small_message_threshold_ && use_direct() ? "direct" : "ring";
+  return use_direct_blocks(bytes) ? "direct" : "ring";
+}
+
+bool Communicator::use_direct_blocks(size_t bytes) const {
+  return bytes > small_message_threshold_ && use_direct();
 }
 
 bool Communicator::use_direct() const {

@@ -208,6 +208,8 @@ class Communicator {
   uint64_t next_group_id(int color);
   bool use_hierarchical(size_t bytes) const;
   bool use_direct() const;  // single copy on and the transport reaches every peer
+  // reduce_scatter / allgather over a whole buffer of `bytes`: direct (else the ring).
+  bool use_direct_blocks(size_t bytes) const;
   void check_peer(int peer, const char* what) const;
 
   // The bodies of the collectives, run in issue order (on the caller or the progress thread).

@@ -1,5 +1,8 @@
 #include "collectives/transport.h"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <vector>
 
 #include "runtime/error.h"
@@ -10,6 +13,12 @@ std::string transport_aborted_message(int rank, int peer, const char* transport_
   return str_cat("rank ", rank, ": the communicator was aborted while an operation with rank ",
                  peer, " was pending (", transport_name,
                  " transport); look for the error that made this rank abort");
+}
+
+std::string local_host_name() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
+  return name;
 }
 
 namespace {

@@ -105,4 +105,8 @@ class Transport {
 // The message every transport's requests throw once abort() was called.
 std::string transport_aborted_message(int rank, int peer, const char* transport_name);
 
+// This machine's host name (gethostname), "unknown-host" when it cannot be read: how errors
+// and the host exchange name a host.
+std::string local_host_name();
+
 }  // namespace petaring

@@ -15,12 +15,6 @@
 namespace petaring::shm {
 namespace {
 
-std::string host_name() {
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
-  return name;
-}
-
 // Copies up to `bytes`; returns how many moved, or -1 with errno set.
 ssize_t copy_once(pid_t pid, uint64_t remote, void* local, size_t bytes, bool write) {
   iovec local_range{local, bytes};
@@ -85,7 +79,7 @@ void CmaPeerMemory::transfer(int peer, uint64_t remote, void* local, size_t byte
     if (code == EINTR) continue;
     const std::string what = str_cat("rank ", rank_, ": ", write ? "writing " : "reading ", bytes,
                                      " bytes ", write ? "to" : "from", " rank ", peer, " (pid ",
-                                     pid, " on host ", host_name(), ") at 0x", std::hex, remote,
+                                     pid, " on host ", local_host_name(), ") at 0x", std::hex, remote,
                                      std::dec, " failed: ", std::strerror(code));
     if (code == ESRCH) {
       PR_FAIL(kDisconnected, what, "; the process of rank ", peer,

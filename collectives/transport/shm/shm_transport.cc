@@ -29,12 +29,6 @@ constexpr size_t kFrameHeader = 16;  // [u64 tag][u64 bytes]
 constexpr milliseconds kLivenessPeriod{100};
 constexpr milliseconds kFailedPeerGrace{1000};
 
-std::string local_host_name() {  // every rank of a shm group runs on this host
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
-  return name;
-}
-
 // True when process `pid` has exited: it no longer exists, or it is a zombie (exited, not
 // yet reaped by its parent: kill(pid, 0) still succeeds then).
 bool process_gone(int64_t pid) {

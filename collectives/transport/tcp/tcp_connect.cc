@@ -66,12 +66,6 @@ std::unique_ptr<tcp::socket> connect_to(asio::io_context& io, int rank, int peer
   return socket;
 }
 
-std::string local_host_name() {
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
-  return name;
-}
-
 }  // namespace
 
 std::vector<PeerSocket> connect_peers(asio::io_context& io, Store& store, int rank, int size,
